@@ -1,0 +1,4 @@
+"""bertlab: fine-tune BERT-family encoders for text classification and regression."""
+from bertlab.resolvers import register_resolvers
+
+register_resolvers()

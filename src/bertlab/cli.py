@@ -1,0 +1,56 @@
+"""What the entry points share: fast checks of the command line, and one-line user errors."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Callable
+
+from omegaconf.errors import MissingMandatoryValue
+
+from bertlab.errors import ConfigError, user_error
+
+log = logging.getLogger("bertlab")
+
+
+def check_group_choices(argv: list[str], conf_dir: Path) -> None:
+    """Exit with one line when an override names a config-group option that does not exist.
+
+    Hydra reports this too, but over a dozen lines, after its start-up; this runs first.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if not a.startswith("-") and "=" in a]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except Exception:
+        return  # Hydra will report the syntax error itself
+    for o in overrides:
+        group = o.key_or_group
+        folder = conf_dir / group
+        if o.is_delete() or not folder.is_dir() or o.package:
+            continue
+        values = o.value()
+        values = getattr(values, "list", None) or ([values] if isinstance(values, str) else [])
+        valid = sorted(p.stem for p in folder.glob("*.yaml"))
+        for v in values:
+            if isinstance(v, str) and v not in valid:
+                print(f"error: {group}={v} is not an option; valid: {', '.join(valid)}",
+                      file=sys.stderr)
+                sys.exit(2)
+
+
+def run_task(task: Callable, cfg) -> object:
+    """Run `task(cfg)`; a user error becomes one line `error: ...` and a non-zero exit."""
+    try:
+        return task(cfg)
+    except MissingMandatoryValue as e:
+        err = ConfigError(f"{e.full_key} is not set; give it on the command line "
+                          f"({e.full_key}=...)")
+    except Exception as e:
+        err = user_error(e)
+        if err is None:
+            raise  # a bug: keep the traceback
+    log.debug("user error", exc_info=True)
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(1)

@@ -1,0 +1,329 @@
+"""TextDataModule: source -> clean -> split -> encode labels -> tokenize (cached) -> batches."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+import datasets
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+from transformers import AutoTokenizer, DataCollatorWithPadding
+from transformers.trainer_pt_utils import LengthGroupedSampler
+
+from bertlab.data.clean import cleaner
+from bertlab.data.sources import SOURCES, read_files, read_hub
+from bertlab.errors import ConfigError, DataError
+from bertlab.hub import from_pretrained
+
+log = logging.getLogger(__name__)
+
+TASKS = ("classification", "multilabel", "regression")
+SPLITS = ("train", "validation", "test")
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+CACHE_VERSION = 1  # bump when the cached layout changes
+
+
+def infer_task(feature) -> str:
+    """A float column means regression, a list column multi-label, anything else classes."""
+    if isinstance(feature, (datasets.Sequence, datasets.List, list)):
+        return "multilabel"
+    if isinstance(feature, datasets.Value) and feature.dtype.startswith("float"):
+        return "regression"
+    return "classification"
+
+
+def label_names(values: list, task: str) -> list[str]:
+    """Sorted class names; integer labels sort as numbers ("2" before "10")."""
+    flat = {v for row in values for v in row} if task == "multilabel" else set(values)
+    if all(isinstance(v, (int, bool)) for v in flat):
+        return [str(v) for v in sorted(flat)]
+    return sorted(str(v) for v in flat)
+
+
+def is_missing(v) -> bool:
+    return v is None or (isinstance(v, float) and not math.isfinite(v)) or v == ""
+
+
+class TextDataModule(L.LightningDataModule):
+    """Loads, cleans, splits and tokenizes text once (cached on disk) and serves padded batches."""
+
+    def __init__(
+        self,
+        source: str = "files",
+        train_file: str | None = None,
+        validation_file: str | None = None,
+        test_file: str | None = None,
+        path: str | None = None,
+        name: str | None = None,
+        splits: dict | None = None,
+        format: str | None = None,
+        read_kwargs: dict | None = None,
+        text_column: str = "text",
+        text_pair_column: str | None = None,
+        label_column: str = "label",
+        task: str | None = None,
+        clean: list[str] = ("normalize_whitespace",),
+        val_size: float = 0.1,
+        test_size: float = 0.1,
+        max_samples: int | None = None,
+        tokenizer: str | None = None,
+        max_length: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        group_by_length: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        if source not in SOURCES:
+            raise ConfigError(f"data.source={source!r} is not valid; use one of {', '.join(SOURCES)}")
+        if task is not None and task not in TASKS:
+            raise ConfigError(f"data.task={task!r} is not valid; use one of {', '.join(TASKS)}")
+        if source == "files" and not train_file:
+            raise ConfigError("data.train_file is not set; give the path of a csv, tsv, json, jsonl "
+                              "or parquet file (data=files data.train_file=my.csv)")
+        for key, value in (("batch_size", batch_size), ("max_length", max_length)):
+            if not isinstance(value, int) or value <= 0:
+                raise ConfigError(f"{key}={value!r} is not valid; use a positive integer")
+        for key, value in (("val_size", val_size), ("test_size", test_size)):
+            if not 0 <= value < 1:
+                raise ConfigError(f"data.{key}={value!r} is not valid; use a fraction in [0, 1)")
+        self.cfg = dict(
+            source=source, files={"train": train_file, "validation": validation_file,
+                                  "test": test_file},
+            path=path, name=name, splits=dict(splits or {}), format=format,
+            read_kwargs=dict(read_kwargs or {}), text_column=text_column,
+            text_pair_column=text_pair_column, label_column=label_column, task=task,
+            clean=list(clean), val_size=val_size, test_size=test_size, max_samples=max_samples,
+            max_length=max_length, seed=seed)
+        self.tokenizer_name = tokenizer
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or 2 * batch_size
+        self.group_by_length = group_by_length
+        self.num_workers = num_workers
+        self.seed = seed
+        self.cache_root = Path(os.path.expanduser(cache_dir or "~/.cache/bertlab"))
+        self.tokenizer = from_pretrained(AutoTokenizer, tokenizer, what="model.tokenizer")
+        self.dataset: datasets.DatasetDict | None = None
+        self.labels: list[str] = []
+        self.task: str | None = None
+
+    # ---- the one-way pipeline -------------------------------------------------------------
+    def read(self) -> datasets.DatasetDict:
+        c = self.cfg
+        if c["source"] == "hub":
+            dd = read_hub(c["path"], c["name"], c["read_kwargs"])
+            wanted = c["splits"] or {s: s for s in SPLITS}
+            return datasets.DatasetDict({ours: dd[theirs] for ours, theirs in wanted.items()
+                                         if theirs is not None and theirs in dd})
+        files = {split: str(p) for split, p in c["files"].items() if p}
+        return read_files(files, c["format"], c["read_kwargs"])
+
+    def standardize(self, dd: datasets.DatasetDict) -> datasets.DatasetDict:
+        """Keep text, text_pair and labels (renamed), cleaned; drop unusable rows with a count."""
+        c = self.cfg
+        wanted = [c["text_column"], c["label_column"]] + (
+            [c["text_pair_column"]] if c["text_pair_column"] else [])
+        for split, ds in dd.items():
+            missing = [col for col in wanted if col not in ds.column_names]
+            if missing:
+                key = {c["text_column"]: "text_column", c["label_column"]: "label_column"}.get(
+                    missing[0], "text_pair_column")
+                raise DataError(f"data.{key}={missing[0]!r} is not a column of the {split} data; "
+                                f"its columns are: {', '.join(ds.column_names)}")
+        clean = cleaner(c["clean"])
+        pair = c["text_pair_column"]
+
+        def standard(batch):
+            out = {"text": [clean(t) for t in batch[c["text_column"]]],
+                   "labels": batch[c["label_column"]]}
+            if pair:
+                out["text_pair"] = [clean(t) for t in batch[pair]]
+            return out
+
+        out = {}
+        for split, ds in dd.items():
+            ds = ds.map(standard, batched=True, remove_columns=ds.column_names,
+                        desc=f"clean {split}")
+            n = len(ds)
+            ds = ds.filter(lambda b: [bool(t) and not is_missing(y) for t, y in
+                                      zip(b["text"], b["labels"])], batched=True)
+            if len(ds) < n:
+                log.warning("%s: dropped %d of %d rows with blank text or a missing label",
+                            split, n - len(ds), n)
+            if len(ds) == 0:
+                raise DataError(f"the {split} data is empty after dropping blank rows and missing "
+                                f"labels (columns {c['text_column']!r}, {c['label_column']!r})")
+            out[split] = ds
+        return datasets.DatasetDict(out)
+
+    def encode_labels(self, dd: datasets.DatasetDict, task: str) -> datasets.DatasetDict:
+        """Class names <-> ids from the training labels; other splits may only use those names."""
+        if task == "regression":
+            self.labels = []
+            try:
+                return dd.cast_column("labels", datasets.Value("float32"))
+            except (ValueError, TypeError) as e:
+                raise DataError(f"data.label_column={self.cfg['label_column']!r} has values that "
+                                f"are not numbers, so it cannot be a regression target") from e
+        self.labels = label_names(list(dd["train"]["labels"]), task)
+        ids = {name: i for i, name in enumerate(self.labels)}
+        for split in dd:
+            values = list(dd[split]["labels"])
+            seen = {str(v) for row in values for v in row} if task == "multilabel" else {
+                str(v) for v in values}
+            unknown = sorted(seen - ids.keys())
+            if unknown:
+                raise DataError(f"label {unknown[0]!r} in the {split} data never occurs in training;"
+                                f" training labels: {', '.join(self.labels)}")
+
+        def to_ids(batch):
+            if task == "multilabel":
+                hot = [[0.0] * len(ids) for _ in batch["labels"]]
+                for row, names in zip(hot, batch["labels"]):
+                    for n in names:
+                        row[ids[str(n)]] = 1.0
+                return {"labels": hot}
+            return {"labels": [ids[str(v)] for v in batch["labels"]]}
+
+        feature = (datasets.Sequence(datasets.Value("float32")) if task == "multilabel"
+                   else datasets.ClassLabel(names=self.labels))
+        return datasets.DatasetDict({
+            split: ds.map(to_ids, batched=True,
+                          features=datasets.Features({**ds.features, "labels": feature}))
+            for split, ds in dd.items()})
+
+    def split(self, dd: datasets.DatasetDict, task: str) -> datasets.DatasetDict:
+        """Carve missing validation/test splits out of train: seeded, stratified for classes."""
+        c = self.cfg
+        n = len(dd["train"])
+        stratify = "labels" if task == "classification" else None
+        for split, frac in (("test", c["test_size"]), ("validation", c["val_size"])):
+            if split in dd or not frac:
+                continue
+            k = max(1, round(frac * n))
+            try:
+                parts = dd["train"].train_test_split(test_size=k, seed=c["seed"],
+                                                     stratify_by_column=stratify)
+            except ValueError as e:
+                raise DataError(f"cannot carve a {k}-row {split} split out of {len(dd['train'])} "
+                                f"training rows ({e}); give data.{split}_file or more data") from e
+            dd["train"], dd[split] = parts["train"], parts["test"]
+        if "validation" not in dd:
+            raise ConfigError("there is no validation split: give data.validation_file or set "
+                              "data.val_size to a fraction in (0, 1)")
+        return dd
+
+    def tokenize(self, dd: datasets.DatasetDict) -> datasets.DatasetDict:
+        tok, max_length, pair = self.tokenizer, self.cfg["max_length"], self.cfg["text_pair_column"]
+
+        def encode(batch):
+            full = tok(batch["text"], batch["text_pair"] if pair else None, truncation=False)
+            enc = tok(batch["text"], batch["text_pair"] if pair else None, truncation=True,
+                      max_length=max_length)
+            enc["length"] = [len(x) for x in enc["input_ids"]]
+            enc["truncated"] = [len(x) > max_length for x in full["input_ids"]]
+            return enc
+
+        dd = datasets.DatasetDict({s: ds.map(encode, batched=True, desc=f"tokenize {s}")
+                                   for s, ds in dd.items()})
+        for split, ds in dd.items():
+            n = sum(ds["truncated"])
+            if n:
+                log.info("%s: %d of %d rows truncated to max_length=%d", split, n, len(ds),
+                         max_length)
+        return dd
+
+    def build(self) -> datasets.DatasetDict:
+        dd = self.read()
+        if "train" not in dd:
+            raise DataError(f"the data has no train split; its splits are: {', '.join(dd)}")
+        c = self.cfg
+        if c["max_samples"]:
+            dd["train"] = dd["train"].shuffle(seed=c["seed"]).select(
+                range(min(c["max_samples"], len(dd["train"]))))
+        dd = self.standardize(dd)
+        self.task = c["task"] or infer_task(dd["train"].features["labels"])
+        dd = self.encode_labels(dd, self.task)
+        dd = self.split(dd, self.task)
+        return self.tokenize(dd)
+
+    # ---- cache ----------------------------------------------------------------------------
+    def cache_key(self) -> str:
+        """Changes with the data config, the input files' size and mtime, and the tokenizer."""
+        stats = {s: [str(Path(p).resolve()), os.path.getsize(p), os.path.getmtime(p)]
+                 for s, p in self.cfg["files"].items() if p and Path(p).is_file()}
+        tok = self.tokenizer
+        tok_id = tok.backend_tokenizer.to_str() if tok.is_fast else repr(tok.get_vocab())
+        blob = json.dumps([CACHE_VERSION, self.cfg, stats, type(tok).__name__,
+                           hashlib.sha256(tok_id.encode()).hexdigest()], sort_keys=True,
+                          default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def prepare_data(self) -> None:
+        folder = self.cache_root / self.cache_key()
+        if (folder / "meta.json").exists():
+            return
+        dd = self.build()
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        dd.save_to_disk(str(tmp))
+        (tmp / "meta.json").write_text(json.dumps({"task": self.task, "labels": self.labels}))
+        try:
+            tmp.rename(folder)  # atomic: a half-written cache is never read
+        except OSError:  # another process finished the same cache first
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.dataset is not None:
+            return
+        folder = self.cache_root / self.cache_key()
+        if not (folder / "meta.json").exists():
+            self.prepare_data()
+        else:
+            log.info("tokenized data from cache %s", folder)
+        meta = json.loads((folder / "meta.json").read_text())
+        self.task, self.labels = meta["task"], meta["labels"]
+        dd = datasets.load_from_disk(str(folder))
+        self.dataset = datasets.DatasetDict({
+            s: ds.select_columns([c for c in MODEL_INPUTS + ("length",) if c in ds.column_names])
+            for s, ds in dd.items()})
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.task == "regression" else len(self.labels)
+
+    # ---- batches --------------------------------------------------------------------------
+    def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
+        rows = [{k: v for k, v in f.items() if k != "length"} for f in features]
+        return DataCollatorWithPadding(self.tokenizer)(rows)
+
+    def train_dataloader(self) -> DataLoader:
+        ds = self.dataset["train"]
+        sampler = None
+        if self.group_by_length:  # batches of similar length: far less padding
+            g = torch.Generator().manual_seed(self.seed)
+            sampler = LengthGroupedSampler(self.batch_size, lengths=list(ds["length"]),
+                                           generator=g)
+        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
+                          shuffle=sampler is None, collate_fn=self.collate,
+                          num_workers=self.num_workers)
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        ds = self.dataset[split]
+        lengths = list(ds["length"])
+        order = sorted(range(len(ds)), key=lengths.__getitem__)  # less padding, same metrics
+        return DataLoader(ds.select(order), batch_size=self.eval_batch_size,
+                          collate_fn=self.collate, num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("test")

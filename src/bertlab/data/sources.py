@@ -1,0 +1,64 @@
+"""Read raw splits from local files or the Hugging Face Hub into a `datasets.DatasetDict`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+
+from bertlab.errors import ConfigError, DataError
+from bertlab.hub import ensure_hub_or_offline
+
+# file suffix -> `datasets` builder
+FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".jsonl": "json",
+           ".parquet": "parquet"}
+SOURCES = ("files", "hub")
+
+
+def file_format(path: str, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in set(FORMATS.values()):
+            raise ConfigError(f"data.format={fmt!r} is not supported; use one of csv, json, parquet")
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise DataError(f"cannot tell the format of {path}: suffix {suffix!r} is not one of "
+                        f"{', '.join(FORMATS)} (set data.format=csv|json|parquet)")
+    return FORMATS[suffix]
+
+
+def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> datasets.DatasetDict:
+    """One split per file. All files must share a format (as `load_dataset` requires)."""
+    for split, path in files.items():
+        if not Path(path).is_file():
+            raise DataError(f"data.{split}_file={path} does not exist")
+    formats = {file_format(p, fmt) for p in files.values()}
+    if len(formats) > 1:
+        raise DataError(f"data files mix formats {sorted(formats)}; use one format for all splits")
+    builder = formats.pop()
+    kwargs = dict(read_kwargs)
+    if builder == "csv" and "sep" not in kwargs and "delimiter" not in kwargs:
+        if all(Path(p).suffix.lower() == ".tsv" for p in files.values()):
+            kwargs["sep"] = "\t"
+    try:
+        return datasets.load_dataset(builder, data_files=dict(files), **kwargs)
+    except Exception as e:  # pandas/pyarrow raise many types for unreadable files
+        names = ", ".join(files.values())
+        raise DataError(f"cannot read {names} as {builder}: {first_line(e)}") from e
+
+
+def first_line(e: BaseException) -> str:
+    cause = e.__cause__ or e
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"
+
+
+def read_hub(path: str, name: str | None, read_kwargs: dict) -> datasets.DatasetDict:
+    ensure_hub_or_offline()
+    try:
+        return datasets.load_dataset(path, name, **read_kwargs)
+    except Exception as e:
+        what = f"{path}/{name}" if name else path
+        raise DataError(
+            f"cannot load the Hub dataset {what!r} (the Hub is unreachable and it is not in the "
+            f"local cache: {first_line(e)}); train offline on your own files with "
+            f"data=files data.train_file=...") from e

@@ -1,0 +1,25 @@
+"""User-facing errors: the entry points print them as one line `error: ...` and exit non-zero."""
+from __future__ import annotations
+
+
+class BertlabError(Exception):
+    """A mistake the user can fix; the message names the bad value and what would be valid."""
+
+
+class ConfigError(BertlabError):
+    """A config value that cannot work."""
+
+
+class DataError(BertlabError):
+    """Data that cannot be read or used."""
+
+
+def user_error(exc: BaseException) -> BertlabError | None:
+    """The BertlabError behind `exc`, if any (OmegaConf and Hydra wrap what resolvers raise)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, BertlabError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

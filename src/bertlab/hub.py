@@ -1,0 +1,50 @@
+"""Hugging Face Hub access that fails in seconds, with one clear line, when the Hub is unreachable."""
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from bertlab.errors import ConfigError
+
+
+@functools.cache
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick TCP probe: offline, the Hub clients would otherwise retry for ~25 seconds."""
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "", "false"):
+        return False
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def ensure_hub_or_offline() -> None:
+    """When the Hub is unreachable, make its clients use their local caches only."""
+    if hub_reachable():
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    import datasets
+    import huggingface_hub.constants
+
+    huggingface_hub.constants.HF_HUB_OFFLINE = True  # both read the variable at import
+    datasets.config.HF_HUB_OFFLINE = True
+
+
+def from_pretrained(loader, name_or_path: str, what: str = "model.name_or_path", **kwargs):
+    """`loader.from_pretrained(name_or_path)`, a local folder or a Hub id, with a one-line error."""
+    if not Path(name_or_path).is_dir():
+        ensure_hub_or_offline()
+    try:
+        return loader.from_pretrained(name_or_path, **kwargs)
+    except OSError as e:
+        raise ConfigError(
+            f"{what}={name_or_path!r} is neither a local folder nor a Hub id that is cached or "
+            f"reachable (offline?); use model=minilm or a local folder ({str(e).splitlines()[0]})"
+        ) from e

