@@ -1,6 +1,7 @@
 """What the entry points share: fast checks of the command line, and one-line user errors."""
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from pathlib import Path
@@ -54,3 +55,22 @@ def run_task(task: Callable, cfg) -> object:
     log.debug("user error", exc_info=True)
     print(f"error: {err}", file=sys.stderr)
     sys.exit(1)
+
+
+def entry(script: str, config_name: str, task: str) -> None:
+    """What each root script runs: check the command line, compose `config_name`, run `task`.
+
+    `task` is "module:function", imported only once the config is known to be good, so that
+    `--help` and mistakes on the command line answer without importing torch.
+    """
+    import hydra
+
+    conf = Path(script).resolve().parent / "conf"
+    check_group_choices(sys.argv[1:], conf)
+
+    @hydra.main(version_base="1.3", config_path=str(conf), config_name=config_name)
+    def main(cfg):
+        module, function = task.split(":")
+        return run_task(getattr(importlib.import_module(module), function), cfg)
+
+    main()

@@ -82,8 +82,9 @@ def train(cfg: DictConfig) -> float:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings, no oversubscription
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    for name in ("lightning.pytorch", "lightning.fabric"):  # Hydra's handlers log them once
-        logging.getLogger(name).handlers.clear()
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).handlers.clear()  # Hydra's handlers (console, train.log) print
+        logging.getLogger(name).propagate = True  # each line once
     datasets.disable_progress_bars()  # tokenizing is quick; the training bar is the one to watch
 
     dm = instantiate(cfg.data, tokenizer=cfg.model.tokenizer, max_length=cfg.max_length,

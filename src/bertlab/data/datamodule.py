@@ -80,13 +80,14 @@ class TextDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         cache_dir: str | None = None,
+        labels: list[str] | None = None,
     ) -> None:
         super().__init__()
         if source not in SOURCES:
             raise ConfigError(f"data.source={source!r} is not valid; use one of {', '.join(SOURCES)}")
         if task is not None and task not in TASKS:
             raise ConfigError(f"data.task={task!r} is not valid; use one of {', '.join(TASKS)}")
-        if source == "files" and not train_file:
+        if source == "files" and not train_file and not (labels is not None and test_file):
             raise ConfigError("data.train_file is not set; give the path of a csv, tsv, json, jsonl "
                               "or parquet file (data=files data.train_file=my.csv)")
         for key, value in (("batch_size", batch_size), ("max_length", max_length)):
@@ -102,7 +103,7 @@ class TextDataModule(L.LightningDataModule):
             read_kwargs=dict(read_kwargs or {}), text_column=text_column,
             text_pair_column=text_pair_column, label_column=label_column, task=task,
             clean=list(clean), val_size=val_size, test_size=test_size, max_samples=max_samples,
-            max_length=max_length, seed=seed)
+            max_length=max_length, seed=seed, labels=labels)
         self.tokenizer_name = tokenizer
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
@@ -111,6 +112,8 @@ class TextDataModule(L.LightningDataModule):
         self.seed = seed
         self.cache_root = Path(os.path.expanduser(cache_dir or "~/.cache/bertlab"))
         self.tokenizer = from_pretrained(AutoTokenizer, tokenizer, what="model.tokenizer")
+        # Keyed before the first call: tokenizing with truncation changes the tokenizer's state.
+        self.cache_folder = self.cache_root / self.cache_key()
         self.dataset: datasets.DatasetDict | None = None
         self.labels: list[str] = []
         self.task: str | None = None
@@ -173,7 +176,9 @@ class TextDataModule(L.LightningDataModule):
             except (ValueError, TypeError) as e:
                 raise DataError(f"data.label_column={self.cfg['label_column']!r} has values that "
                                 f"are not numbers, so it cannot be a regression target") from e
-        self.labels = label_names(list(dd["train"]["labels"]), task)
+        given = self.cfg["labels"]  # a trained model's label names (eval on a new file)
+        self.labels = list(given) if given is not None else label_names(
+            list(dd["train"]["labels"]), task)
         ids = {name: i for i, name in enumerate(self.labels)}
         for split in dd:
             values = list(dd[split]["labels"])
@@ -243,6 +248,10 @@ class TextDataModule(L.LightningDataModule):
 
     def build(self) -> datasets.DatasetDict:
         dd = self.read()
+        if self.cfg["labels"] is not None and "train" not in dd:  # only scoring a given file
+            dd = self.standardize(dd)
+            self.task = self.cfg["task"] or infer_task(next(iter(dd.values())).features["labels"])
+            return self.tokenize(self.encode_labels(dd, self.task))
         if "train" not in dd:
             raise DataError(f"the data has no train split; its splits are: {', '.join(dd)}")
         c = self.cfg
@@ -268,7 +277,7 @@ class TextDataModule(L.LightningDataModule):
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def prepare_data(self) -> None:
-        folder = self.cache_root / self.cache_key()
+        folder = self.cache_folder
         if (folder / "meta.json").exists():
             return
         dd = self.build()
@@ -283,7 +292,7 @@ class TextDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
-        folder = self.cache_root / self.cache_key()
+        folder = self.cache_folder
         if not (folder / "meta.json").exists():
             self.prepare_data()
         else:

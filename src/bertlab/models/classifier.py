@@ -1,4 +1,4 @@
-"""TextClassifier: encoder -> pooled vector -> linear head -> loss + torchmetrics."""
+"""TextClassifier: a Hugging Face sequence-classification model + configurable loss + torchmetrics."""
 from __future__ import annotations
 
 import lightning as L
@@ -6,25 +6,32 @@ import torch
 import torchmetrics as tm
 from hydra.utils import instantiate
 from torch import nn
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
 from bertlab.models.losses import build_loss
 
-POOLINGS = ("mean", "cls")
+PROBLEM_TYPES = {"classification": "single_label_classification",
+                 "multilabel": "multi_label_classification", "regression": "regression"}
 
 
-def build_encoder(cfg: dict) -> nn.Module:
-    """A pretrained encoder, or (pretrained=false) a random one of the same or an overridden shape."""
-    config = from_pretrained(AutoConfig, cfg["name_or_path"], **cfg.get("config_overrides", {}))
+def build_network(cfg: dict, task: str, labels: list[str]) -> nn.Module:
+    """A Hugging Face *ForSequenceClassification model: the encoder plus its standard head.
+
+    Standard, so that an export is a plain Hugging Face folder that `pipeline()` loads.
+    `pretrained=false` gives random weights of the same (or an overridden) shape.
+    """
+    names = {} if task == "regression" else {
+        "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+    config = from_pretrained(AutoConfig, cfg["name_or_path"], num_labels=max(1, len(labels)),
+                             problem_type=PROBLEM_TYPES[task], **names,
+                             **cfg.get("config_overrides", {}))
     if cfg.get("pretrained", True):
-        encoder = from_pretrained(AutoModel, cfg["name_or_path"], config=config)
+        net = from_pretrained(AutoModelForSequenceClassification, cfg["name_or_path"],
+                              config=config)
     else:
-        encoder = AutoModel.from_config(config)
-    if getattr(encoder, "pooler", None) is not None:
-        encoder.pooler = None  # we pool ourselves; an unused pooler would only cost time and DDP
-    return encoder
+        net = AutoModelForSequenceClassification.from_config(config)
+    return net.train()  # from_pretrained returns eval mode, which would switch dropout off
 
 
 def build_metrics(task: str, num_labels: int, stage: str) -> tm.MetricCollection:
@@ -51,14 +58,9 @@ class TextClassifier(L.LightningModule):
                  scheduler: dict, max_length: int = 128, clean: list[str] = ()) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if model.get("pooling", "mean") not in POOLINGS:
-            raise ConfigError(f"model.pooling={model['pooling']!r} is not valid; use one of "
-                              f"{', '.join(POOLINGS)}")
         self.task = task
         self.num_labels = 1 if task == "regression" else len(labels)
-        self.encoder = build_encoder(model)
-        self.dropout = nn.Dropout(model.get("head_dropout", 0.1))
-        self.head = nn.Linear(self.encoder.config.hidden_size, self.num_labels)
+        self.net = build_network(model, task, labels)
         self.loss_fn = build_loss(loss, task)
         self.train_metrics = build_metrics(task, self.num_labels, "train")
         self.val_metrics = build_metrics(task, self.num_labels, "val")
@@ -67,14 +69,7 @@ class TextClassifier(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              **kwargs).last_hidden_state
-        if self.hparams.model.get("pooling", "mean") == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        logits = self.head(self.dropout(pooled))
+        logits = self.net(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
         return logits.squeeze(-1) if self.task == "regression" else logits
 
     def step(self, batch: dict, stage: str) -> torch.Tensor:

@@ -1,0 +1,57 @@
+"""evaluate(cfg): test a trained checkpoint again, on its own split or on a new labelled file."""
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import datasets
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from bertlab.errors import ConfigError
+from bertlab.runs import find_checkpoint, load_model, run_config
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> dict:
+    ckpt = find_checkpoint(cfg.run_dir, cfg.ckpt_path)
+    train_cfg = run_config(cfg.run_dir)
+    model = load_model(ckpt)
+    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    datasets.disable_progress_bars()
+    data = dict(tokenizer=train_cfg.model.tokenizer, max_length=train_cfg.max_length,
+                batch_size=train_cfg.batch_size, seed=train_cfg.seed)
+    if cfg.file:  # a new labelled file, read with the run's columns and cleaning
+        data.update(train_file=None, validation_file=None, test_file=str(cfg.file),
+                    format=None, read_kwargs={}, labels=list(model.hparams.labels),
+                    task=model.task, val_size=0, test_size=0)
+        for key in ("text_column", "text_pair_column", "label_column"):
+            if cfg.get(key):
+                data[key] = cfg[key]
+        split, name = "test", Path(cfg.file).stem
+    else:
+        split = name = cfg.split
+    dm = instantiate(train_cfg.data, **data)
+    dm.setup("test")
+    if split not in dm.dataset:
+        raise ConfigError(f"split={split} is not in this run's data; it has: "
+                          f"{', '.join(dm.dataset)}")
+    if not cfg.file and dm.labels != list(model.hparams.labels):
+        raise ConfigError(f"the run's data now gives labels {dm.labels}, the checkpoint has "
+                          f"{list(model.hparams.labels)}; evaluate on a file instead (file=...)")
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False)
+    raw = trainer.test(model, dataloaders=dm.eval_dataloader(split), verbose=False)[0]
+    metrics = {"checkpoint": str(ckpt), "data": name, "rows": len(dm.dataset[split]),
+               **{k.replace("test/", f"{split if not cfg.file else 'test'}/", 1): v
+                  for k, v in raw.items()}}
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    log.info("%s: %s -> %s", name, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                                              if "/" in k), out / "metrics.json")
+    return metrics

@@ -1,0 +1,82 @@
+"""export(cfg): a trained run as a plain Hugging Face folder that `pipeline()` loads."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from transformers import AutoTokenizer
+
+from bertlab.errors import ConfigError
+from bertlab.hub import from_pretrained
+from bertlab.runs import find_checkpoint, load_model, run_config
+
+CARD = """---
+library_name: transformers
+pipeline_tag: text-classification
+tags: [bertlab]
+---
+# {name}
+
+Fine-tuned with bertlab from `{base}` for {task}{labels}.
+
+```python
+from transformers import pipeline
+clf = pipeline("text-classification", model="{out}")
+clf("some text", top_k=None)
+```
+
+## Data
+{data}
+
+Text was cleaned before tokenizing with: {clean}. `pipeline()` does not clean, so apply the same
+steps (`bertlab.data.clean.cleaner`) to raw text for the same results as training.
+
+## Hyperparameters
+{hparams}
+
+## Metrics (best checkpoint)
+{metrics}
+"""
+
+
+def model_card(run_dir: Path, out: Path, model) -> str:
+    cfg = run_config(run_dir)
+    metrics_file = run_dir / "metrics.json"
+    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    hp = model.hparams
+    keep = ("lr", "batch_size", "max_epochs", "max_length", "weight_decay", "seed")
+    hparams = {k: cfg[k] for k in keep} | {"optimizer": cfg.optimizer._target_,
+                                           "scheduler": cfg.scheduler.get("name")}
+    data = {k: v for k, v in OmegaConf.to_container(cfg.data).items()
+            if k in ("source", "train_file", "validation_file", "test_file", "path", "name",
+                     "text_column", "text_pair_column", "label_column", "val_size", "test_size")
+            and v is not None}
+    table = lambda d: "\n".join(f"| {k} | {v} |" for k, v in d.items())  # noqa: E731
+    head = "| key | value |\n| --- | --- |\n"
+    return CARD.format(
+        name=out.name, base=hp.model["name_or_path"], task=model.task, out=out,
+        labels=f" ({', '.join(hp.labels)})" if hp.labels else "", clean=", ".join(hp.clean),
+        data=head + table(data), hparams=head + table(hparams),
+        metrics=head + table({k: round(v, 4) for k, v in metrics.items() if "/" in k}))
+
+
+def export(cfg: DictConfig) -> Path:
+    out = Path(cfg.out)
+    if out.exists():
+        raise ConfigError(f"out={out} exists already; choose a new folder")
+    ckpt = find_checkpoint(cfg.run_dir, cfg.ckpt_path)
+    model = load_model(ckpt)
+    tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
+                                what="model.tokenizer")
+    tokenizer.model_max_length = model.hparams.max_length  # pipeline(truncation=True) agrees
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.net.save_pretrained(tmp)  # safetensors, config with id2label / label2id / problem_type
+    tokenizer.save_pretrained(tmp)
+    (tmp / "README.md").write_text(model_card(Path(cfg.run_dir), out, model))
+    tmp.rename(out)
+    print(f"exported {ckpt} to {out}", file=sys.stderr)
+    return out

@@ -1,0 +1,134 @@
+"""predict(cfg): label new texts with a trained run; needs nothing but the run folder."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+from transformers import AutoTokenizer, DataCollatorWithPadding
+
+from bertlab.data.clean import cleaner
+from bertlab.errors import ConfigError, DataError
+from bertlab.hub import from_pretrained
+from bertlab.runs import find_checkpoint, load_model
+
+TABLES = {".csv": ",", ".tsv": "\t"}
+
+
+def read_texts(source: str, text_column: str) -> list[str]:
+    """Texts from a .txt file (one per line), a csv/tsv/jsonl/json table, or stdin (`-`)."""
+    if source == "-":
+        name, raw, suffix = "stdin", sys.stdin.read(), ".txt"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"input={source} does not exist")
+        name, suffix = source, path.suffix.lower()
+        raw = path.read_text(encoding="utf-8", errors="replace")
+    if suffix in TABLES:
+        rows = list(csv.DictReader(io.StringIO(raw), delimiter=TABLES[suffix]))
+    elif suffix in (".jsonl", ".json"):
+        try:
+            rows = (json.loads(raw) if suffix == ".json" else
+                    [json.loads(line) for line in raw.splitlines() if line.strip()])
+        except json.JSONDecodeError as e:
+            raise DataError(f"input={name} is not valid {suffix[1:]}: {e}") from e
+    else:
+        rows = None
+    if rows is None:
+        texts = raw.splitlines()
+    else:
+        if rows and text_column not in rows[0]:
+            raise DataError(f"text_column={text_column!r} is not a column of {name}; its columns "
+                            f"are: {', '.join(rows[0])}")
+        texts = [str(r.get(text_column) or "") for r in rows]
+    if not texts:
+        raise DataError(f"input={name} holds no texts")
+    blank = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+    if blank:
+        raise DataError(f"input={name} has {len(blank)} blank text(s), the first at row {blank[0]}"
+                        f"; remove them (every row gets a prediction)")
+    return texts
+
+
+@torch.inference_mode()
+def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
+                  progress: bool = False) -> torch.Tensor:
+    """Probabilities (classes), sigmoid scores (multi-label) or values (regression), in order."""
+    hp = model.hparams
+    clean = cleaner(list(hp.clean))
+    enc = tokenizer([clean(t) for t in texts], truncation=True, max_length=hp.max_length)
+    rows = [{k: enc[k][i] for k in enc} for i in range(len(texts))]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))  # less padding
+    collate = DataCollatorWithPadding(tokenizer)
+    out = [None] * len(rows)
+    for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="predict"):
+        idx = order[start:start + batch_size]
+        logits = model(**collate([rows[i] for i in idx])).float()
+        if model.task == "classification":
+            logits = logits.softmax(-1)
+        elif model.task == "multilabel":
+            logits = logits.sigmoid()
+        for i, value in zip(idx, logits):
+            out[i] = value
+    return torch.stack(out)
+
+
+def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float) -> list[dict]:
+    labels, task = list(model.hparams.labels), model.task
+    rows = []
+    for text, s in zip(texts, scores.tolist()):
+        if task == "regression":
+            rows.append({"text": text, "value": s})
+        elif task == "multilabel":
+            chosen = [n for n, p in zip(labels, s) if p > threshold]
+            rows.append({"text": text, "labels": chosen, **{f"p_{n}": p for n, p in zip(labels, s)}})
+        else:
+            best = max(range(len(s)), key=s.__getitem__)
+            rows.append({"text": text, "label": labels[best], "confidence": s[best],
+                         **{f"p_{n}": p for n, p in zip(labels, s)}})
+    return rows
+
+
+def write_rows(rows: list[dict], output: str) -> None:
+    """csv or jsonl by suffix; written to a temporary name first, so no half file is left."""
+    path = Path(output)
+    if path.suffix.lower() not in (".csv", ".jsonl"):
+        raise ConfigError(f"output={output} must end in .csv or .jsonl")
+    if path.exists():
+        raise ConfigError(f"output={output} exists already; choose a new name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        if path.suffix.lower() == ".jsonl":
+            for r in rows:
+                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        else:
+            flat = [{k: "|".join(v) if isinstance(v, list) else v for k, v in r.items()}
+                    for r in rows]
+            writer = csv.DictWriter(f, fieldnames=list(flat[0]))
+            writer.writeheader()
+            writer.writerows(flat)
+    tmp.rename(path)
+
+
+def predict(cfg: DictConfig) -> list[dict]:
+    if not 0 < cfg.threshold < 1:
+        raise ConfigError(f"threshold={cfg.threshold} is not valid; use a probability in (0, 1)")
+    if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
+        raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
+    model = load_model(find_checkpoint(cfg.run_dir, cfg.ckpt_path))
+    tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
+                                what="model.tokenizer")
+    texts = read_texts(str(cfg.input), cfg.text_column)
+    scores = predict_texts(model, tokenizer, texts, cfg.batch_size, progress=len(texts) > 1000)
+    rows = result_rows(model, texts, scores, cfg.threshold)
+    write_rows(rows, cfg.output)
+    print(f"wrote {len(rows)} predictions to {cfg.output}", file=sys.stderr)
+    return rows

@@ -1,0 +1,60 @@
+"""Reading a finished run folder: its checkpoint, its model and its config."""
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from bertlab.errors import ConfigError, DataError
+
+
+def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
+    """`ckpt_path` if given, else the run's checkpoints/best.ckpt."""
+    if ckpt_path:
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={ckpt_path} does not exist")
+        return path
+    if not run_dir:
+        raise ConfigError("give run_dir=outputs/runs/<run> (or ckpt_path=<file.ckpt>)")
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"run_dir={run_dir} is not a folder")
+    path = Path(run_dir) / "checkpoints" / "best.ckpt"
+    if not path.is_file():
+        found = sorted(p.name for p in Path(run_dir).glob("checkpoints/*.ckpt"))
+        raise DataError(f"run_dir={run_dir} has no checkpoints/best.ckpt (found: "
+                        f"{', '.join(found) or 'no checkpoint'}); did its training finish?")
+    return path
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The checkpoint's contents, loaded without running pickled code (weights_only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as e:
+        raise DataError(f"cannot load checkpoint {path}: it is truncated, corrupted or not a "
+                        f"bertlab checkpoint ({str(e).splitlines()[0][:160]})") from e
+
+
+def load_model(path: Path):
+    """A TextClassifier rebuilt from the checkpoint alone, in eval mode on the CPU."""
+    from bertlab.models.classifier import TextClassifier
+
+    ckpt = read_checkpoint(path)
+    hp = ckpt.get("hyper_parameters")
+    if not hp or "task" not in hp or "state_dict" not in ckpt:
+        raise DataError(f"{path} is not a bertlab checkpoint (no task or weights in it)")
+    # the weights come from the checkpoint: build the network without loading pretrained ones
+    model = TextClassifier(**{**hp, "model": {**hp["model"], "pretrained": False}})
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def run_config(run_dir: str | Path) -> DictConfig:
+    path = Path(run_dir) / ".hydra" / "config.yaml"
+    if not path.is_file():
+        raise DataError(f"run_dir={run_dir} has no .hydra/config.yaml; is it a bertlab run?")
+    return OmegaConf.load(path)

@@ -1,0 +1,73 @@
+"""Shared fixtures: Hydra composed in-process on `model=tiny`, small generated data files."""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+import bertlab  # noqa: F401  (registers the config resolvers)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+POS = ["great", "lovely", "wonderful", "superb", "fine", "happy", "brilliant", "good"]
+NEG = ["awful", "terrible", "bad", "boring", "sad", "horrible", "dull", "poor"]
+NOUNS = ["film", "plot", "cast", "ending", "music", "story", "script", "pacing"]
+
+
+def sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(text, label) rows whose label follows the adjective: learnable, reproducible."""
+    rnd = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = ["negative", "positive"][i % 2]
+        adj = rnd.choice(POS if label == "positive" else NEG)
+        rows.append((f"the {rnd.choice(NOUNS)} was {adj} and the {rnd.choice(NOUNS)} too", label))
+    return rows
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("BERTLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def make_cfg(tmp_path):
+    """compose(train, overrides) with the tiny model and this test's own run folder."""
+
+    def make(*overrides: str, run_dir: Path | None = None):
+        run_dir = run_dir or tmp_path / "run"
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            return compose("train", overrides=["model=tiny", f"output_dir={run_dir}", *overrides])
+
+    return make
+
+
+@pytest.fixture
+def files(tmp_path):
+    """Writers of small labelled files in every supported format."""
+    import pandas as pd
+
+    def write(name: str, n: int = 120, seed: int = 0, **columns) -> Path:
+        rows = sentences(n, seed)
+        df = pd.DataFrame({"text": [t for t, _ in rows], "label": [y for _, y in rows]})
+        for col, values in columns.items():
+            df[col] = values
+        path = tmp_path / name
+        suffix = path.suffix
+        if suffix == ".csv":
+            df.to_csv(path, index=False)
+        elif suffix == ".tsv":
+            df.to_csv(path, index=False, sep="\t")
+        elif suffix == ".jsonl":
+            df.to_json(path, orient="records", lines=True)
+        elif suffix == ".json":
+            path.write_text(json.dumps(df.to_dict(orient="records")))
+        elif suffix == ".parquet":
+            df.to_parquet(path)
+        return path
+
+    return write

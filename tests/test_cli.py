@@ -1,0 +1,74 @@
+"""The command line as a user meets it: run folders, multiruns, one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SMOKE = ["model=tiny", "data.max_samples=120", "batch_size=16"]
+
+
+def cli(args, cwd, env=None, **kw):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})}, **kw)
+
+
+def test_two_runs_started_together_get_their_own_folders(tmp_path):
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SMOKE], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for _ in range(2)]
+    for p in procs:
+        out = p.communicate(timeout=300)[0]
+        assert p.returncode == 0, out[-3000:]
+    runs = sorted((tmp_path / "outputs" / "runs").iterdir())
+    assert len(runs) == 2
+    for run in runs:
+        assert (run / "metrics.json").is_file() and (run / ".hydra" / "config.yaml").is_file()
+        assert (run / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_multirun_lr_sweep(tmp_path):
+    r = cli(["-m", *SMOKE, "lr=1e-5,3e-5,5e-5"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    sweeps = list((tmp_path / "outputs" / "multiruns").iterdir())
+    assert len(sweeps) == 1
+    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
+    assert [j.name for j in jobs] == ["0", "1", "2"]
+    lrs = []
+    for job in jobs:
+        assert json.loads((job / "metrics.json").read_text())["status"] == "finished"
+        assert (job / "checkpoints" / "last.ckpt").is_file()
+        config = (job / ".hydra" / "config.yaml").read_text()
+        lrs.append(next(line for line in config.splitlines() if line.startswith("lr:")))
+    assert lrs == ["lr: 1.0e-05", "lr: 3.0e-05", "lr: 5.0e-05"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["optimizer=adagrad"], "error: optimizer=adagrad is not an option; valid: adam, adamw, "
+                            "rmsprop, sgd"),
+    (["-m", "model=tiny,huge"], "error: model=huge is not an option; valid: "),
+    (["lr=0"], "error: lr=0 is not valid; use a positive number"),
+    (["data=files"], "error: data.train_file is not set"),
+    (["data=files", "data.train_file=missing.csv"],
+     "error: data.train_file=missing.csv does not exist"),
+])
+def test_user_errors_are_one_line(tmp_path, args, words):
+    r = cli([*SMOKE, *args], tmp_path)
+    assert r.returncode != 0
+    lines = [line for line in r.stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith(words), r.stderr[-2000:]
+    assert "Traceback" not in r.stderr
+
+
+def test_hub_model_offline_is_one_line(tmp_path):
+    r = cli(["model=bert_base", "data.max_samples=120"], tmp_path, env={"HF_HUB_OFFLINE": "1"})
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: model.tokenizer='google-bert/bert-base-uncased' is neither")
+    assert "model=minilm" in last

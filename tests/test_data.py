@@ -1,0 +1,195 @@
+"""The data pipeline: every source kind, task guessing, splits, label maps, cache, cleaning."""
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from hydra.utils import instantiate
+
+from bertlab.data.clean import cleaner
+from bertlab.errors import BertlabError, ConfigError, user_error
+
+
+def datamodule(cfg):
+    dm = instantiate(cfg.data, tokenizer=cfg.model.tokenizer, max_length=cfg.max_length,
+                     batch_size=cfg.batch_size, seed=cfg.seed)
+    dm.setup("fit")
+    return dm
+
+
+def test_tweets_corpus_offline(make_cfg):
+    dm = datamodule(make_cfg("data.max_samples=400"))
+    assert dm.task == "classification"
+    assert dm.labels == ["negative", "neutral", "positive"]
+    assert [len(dm.dataset[s]) for s in ("train", "validation", "test")] == [320, 40, 40]
+    batch = next(iter(dm.train_dataloader()))
+    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
+    assert batch["input_ids"].shape[0] == 32
+
+
+def test_tweets_test_split_is_stratified(make_cfg):
+    dm = datamodule(make_cfg("data.max_samples=2000"))
+    share = lambda s: Counter(dm.dataset[s]["labels"])  # noqa: E731
+    train, test = share("train"), share("test")
+    for label in range(3):
+        assert abs(train[label] / 1600 - test[label] / 200) < 0.01
+
+
+def test_valence_lexicon_is_regression(make_cfg):
+    dm = datamodule(make_cfg("data=valence", "data.max_samples=300"))
+    assert dm.task == "regression" and dm.num_labels == 1
+    values = list(dm.dataset["train"]["labels"])
+    assert all(-4 <= v <= 4 for v in values) and len(set(values)) > 20
+
+
+@pytest.mark.parametrize("name", ["train.csv", "train.tsv", "train.json", "train.jsonl",
+                                  "train.parquet"])
+def test_each_file_format(make_cfg, files, name):
+    path = files(name)
+    dm = datamodule(make_cfg("data=files", f"data.train_file={path}"))
+    assert dm.task == "classification" and dm.labels == ["negative", "positive"]
+    assert sum(len(d) for d in dm.dataset.values()) == 120
+
+
+def test_given_splits_are_used_as_given(make_cfg, files):
+    cfg = make_cfg("data=files", f"data.train_file={files('a.csv', 80)}",
+                   f"data.validation_file={files('b.csv', 30, seed=1)}",
+                   f"data.test_file={files('c.csv', 20, seed=2)}")
+    dm = datamodule(cfg)
+    assert {s: len(d) for s, d in dm.dataset.items()} == {"train": 80, "validation": 30, "test": 20}
+
+
+def test_integer_labels_sort_as_numbers(make_cfg, files):
+    path = files("t.csv", 90, label=[[2, 10, 1][i % 3] for i in range(90)])
+    dm = datamodule(make_cfg("data=files", f"data.train_file={path}"))
+    assert dm.labels == ["1", "2", "10"]
+
+
+def test_float_labels_mean_regression_and_task_overrides(make_cfg, files):
+    path = files("t.csv", 90, label=[float(i % 3) for i in range(90)])
+    assert datamodule(make_cfg("data=files", f"data.train_file={path}")).task == "regression"
+    dm = datamodule(make_cfg("data=files", f"data.train_file={path}",
+                             "data.task=classification"))
+    assert dm.task == "classification" and dm.labels == ["0.0", "1.0", "2.0"]
+
+
+def test_list_labels_mean_multilabel(make_cfg, files):
+    tags = [[["a"], ["b"], ["a", "c"]][i % 3] for i in range(90)]
+    path = files("t.jsonl", 90, label=tags)
+    dm = datamodule(make_cfg("data=files", f"data.train_file={path}"))
+    assert dm.task == "multilabel" and dm.labels == ["a", "b", "c"]
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["labels"].shape[1] == 3 and set(batch["labels"].flatten().tolist()) <= {0.0, 1.0}
+
+
+def test_text_pairs_get_segment_ids(make_cfg, files):
+    path = files("pairs.csv", 60, hypothesis=["a second sentence"] * 60)
+    dm = datamodule(make_cfg("data=files", f"data.train_file={path}",
+                             "data.text_pair_column=hypothesis"))
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["token_type_ids"].max() == 1
+
+
+def test_tokenization_is_cached_and_keyed(make_cfg, files, monkeypatch):
+    from bertlab.data.datamodule import TextDataModule
+
+    path = files("t.csv")
+    datamodule(make_cfg("data=files", f"data.train_file={path}"))
+
+    def fail(self):
+        raise AssertionError("rebuilt despite a warm cache")
+
+    monkeypatch.setattr(TextDataModule, "build", fail)
+    datamodule(make_cfg("data=files", f"data.train_file={path}"))  # a hit: no build
+    with pytest.raises(AssertionError, match="warm cache"):  # another max_length: a miss
+        datamodule(make_cfg("data=files", f"data.train_file={path}", "max_length=16"))
+
+
+def test_batches_are_padded_per_batch_and_grouped_by_length(make_cfg, files):
+    texts = [" ".join(["word"] * (3 + i % 40)) for i in range(200)]
+    path = files("t.csv", 200, text=texts)
+    dm = datamodule(make_cfg("data=files", f"data.train_file={path}", "batch_size=8"))
+    widths = [b["input_ids"].shape[1] for b in dm.train_dataloader()]
+    assert max(widths) > 2 * min(widths)  # padded to each batch's longest, not to max_length
+
+    def mean_spread(dm):  # longest minus shortest row, averaged over batches
+        lengths = [b["attention_mask"].sum(1) for b in dm.train_dataloader()]
+        return sum(int(x.max() - x.min()) for x in lengths) / len(lengths)
+
+    shuffled = datamodule(make_cfg("data=files", f"data.train_file={path}", "batch_size=8",
+                                   "data.group_by_length=false"))
+    assert mean_spread(dm) < mean_spread(shuffled) / 2  # grouped: rows of similar length
+
+
+def test_cleaning_steps():
+    clean = cleaner(["fix_text", "replace_urls", "replace_mentions", "normalize_whitespace"])
+    assert clean("  @bob   look http://t.co/x  Ã©tÃ©\x00 ") == "@user look http été"
+    assert cleaner(["strip_control", "normalize_whitespace"])("a\x00b") == "a b"
+    with pytest.raises(ConfigError, match="unknown step 'shout'.*valid: fix_text"):
+        cleaner(["shout"])
+
+
+# ---- bad input: one clear error naming the value and what is valid -------------------------
+def error_of(make_cfg, *overrides) -> str:
+    with pytest.raises(Exception) as e:  # noqa: PT011 - Hydra may wrap it; user_error unwraps
+        datamodule(make_cfg(*overrides))
+    assert isinstance(user_error(e.value), BertlabError), e.value
+    return str(user_error(e.value))
+
+
+def test_missing_file(make_cfg, tmp_path):
+    msg = error_of(make_cfg, "data=files", f"data.train_file={tmp_path}/nope.csv")
+    assert "nope.csv does not exist" in msg
+
+
+def test_unsupported_suffix(make_cfg, tmp_path):
+    (tmp_path / "x.xlsx").write_text("a")
+    msg = error_of(make_cfg, "data=files", f"data.train_file={tmp_path}/x.xlsx")
+    assert "'.xlsx'" in msg and ".csv" in msg and "data.format" in msg
+
+
+def test_unreadable_file(make_cfg, tmp_path):
+    (tmp_path / "x.parquet").write_bytes(b"this is not parquet")
+    msg = error_of(make_cfg, "data=files", f"data.train_file={tmp_path}/x.parquet")
+    assert msg.startswith("cannot read") and "x.parquet as parquet" in msg
+
+
+def test_missing_column_lists_columns(make_cfg, files):
+    msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
+                   "data.text_column=review")
+    assert "data.text_column='review'" in msg and "columns are: text, label" in msg
+
+
+def test_empty_after_blank_rows(make_cfg, files):
+    path = files("t.csv", 20, text=["   "] * 20)
+    assert "empty after dropping blank rows" in error_of(make_cfg, "data=files",
+                                                         f"data.train_file={path}")
+
+
+def test_unseen_label_in_validation(make_cfg, files):
+    val = files("v.csv", 20, label=["positive"] * 19 + ["meh"])
+    msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
+                   f"data.validation_file={val}")
+    assert "label 'meh' in the validation data never occurs in training" in msg
+    assert "negative, positive" in msg
+
+
+def test_bad_sizes(make_cfg, files):
+    msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
+                   "data.val_size=1.5")
+    assert "data.val_size=1.5" in msg
+
+
+def test_hub_dataset_offline_fails_clearly(make_cfg, monkeypatch):
+    import datasets
+    import huggingface_hub.constants
+
+    from bertlab import hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # what go_offline sets, restored after the test
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    hub.hub_reachable.cache_clear()
+    msg = error_of(make_cfg, "data=sst2")
+    assert "nyu-mll/glue/sst2" in msg and "data=files" in msg
+    hub.hub_reachable.cache_clear()

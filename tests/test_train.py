@@ -1,0 +1,143 @@
+"""Training end to end on `model=tiny`: run folder contract, tasks, optimizers, TensorBoard."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from bertlab.errors import ConfigError
+from bertlab.train import train
+
+FAST = ["data.max_samples=160", "batch_size=16"]
+
+
+def run(make_cfg, *overrides):
+    cfg = make_cfg(*FAST, *overrides)
+    train(cfg)
+    return cfg.output_dir
+
+
+def load_ckpt(path):
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def test_run_folder_contract(make_cfg, tmp_path):
+    run_dir = tmp_path / "run"
+    run(make_cfg, "max_epochs=2")
+    config = (run_dir / ".hydra" / "config.yaml").read_text()
+    assert "${" not in config and "lr: 5.0e-05" in config  # fully resolved
+    assert (run_dir / "checkpoints" / "best.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("val/loss", "val/acc", "val/f1", "test/loss", "test/acc", "test/f1"):
+        assert math.isfinite(metrics[key]), key
+    assert metrics["status"] == "finished" and metrics["epochs"] == 2
+    assert metrics["best_checkpoint"] == "checkpoints/best.ckpt"
+
+
+def test_label_map_round_trips_through_the_checkpoint(make_cfg, tmp_path):
+    run(make_cfg)
+    labels = json.loads((tmp_path / "run" / "labels.json").read_text())
+    assert labels == {"0": "negative", "1": "neutral", "2": "positive"}
+    hp = load_ckpt(tmp_path / "run" / "checkpoints" / "best.ckpt")["hyper_parameters"]
+    assert hp["labels"] == [labels[str(i)] for i in range(len(labels))]
+    assert hp["task"] == "classification" and hp["max_length"] == 128
+    assert hp["clean"][0] == "fix_text" and hp["model"]["name_or_path"].endswith("model")
+
+
+def test_checkpoint_alone_rebuilds_the_model(make_cfg, tmp_path):
+    from bertlab.models.classifier import TextClassifier
+
+    run(make_cfg)
+    model = TextClassifier.load_from_checkpoint(tmp_path / "run" / "checkpoints" / "best.ckpt",
+                                                map_location="cpu", weights_only=False)
+    ids = torch.tensor([[101, 2307, 102]])
+    assert model.eval()(ids, torch.ones_like(ids)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name, cls, key", [
+    ("adamw", "AdamW", "decoupled_weight_decay"), ("adam", "Adam", "amsgrad"),
+    ("sgd", "SGD", "nesterov"), ("rmsprop", "RMSprop", "centered")])
+def test_each_optimizer_reads_top_level_lr(make_cfg, tmp_path, name, cls, key):
+    run(make_cfg, f"optimizer={name}", "lr=3e-4", "weight_decay=0.05")
+    ckpt = load_ckpt(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    groups = ckpt["optimizer_states"][0]["param_groups"]
+    assert key in groups[0]
+    assert groups[0]["initial_lr"] == pytest.approx(3e-4)
+    assert [g["weight_decay"] for g in groups] == [0.05, 0.0]  # none on biases and LayerNorm
+    if name == "adam":
+        assert not groups[0].get("decoupled_weight_decay", False)  # really Adam, not AdamW
+
+
+def test_regression_on_the_valence_lexicon(make_cfg, tmp_path):
+    run(make_cfg, "data=valence")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["task"] == "regression"
+    for key in ("val/mse", "val/mae", "val/pearson", "val/spearman", "test/mse"):
+        assert key in metrics and not math.isnan(metrics[key]), key
+    assert not (tmp_path / "run" / "labels.json").exists()
+    hp = load_ckpt(tmp_path / "run" / "checkpoints" / "best.ckpt")["hyper_parameters"]
+    assert hp["task"] == "regression"
+
+
+def test_multilabel_from_jsonl(make_cfg, files, tmp_path):
+    tags = [[["a"], ["b"], ["a", "c"]][i % 3] for i in range(90)]
+    path = files("t.jsonl", 90, label=tags)
+    run(make_cfg, "data=files", f"data.train_file={path}")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["task"] == "multilabel" and 0 <= metrics["val/f1"] <= 1
+    assert json.loads((tmp_path / "run" / "labels.json").read_text()) == {
+        "0": "a", "1": "b", "2": "c"}
+
+
+@pytest.mark.parametrize("loss, task_data, ok", [
+    ("mse", "data=valence", True), ("huber", "data=valence", True),
+    ("cross_entropy", "data=valence", False), ("mse", "data=tweets", False)])
+def test_loss_must_fit_the_task(make_cfg, loss, task_data, ok):
+    if ok:
+        run(make_cfg, task_data, f"loss={loss}")
+    else:
+        with pytest.raises(ConfigError, match="does not fit a .* task; use loss=auto"):
+            run(make_cfg, task_data, f"loss={loss}")
+
+
+@pytest.mark.parametrize("override, words", [
+    ("lr=0", "lr=0 is not valid"), ("lr=-1e-5", "lr=-1e-05 is not valid"),
+    ("batch_size=0", "batch_size=0 is not valid"), ("batch_size=2.5", "batch_size=2.5"),
+    ("mode=up", "mode='up' is not valid; use min or max")])
+def test_bad_numbers(make_cfg, override, words):
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
+        run(make_cfg, override)
+
+
+def test_a_used_run_folder_is_never_reused(make_cfg, tmp_path):
+    run(make_cfg)
+    before = (tmp_path / "run" / "metrics.json").read_text()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run(make_cfg)
+    assert (tmp_path / "run" / "metrics.json").read_text() == before
+
+
+def test_tensorboard_has_curves_lr_and_hparams(make_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run(make_cfg, "optimizer=adam", "max_epochs=2")
+    mux = EventMultiplexer({"run": str(tmp_path / "run" / "tensorboard")}).Reload()
+    tags = mux.Runs()["run"]["scalars"]
+    for tag in ("train/loss_step", "val/loss", "val/acc", "val/f1", "test/acc"):
+        assert tag in tags, tag
+    assert any(t.startswith("lr-") for t in tags)
+    content = mux.PluginRunToTagToContent("hparams")["run"]
+    start = next(plugin_data_pb2.HParamsPluginData.FromString(c).session_start_info
+                 for c in content.values()
+                 if plugin_data_pb2.HParamsPluginData.FromString(c).HasField("session_start_info"))
+    assert start.hparams["optimizer"].string_value == "Adam"
+    assert start.hparams["lr"].number_value == pytest.approx(5e-5)
+    experiment = next(plugin_data_pb2.HParamsPluginData.FromString(c).experiment
+                      for c in content.values()
+                      if plugin_data_pb2.HParamsPluginData.FromString(c).HasField("experiment"))
+    assert {"val/acc", "test/acc"} <= {m.name.tag for m in experiment.metric_infos}

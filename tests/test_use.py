@@ -1,0 +1,178 @@
+"""Using a trained run: eval.py agrees with training, predict.py on every input kind, bad input."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from bertlab.errors import BertlabError
+from bertlab.train import train
+from conftest import CONF, ROOT
+
+
+def trained(tmp_path_factory, *overrides):
+    run_dir = tmp_path_factory.mktemp("run")
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["model=tiny", "data.max_samples=160", "batch_size=16",
+                                          f"output_dir={run_dir}", *overrides])
+    train(cfg)
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return trained(tmp_path_factory)
+
+
+def tool(script, *args, stdin=None):
+    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True,
+                          text=True, input=stdin, timeout=300)
+
+
+def evaluate(run_dir, *overrides, out):
+    from bertlab.evaluate import evaluate as run_eval
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("eval", overrides=[f"run_dir={run_dir}", f"output_dir={out}", *overrides])
+    return run_eval(cfg)
+
+
+def test_eval_agrees_with_training(run_dir, tmp_path):
+    trained_metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = evaluate(run_dir, out=tmp_path / "t")
+    val = evaluate(run_dir, "split=validation", out=tmp_path / "v")
+    for key in ("test/loss", "test/acc", "test/f1"):
+        assert test[key] == pytest.approx(trained_metrics[key], abs=1e-4)
+    for key in ("val/loss", "val/acc", "val/f1"):
+        assert val[key.replace("val/", "validation/")] == pytest.approx(trained_metrics[key],
+                                                                         abs=1e-4)
+    assert json.loads((tmp_path / "t" / "metrics.json").read_text())["rows"] == 16
+
+
+def test_eval_on_a_new_file(run_dir, tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "more.csv"
+    pd.DataFrame({"text": ["I love it", "I hate it", "it is a car"],
+                  "sentiment": ["positive", "negative", "neutral"]}).to_csv(path, index=False)
+    metrics = evaluate(run_dir, f"file={path}", out=tmp_path / "f")
+    assert metrics["rows"] == 3 and 0 <= metrics["test/acc"] <= 1
+
+
+def test_eval_cli_writes_inside_the_run(run_dir):
+    r = tool("eval.py", f"run_dir={run_dir}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    (out,) = list((run_dir / "eval").glob("*/metrics.json"))
+    assert "test/acc" in json.loads(out.read_text())
+
+
+def predictions(path):
+    if path.suffix == ".jsonl":
+        return [json.loads(line) for line in path.read_text().splitlines()]
+    import csv
+
+    return list(csv.DictReader(path.open()))
+
+
+@pytest.mark.parametrize("kind", ["txt", "csv", "jsonl", "stdin"])
+def test_predict_each_input_kind(run_dir, tmp_path, kind):
+    texts = ["what a great day", "this is awful", "the car drives itself"]
+    stdin = None
+    if kind == "txt":
+        (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    elif kind == "csv":
+        (tmp_path / "in.csv").write_text("id,tweet\n" + "\n".join(
+            f"{i},{t}" for i, t in enumerate(texts)))
+    elif kind == "jsonl":
+        (tmp_path / "in.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
+    else:
+        stdin = "\n".join(texts)
+    source = "-" if kind == "stdin" else str(tmp_path / f"in.{kind}")
+    out = tmp_path / ("out.csv" if kind == "csv" else "out.jsonl")
+    extra = ["text_column=tweet"] if kind == "csv" else []
+    r = tool("predict.py", f"run_dir={run_dir}", f"input={source}", f"output={out}", *extra,
+             stdin=stdin)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = predictions(out)
+    assert [row["text"] for row in rows] == texts
+    for row in rows:
+        probs = [float(row[f"p_{n}"]) for n in ("negative", "neutral", "positive")]
+        assert sum(probs) == pytest.approx(1, abs=1e-4)
+        assert row["label"] == ["negative", "neutral", "positive"][probs.index(max(probs))]
+
+
+def test_predict_regression_values(tmp_path_factory, tmp_path):
+    run = trained(tmp_path_factory, "data=valence")
+    (tmp_path / "in.txt").write_text(":)\nhorrible\n")
+    r = tool("predict.py", f"run_dir={run}", f"input={tmp_path / 'in.txt'}",
+             f"output={tmp_path / 'out.jsonl'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = predictions(tmp_path / "out.jsonl")
+    assert [set(row) for row in rows] == [{"text", "value"}] * 2
+
+
+@pytest.mark.parametrize("setup, args, words", [
+    ("empty", ["input={tmp}/empty.txt"], "holds no texts"),
+    ("blank", ["input={tmp}/blank.txt"], "has 1 blank text(s), the first at row 2"),
+    ("column", ["input={tmp}/t.csv", "text_column=body"], "text_column='body' is not a column"),
+    ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], "exists already"),
+    ("nockpt", ["input={tmp}/ok.txt", "run_dir={tmp}"], "has no checkpoints/best.ckpt"),
+    ("truncated", ["input={tmp}/ok.txt", "ckpt_path={tmp}/cut.ckpt"], "truncated, corrupted"),
+])
+def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, words):
+    (tmp_path / "empty.txt").write_text("")
+    (tmp_path / "blank.txt").write_text("good\n   \nbad\n")
+    (tmp_path / "t.csv").write_text("text,x\nhello,1\n")
+    (tmp_path / "ok.txt").write_text("fine\n")
+    (tmp_path / "old.jsonl").write_text("{}\n")
+    (tmp_path / "cut.ckpt").write_bytes((run_dir / "checkpoints" / "best.ckpt").read_bytes()[:5000])
+    args = [a.format(tmp=tmp_path) for a in args]
+    if not any(a.startswith(("run_dir=", "ckpt_path=")) for a in args):
+        args.append(f"run_dir={run_dir}")
+    out = tmp_path / "p.jsonl"
+    if not any(a.startswith("output=") for a in args):
+        args.append(f"output={out}")
+    r = tool("predict.py", *args)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and words in r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
+    assert (tmp_path / "old.jsonl").read_text() == "{}\n"  # never overwritten
+
+
+def test_checkpoint_of_another_kind_is_refused(tmp_path):
+    import torch
+
+    from bertlab.runs import load_model
+
+    torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
+    with pytest.raises(BertlabError, match="not a bertlab checkpoint"):
+        load_model(tmp_path / "other.ckpt")
+
+
+def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path):
+    from transformers import pipeline
+
+    out = tmp_path / "hf_model"
+    r = tool("export.py", f"run_dir={run_dir}", f"out={out}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
+    config = json.loads((out / "config.json").read_text())
+    assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    assert config["problem_type"] == "single_label_classification"
+    assert "test/acc" in (out / "README.md").read_text()
+
+    texts = ["what a great day", "this is awful", "the car drives itself"]  # clean already
+    (tmp_path / "in.txt").write_text("\n".join(texts))
+    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
+             f"output={tmp_path / 'p.jsonl'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    ours = predictions(tmp_path / "p.jsonl")
+    theirs = pipeline("text-classification", model=str(out), device="cpu")(texts, top_k=None)
+    for mine, scores in zip(ours, theirs):
+        for s in scores:
+            assert s["score"] == pytest.approx(mine[f"p_{s['label']}"], abs=1e-4)
+    r = tool("export.py", f"run_dir={run_dir}", f"out={out}")  # never over an existing folder
+    assert r.returncode == 1 and "exists already" in r.stderr
