@@ -176,3 +176,76 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
             assert s["score"] == pytest.approx(mine[f"p_{s['label']}"], abs=1e-4)
     r = tool("export.py", f"run_dir={run_dir}", f"out={out}")  # never over an existing folder
     assert r.returncode == 1 and "exists already" in r.stderr
+
+
+def test_error_analysis_after_training(run_dir):
+    import csv
+
+    import tensorboard.backend.event_processing.event_accumulator as ea
+
+    assert (run_dir / "confusion_matrix.png").stat().st_size > 1000
+    report = list(csv.DictReader((run_dir / "classification_report.csv").open()))
+    assert [r["label"] for r in report] == ["negative", "neutral", "positive", "macro avg"]
+    assert sum(int(r["support"]) for r in report[:3]) == 16  # the validation rows
+    errors = list(csv.DictReader((run_dir / "errors.csv").open()))
+    confidence = [float(e["confidence"]) for e in errors]
+    assert confidence == sorted(confidence, reverse=True) and all(e["true"] != e["predicted"]
+                                                                  for e in errors)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(errors) == round((1 - metrics["val/acc"]) * 16)
+    images = ea.EventAccumulator(str(run_dir / "tensorboard")).Reload().Tags()["images"]
+    assert "val/confusion_matrix" in images
+
+
+def test_confusion_matrix_counts_sum_to_the_split(run_dir):
+    import torch
+    import torchmetrics.functional as tmf
+    from hydra.utils import instantiate
+
+    from bertlab.analysis import collect
+    from bertlab.runs import load_model, run_config
+
+    cfg = run_config(run_dir)
+    model = load_model(run_dir / "checkpoints" / "best.ckpt")
+    dm = instantiate(cfg.data, tokenizer=cfg.model.tokenizer, max_length=cfg.max_length,
+                     batch_size=cfg.batch_size, seed=cfg.seed)
+    dm.setup()
+    scores, target = collect(model, dm.eval_dataloader("validation"))
+    cm = tmf.confusion_matrix(scores.argmax(-1), target, task="multiclass", num_classes=3)
+    assert int(cm.sum()) == len(dm.dataset["validation"]) == 16
+    assert torch.equal(cm.sum(1), torch.bincount(target, minlength=3))
+
+
+def test_regression_analysis(tmp_path_factory):
+    import csv
+
+    run = trained(tmp_path_factory, "data=valence")
+    assert (run / "predicted_vs_true.png").is_file()
+    errors = [float(r["abs_error"]) for r in csv.DictReader((run / "errors.csv").open())]
+    assert errors == sorted(errors, reverse=True) and len(errors) > 0
+
+
+def test_predict_explain_adds_tokens_and_a_page(run_dir, tmp_path):
+    (tmp_path / "in.txt").write_text("what a great day\nthis is awful\n")
+    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
+             f"output={tmp_path / 'p.jsonl'}", "explain=true")
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = predictions(tmp_path / "p.jsonl")
+    shown = [[pair.rsplit(":", 1)[0] for pair in row["explanation"].split()] for row in rows]
+    assert sorted(shown[0]) == ["a", "day", "great", "what"]  # every word, no [CLS] / [SEP]
+    assert sorted(shown[1]) == ["awful", "is", "this"]
+    page = (tmp_path / "p.html").read_text()
+    assert page.count("<p><b>") == 2 and "awful" in page
+
+
+def test_explanations_give_one_score_per_token(run_dir):
+    from transformers import AutoTokenizer
+
+    from bertlab.explain import explain_texts
+    from bertlab.runs import load_model
+
+    model = load_model(run_dir / "checkpoints" / "best.ckpt")
+    tokenizer = AutoTokenizer.from_pretrained(model.hparams.model["tokenizer"])
+    (scores,) = explain_texts(model, tokenizer, ["a truly great film"], [2], n_steps=8)
+    assert [t for t, _ in scores] == ["[CLS]", "a", "truly", "great", "film", "[SEP]"]
+    assert sum(a * a for _, a in scores) == pytest.approx(1, abs=1e-3)

@@ -11,6 +11,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from bertlab.analysis import analyse
 from bertlab.errors import ConfigError
 from bertlab.runs import find_checkpoint, load_model, run_config
 
@@ -50,7 +51,7 @@ def evaluate(cfg: DictConfig) -> dict:
                **{k.replace("test/", f"{split if not cfg.file else 'test'}/", 1): v
                   for k, v in raw.items()}}
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    metrics["analysis"] = analyse(model, dm, split, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     log.info("%s: %s -> %s", name, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                               if "/" in k), out / "metrics.json")

@@ -96,13 +96,20 @@ def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float)
     return rows
 
 
-def write_rows(rows: list[dict], output: str) -> None:
-    """csv or jsonl by suffix; written to a temporary name first, so no half file is left."""
+def output_path(output: str, explain: bool = False) -> Path:
+    """The output file, checked before any work: a known suffix, and nothing there yet."""
     path = Path(output)
     if path.suffix.lower() not in (".csv", ".jsonl"):
         raise ConfigError(f"output={output} must end in .csv or .jsonl")
-    if path.exists():
-        raise ConfigError(f"output={output} exists already; choose a new name")
+    for p in (path, path.with_suffix(".html")) if explain else (path,):
+        if p.exists():
+            raise ConfigError(f"output {p} exists already; choose a new name")
+    return path
+
+
+def write_rows(rows: list[dict], output: str) -> None:
+    """csv or jsonl by suffix; written to a temporary name first, so no half file is left."""
+    path = output_path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     with open(tmp, "w", newline="", encoding="utf-8") as f:
@@ -123,12 +130,24 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise ConfigError(f"threshold={cfg.threshold} is not valid; use a probability in (0, 1)")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
         raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
+    output_path(cfg.output, cfg.explain)
     model = load_model(find_checkpoint(cfg.run_dir, cfg.ckpt_path))
     tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
                                 what="model.tokenizer")
     texts = read_texts(str(cfg.input), cfg.text_column)
     scores = predict_texts(model, tokenizer, texts, cfg.batch_size, progress=len(texts) > 1000)
     rows = result_rows(model, texts, scores, cfg.threshold)
+    if cfg.explain:
+        from bertlab.explain import explain_texts, top_tokens, write_html
+
+        targets = ([None] * len(texts) if model.task == "regression" else
+                   scores.argmax(-1).tolist())  # multi-label: the most likely label
+        explanations = explain_texts(model, tokenizer, texts, targets)
+        for row, scores_ in zip(rows, explanations):
+            row["explanation"] = top_tokens(scores_, tokenizer)
+        page = Path(cfg.output).with_suffix(".html")
+        write_html(page, rows, explanations, tokenizer)
+        print(f"wrote explanations to {page}", file=sys.stderr)
     write_rows(rows, cfg.output)
     print(f"wrote {len(rows)} predictions to {cfg.output}", file=sys.stderr)
     return rows

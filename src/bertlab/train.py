@@ -13,6 +13,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from bertlab.analysis import analyse
 from bertlab.errors import ConfigError
 from bertlab.models.classifier import TextClassifier
 
@@ -114,6 +115,8 @@ def train(cfg: DictConfig) -> float:
     metrics.update(trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
     if "test" in dm.dataset:
         metrics.update(trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
+    writer = logger.experiment if logger else None
+    metrics["analysis"] = analyse(model, dm, "validation", run_dir, writer, trainer.global_step)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     finals = {k: v for k, v in metrics.items() if "/" in k}
     log.info("final: %s", ", ".join(f"{k}={v:.4f}" for k, v in finals.items()))

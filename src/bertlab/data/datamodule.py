@@ -300,6 +300,7 @@ class TextDataModule(L.LightningDataModule):
         meta = json.loads((folder / "meta.json").read_text())
         self.task, self.labels = meta["task"], meta["labels"]
         dd = datasets.load_from_disk(str(folder))
+        self.texts = {s: list(ds["text"]) for s, ds in dd.items()}  # for error analysis
         self.dataset = datasets.DatasetDict({
             s: ds.select_columns([c for c in MODEL_INPUTS + ("length",) if c in ds.column_names])
             for s, ds in dd.items()})
@@ -324,12 +325,15 @@ class TextDataModule(L.LightningDataModule):
                           shuffle=sampler is None, collate_fn=self.collate,
                           num_workers=self.num_workers)
 
+    def eval_order(self, split: str) -> list[int]:
+        """Rows sorted by length: less padding, same metrics."""
+        lengths = list(self.dataset[split]["length"])
+        return sorted(range(len(lengths)), key=lengths.__getitem__)
+
     def eval_dataloader(self, split: str) -> DataLoader:
-        ds = self.dataset[split]
-        lengths = list(ds["length"])
-        order = sorted(range(len(ds)), key=lengths.__getitem__)  # less padding, same metrics
-        return DataLoader(ds.select(order), batch_size=self.eval_batch_size,
-                          collate_fn=self.collate, num_workers=self.num_workers)
+        ds = self.dataset[split].select(self.eval_order(split))
+        return DataLoader(ds, batch_size=self.eval_batch_size, collate_fn=self.collate,
+                          num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("validation")

@@ -1,0 +1,133 @@
+"""Error analysis of one split: confusion matrix, per-class report, and the worst mistakes."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+import torchmetrics.functional as tmf  # noqa: E402
+
+
+@torch.inference_mode()
+def collect(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores (probabilities, or values for regression) and targets over `loader`, in order."""
+    was_training = model.training
+    model.eval()
+    scores, targets = [], []
+    for batch in loader:
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        labels = batch.pop("labels")
+        logits = model(**batch).float()
+        if model.task == "classification":
+            logits = logits.softmax(-1)
+        elif model.task == "multilabel":
+            logits = logits.sigmoid()
+        scores.append(logits.cpu())
+        targets.append(labels.cpu())
+    model.train(was_training)
+    return torch.cat(scores), torch.cat(targets)
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def per_class_report(preds, target, labels: list[str], task: str) -> list[dict]:
+    n = len(labels)
+    kw = dict(num_classes=n) if task == "classification" else dict(num_labels=n)
+    kind = "multiclass" if task == "classification" else "multilabel"
+    cols = {name: getattr(tmf.classification, f"{kind}_{name}")(preds, target, average=None, **kw)
+            for name in ("precision", "recall", "f1_score")}
+    support = (torch.bincount(target, minlength=n) if task == "classification"
+               else target.sum(0).long())
+    rows = [{"label": label, "precision": round(float(cols["precision"][i]), 4),
+             "recall": round(float(cols["recall"][i]), 4),
+             "f1": round(float(cols["f1_score"][i]), 4), "support": int(support[i])}
+            for i, label in enumerate(labels)]
+    rows.append({"label": "macro avg", **{k: round(sum(r[k] for r in rows) / n, 4)
+                                          for k in ("precision", "recall", "f1")},
+                 "support": int(target.shape[0])})
+    return rows
+
+
+def confusion_figure(cm: torch.Tensor, labels: list[str]):
+    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(labels), 1 + 0.7 * len(labels)))
+    ax.imshow(cm, cmap="Blues")
+    ax.set(xticks=range(len(labels)), yticks=range(len(labels)), xlabel="predicted",
+           ylabel="true", title="confusion matrix")
+    ax.set_xticklabels(labels, rotation=45, ha="right")
+    ax.set_yticklabels(labels)
+    for (i, j), count in zip(torch.cartesian_prod(torch.arange(len(labels)),
+                                                  torch.arange(len(labels))).tolist(),
+                             cm.flatten().tolist()):
+        ax.text(j, i, count, ha="center", va="center",
+                color="white" if count > cm.max() / 2 else "black")
+    fig.tight_layout()
+    return fig
+
+
+def scatter_figure(scores: torch.Tensor, target: torch.Tensor):
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(target, scores, s=6, alpha=0.5)
+    lo, hi = float(min(target.min(), scores.min())), float(max(target.max(), scores.max()))
+    ax.plot([lo, hi], [lo, hi], color="grey", linewidth=1)
+    ax.set(xlabel="true", ylabel="predicted", title="predicted vs true")
+    fig.tight_layout()
+    return fig
+
+
+def analyse(model, dm, split: str, out_dir: Path, writer=None, step: int = 0) -> dict:
+    """Write the analysis of `split` into `out_dir` (and TensorBoard); returns its file names."""
+    order = dm.eval_order(split)
+    texts = [dm.texts[split][i] for i in order]
+    scores, target = collect(model, dm.eval_dataloader(split))
+    labels = list(model.hparams.labels)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    if model.task == "regression":
+        fig = scatter_figure(scores, target)
+        error = (scores - target).abs()
+        rows = [{"text": texts[i], "true": round(float(target[i]), 4),
+                 "predicted": round(float(scores[i]), 4), "abs_error": round(float(error[i]), 4)}
+                for i in error.argsort(descending=True).tolist()]
+        files["plot"] = "predicted_vs_true.png"
+    else:
+        if model.task == "classification":
+            preds = scores.argmax(-1)
+            cm = tmf.confusion_matrix(preds, target, task="multiclass", num_classes=len(labels))
+            fig = confusion_figure(cm, labels)
+            files["plot"] = "confusion_matrix.png"
+            confidence = scores.max(-1).values
+            wrong = (preds != target).nonzero().flatten()
+            rows = [{"text": texts[i], "true": labels[target[i]], "predicted": labels[preds[i]],
+                     "confidence": round(float(confidence[i]), 4)}
+                    for i in wrong[confidence[wrong].argsort(descending=True)].tolist()]
+        else:
+            fig = None
+            preds, target = (scores > 0.5).long(), target.long()
+            miss = (scores - target).abs().max(-1).values
+            wrong = (preds != target).any(-1).nonzero().flatten()
+            names = lambda row: "|".join(n for n, v in zip(labels, row) if v)  # noqa: E731
+            rows = [{"text": texts[i], "true": names(target[i]), "predicted": names(preds[i]),
+                     "worst_miss": round(float(miss[i]), 4)}
+                    for i in wrong[miss[wrong].argsort(descending=True)].tolist()]
+        write_csv(out_dir / "classification_report.csv",
+                  per_class_report(preds, target, labels, model.task))
+        files["report"] = "classification_report.csv"
+    if rows:
+        write_csv(out_dir / "errors.csv", rows)
+        files["errors"] = "errors.csv"
+    if fig is not None:
+        fig.savefig(out_dir / files["plot"], dpi=120)
+        if writer is not None:
+            writer.add_figure(f"{'val' if split == 'validation' else split}/{Path(files['plot']).stem}",
+                              fig, step)
+        plt.close(fig)
+    return files
