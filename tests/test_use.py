@@ -249,3 +249,30 @@ def test_explanations_give_one_score_per_token(run_dir):
     (scores,) = explain_texts(model, tokenizer, ["a truly great film"], [2], n_steps=8)
     assert [t for t, _ in scores] == ["[CLS]", "a", "truly", "great", "film", "[SEP]"]
     assert sum(a * a for _, a in scores) == pytest.approx(1, abs=1e-3)
+
+
+def test_predict_multilabel_lists_labels_over_threshold(tmp_path_factory, tmp_path):
+    import pandas as pd
+
+    tags = [[["a"], ["b"], ["a", "c"]][i % 3] for i in range(90)]
+    path = tmp_path / "t.jsonl"
+    pd.DataFrame({"text": [f"text number {i}" for i in range(90)], "label": tags}).to_json(
+        path, orient="records", lines=True)
+    run = trained(tmp_path_factory, "data=files", f"data.train_file={path}")
+    (tmp_path / "in.txt").write_text("text number 3\n")
+    for threshold in ("0.01", "0.99"):
+        out = tmp_path / f"p{threshold}.jsonl"
+        r = tool("predict.py", f"run_dir={run}", f"input={tmp_path / 'in.txt'}",
+                 f"output={out}", f"threshold={threshold}")
+        assert r.returncode == 0, r.stderr[-2000:]
+        (row,) = predictions(out)
+        probs = {n: row[f"p_{n}"] for n in "abc"}
+        assert row["labels"] == [n for n, p in probs.items() if p > float(threshold)]
+
+
+def test_eval_refuses_a_checkpoint_of_another_task(run_dir, tmp_path_factory, tmp_path):
+    regression = trained(tmp_path_factory, "data=valence")
+    with pytest.raises(BertlabError, match="is a regression checkpoint but the data is for "
+                                           "classification"):
+        evaluate(run_dir, f"ckpt_path={regression / 'checkpoints' / 'best.ckpt'}",
+                 out=tmp_path / "x")

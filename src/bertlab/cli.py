@@ -67,6 +67,8 @@ def entry(script: str, config_name: str, task: str) -> None:
 
     conf = Path(script).resolve().parent / "conf"
     check_group_choices(sys.argv[1:], conf)
+    if not any(a.startswith("hydra.job.name=") for a in sys.argv):
+        sys.argv.append(f"hydra.job.name={Path(script).stem}")  # train.log, not cli.log
 
     @hydra.main(version_base="1.3", config_path=str(conf), config_name=config_name)
     def main(cfg):

@@ -41,6 +41,9 @@ def evaluate(cfg: DictConfig) -> dict:
     if split not in dm.dataset:
         raise ConfigError(f"split={split} is not in this run's data; it has: "
                           f"{', '.join(dm.dataset)}")
+    if dm.task != model.task:
+        raise ConfigError(f"{ckpt} is a {model.task} checkpoint but the data is for "
+                          f"{dm.task}; give a checkpoint of this run")
     if not cfg.file and dm.labels != list(model.hparams.labels):
         raise ConfigError(f"the run's data now gives labels {dm.labels}, the checkpoint has "
                           f"{list(model.hparams.labels)}; evaluate on a file instead (file=...)")

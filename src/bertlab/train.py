@@ -9,11 +9,14 @@ import warnings
 from pathlib import Path
 
 import datasets
+import torch
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.analysis import analyse
+from bertlab.callbacks.unfreeze import UnfreezeAt
 from bertlab.errors import ConfigError
 from bertlab.models.classifier import TextClassifier
 
@@ -47,7 +50,8 @@ def readable_hparams(cfg: DictConfig, choices: dict) -> dict:
         "lr": cfg.lr, "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs,
         "weight_decay": cfg.weight_decay, "max_length": cfg.max_length, "seed": cfg.seed,
         "optimizer": choices.get("optimizer") or cfg.optimizer._target_.rsplit(".", 1)[-1],
-        "scheduler": choices.get("scheduler") or cfg.scheduler.name,
+        "scheduler": choices.get("scheduler") or cfg.scheduler.get("name")
+        or cfg.scheduler._target_.rsplit(".", 1)[-1],
         "loss": choices.get("loss") or cfg.loss._target_.rsplit(".", 1)[-1],
         "model": choices.get("model") or Path(cfg.model.name_or_path).name,
         "data": choices.get("data") or Path(str(cfg.data.get("train_file"))).name,
@@ -67,6 +71,32 @@ def write_hparams(logger, params: dict, metrics: dict) -> None:
     for summary in hparams(params, metrics):
         writer.add_summary(summary)
     writer.flush()
+
+
+def diagnose(fit: dict, task: str, counts: list[int] | None) -> str:
+    """One line: does the last epoch look over-fitted, under-fitted, or neither?"""
+    if task == "regression":
+        train, val, r = fit.get("train/mse"), fit.get("val/mse"), fit.get("val/pearson")
+        if None in (train, val, r):
+            return "unknown: train or val metrics are missing"
+        numbers = f"train mse {train:.4f}, val mse {val:.4f}, val pearson {r:.3f}"
+        if r < 0.1:
+            return f"underfitting: {numbers}; try a higher lr or more epochs"
+        if val > 1.25 * train:
+            return f"overfitting: {numbers}; try more dropout or weight decay, or fewer epochs"
+        return f"no sign of over- or underfitting: {numbers}"
+    train, val = fit.get("train/acc"), fit.get("val/acc")
+    if train is None or val is None:
+        return "unknown: train or val metrics are missing"
+    numbers = f"train acc {train:.3f}, val acc {val:.3f}"
+    majority = max(counts) / sum(counts) if counts else 0.0
+    if val <= majority + 0.02:
+        return (f"underfitting: {numbers}, no better than always predicting the most common "
+                f"label ({majority:.3f}); try a higher lr, more epochs or less freezing")
+    if train - val > 0.05:
+        return (f"overfitting: {numbers}; try more dropout or weight decay, fewer epochs or "
+                f"more data")
+    return f"no sign of over- or underfitting: {numbers}"
 
 
 def current_choices() -> dict:
@@ -96,22 +126,36 @@ def train(cfg: DictConfig) -> float:
         (run_dir / "labels.json").write_text(json.dumps(dict(enumerate(dm.labels)), indent=1))
 
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+    counts = None
+    if dm.task == "classification":
+        counts = torch.bincount(torch.tensor(list(dm.dataset["train"]["labels"])),
+                                minlength=len(dm.labels)).tolist()
     model = TextClassifier(model=plain(cfg.model), task=dm.task, labels=dm.labels,
                            loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                            scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
-                           clean=list(cfg.data.clean))
+                           clean=list(cfg.data.clean), class_counts=counts,
+                           l1=float(cfg.get("regularization", {}).get("l1") or 0.0))
     (run_dir / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
 
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if cfg.model.get("unfreeze_at_epoch") is not None:
+        callbacks.append(UnfreezeAt(cfg.model.unfreeze_at_epoch))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     trainer.fit(model, datamodule=dm)
+    fit = {k: float(v) for k, v in trainer.callback_metrics.items()}  # the last epoch's
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+    early = [c for c in trainer.callbacks if isinstance(c, EarlyStopping) and c.stopped_epoch]
     metrics = {"status": "finished", "task": dm.task, "monitor": cfg.monitor,
+               "stopped_by": "early stopping" if early else "max_epochs",
                "epochs": trainer.current_epoch, "steps": trainer.global_step,
-               "best_checkpoint": os.path.relpath(best, run_dir) if best else None}
+               "best_checkpoint": os.path.relpath(best, run_dir) if best else None,
+               "best_epoch": torch.load(best, map_location="cpu", weights_only=True,
+                                        mmap=True)["epoch"] if best else None,
+               "fit": diagnose(fit, dm.task, counts)}
+    log.info("fit: %s", metrics["fit"])
     metrics.update(trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
     if "test" in dm.dataset:
         metrics.update(trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0])

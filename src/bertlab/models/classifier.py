@@ -34,6 +34,41 @@ def build_network(cfg: dict, task: str, labels: list[str]) -> nn.Module:
     return net.train()  # from_pretrained returns eval mode, which would switch dropout off
 
 
+def encoder_parts(net: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """The embeddings and the list of transformer layers of a BERT-family model."""
+    base = net.base_model
+    stack = getattr(base, "encoder", None) or getattr(base, "transformer", None)
+    layers = getattr(stack, "layer", None)
+    if layers is None or not hasattr(base, "embeddings"):
+        raise ConfigError(f"freezing and layer decay need a BERT-like encoder (embeddings + "
+                          f"layers); {type(base).__name__} has another layout")
+    return base.embeddings, list(layers)
+
+
+def freeze(net: nn.Module, cfg: dict) -> list[nn.Module]:
+    """Freeze what model.freeze_* asks; returns the frozen modules (to unfreeze later)."""
+    embeddings, layers = encoder_parts(net) if any(
+        cfg.get(k) for k in ("freeze_embeddings", "freeze_layers", "freeze_encoder")) else (None, [])
+    n = len(layers) if cfg.get("freeze_encoder") else int(cfg.get("freeze_layers") or 0)
+    if not 0 <= n <= len(layers):
+        raise ConfigError(f"model.freeze_layers={n} is not valid; this encoder has "
+                          f"{len(layers)} layers")
+    frozen = ([embeddings] if cfg.get("freeze_embeddings") or n or cfg.get("freeze_encoder")
+              else []) + layers[:n]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
+def layer_depths(net: nn.Module) -> dict[str, int]:
+    """Parameter name -> depth: 0 for the embeddings, i + 1 for layer i, top + 1 for the head."""
+    embeddings, layers = encoder_parts(net)
+    depth = {id(p): 0 for p in embeddings.parameters()}
+    for i, layer in enumerate(layers):
+        depth.update({id(p): i + 1 for p in layer.parameters()})
+    return {name: depth.get(id(p), len(layers) + 1) for name, p in net.named_parameters()}
+
+
 def build_metrics(task: str, num_labels: int, stage: str) -> tm.MetricCollection:
     if task == "regression":
         metrics = {"mse": tm.MeanSquaredError(), "mae": tm.MeanAbsoluteError(),
@@ -55,13 +90,15 @@ class TextClassifier(L.LightningModule):
     """
 
     def __init__(self, model: dict, task: str, labels: list[str], loss: dict, optimizer: dict,
-                 scheduler: dict, max_length: int = 128, clean: list[str] = ()) -> None:
+                 scheduler: dict, max_length: int = 128, clean: list[str] = (),
+                 class_counts: list[int] | None = None, l1: float = 0.0) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.task = task
         self.num_labels = 1 if task == "regression" else len(labels)
         self.net = build_network(model, task, labels)
-        self.loss_fn = build_loss(loss, task)
+        self.frozen = freeze(self.net, model)
+        self.loss_fn = build_loss(loss, task, class_counts)
         self.train_metrics = build_metrics(task, self.num_labels, "train")
         self.val_metrics = build_metrics(task, self.num_labels, "val")
         self.test_metrics = build_metrics(task, self.num_labels, "test")
@@ -92,7 +129,12 @@ class TextClassifier(L.LightningModule):
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        return self.step(batch, "train")
+        loss = self.step(batch, "train")
+        if self.hparams.l1:  # L1 on the weight matrices (biases and LayerNorm are left alone)
+            l1 = sum(p.abs().sum() for p in self.parameters() if p.requires_grad and p.ndim >= 2)
+            self.log("train/l1", l1, on_step=True, on_epoch=False)
+            loss = loss + self.hparams.l1 * l1
+        return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.step(batch, "val")
@@ -100,17 +142,40 @@ class TextClassifier(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.step(batch, "test")
 
+    def param_groups(self, lr: float, layer_decay: float | None) -> list[dict]:
+        """No weight decay on 1-D parameters (biases, LayerNorm), as in BERT; with layer_decay,
+        layer i of L gets lr * layer_decay ** (L + 1 - depth), the embeddings the least."""
+        depths = layer_depths(self.net) if layer_decay else {}
+        top = max(depths.values(), default=0)
+        groups: dict[tuple, dict] = {}
+        for name, p in self.net.named_parameters():
+            if not p.requires_grad:
+                continue
+            scale = layer_decay ** (top - depths[name]) if layer_decay else 1.0
+            key = (scale, p.ndim < 2)
+            group = groups.setdefault(key, {"params": [], "lr": lr * scale})
+            if p.ndim < 2:
+                group["weight_decay"] = 0.0
+            group["params"].append(p)
+        return list(groups.values())
+
     def configure_optimizers(self):
-        # No weight decay on biases and LayerNorm weights (the 1-D parameters), as in BERT.
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [{"params": [p for p in params if p.ndim >= 2]},
-                  {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}]
-        optimizer = instantiate(self.hparams.optimizer)(groups)
+        opt = dict(self.hparams.optimizer)
+        layer_decay = opt.pop("layer_decay", None)
+        if layer_decay is not None and not 0 < layer_decay <= 1:
+            raise ConfigError(f"optimizer.layer_decay={layer_decay} is not valid; use a factor "
+                              f"in (0, 1], e.g. 0.9")
+        optimizer = instantiate(opt)(self.param_groups(opt["lr"], layer_decay))
         sched = dict(self.hparams.scheduler)
-        warmup = sched.pop("warmup", 0)
-        total = int(self.trainer.estimated_stepping_batches)
-        warmup_steps = round(warmup * total) if warmup < 1 else int(warmup)
-        scheduler = instantiate(sched)(optimizer=optimizer, num_warmup_steps=warmup_steps,
-                                       num_training_steps=total)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        warmup = sched.pop("warmup", None)  # only transformers' schedules take warmup + total
+        interval, monitor = sched.pop("interval", "step"), sched.pop("monitor", None)
+        kwargs = {}
+        if warmup is not None:
+            total = int(self.trainer.estimated_stepping_batches)
+            kwargs = {"num_warmup_steps": round(warmup * total) if warmup < 1 else int(warmup),
+                      "num_training_steps": total}
+        scheduler = instantiate(sched)(optimizer=optimizer, **kwargs)
+        lr_scheduler = {"scheduler": scheduler, "interval": interval}
+        if monitor:
+            lr_scheduler["monitor"] = monitor
+        return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}

@@ -1,14 +1,38 @@
 """Losses from the `loss` config group; `auto` picks the usual one for the task."""
 from __future__ import annotations
 
+import torch
 from hydra.utils import instantiate
 from torch import nn
+from torch.nn import functional as F
 
 from bertlab.errors import ConfigError
 
+
+class FocalLoss(nn.Module):
+    """Multi-class focal loss (Lin et al. 2017): cross-entropy scaled by (1 - p_true)^gamma.
+
+    Written here because torch has none for several classes (torchvision's is binary only).
+    """
+
+    def __init__(self, gamma: float = 2.0, weight: torch.Tensor | None = None,
+                 label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.gamma, self.label_smoothing = gamma, label_smoothing
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ce = F.cross_entropy(logits, target, weight=self.weight, reduction="none",
+                             label_smoothing=self.label_smoothing)
+        p_true = logits.softmax(-1).gather(1, target[:, None]).squeeze(1)
+        scaled = (1 - p_true).pow(self.gamma) * ce
+        norm = self.weight[target].sum() if self.weight is not None else target.numel()
+        return scaled.sum() / norm
+
+
 # task -> loss classes that fit it (the first is what `loss=auto` uses)
 FITS: dict[str, tuple[type[nn.Module], ...]] = {
-    "classification": (nn.CrossEntropyLoss,),
+    "classification": (nn.CrossEntropyLoss, FocalLoss),
     "multilabel": (nn.BCEWithLogitsLoss,),
     "regression": (nn.MSELoss, nn.HuberLoss, nn.L1Loss),
 }
@@ -19,8 +43,27 @@ def auto(task: str) -> nn.Module:
     return FITS[task][0]()
 
 
-def build_loss(cfg: dict, task: str) -> nn.Module:
-    loss = instantiate(cfg, task=task) if cfg["_target_"].endswith(".auto") else instantiate(cfg)
+def class_weights(spec, counts: list[int]) -> torch.Tensor:
+    """`balanced` (n / (k * count), as scikit-learn's) or an explicit list, one per class."""
+    k = len(counts)
+    if spec == "balanced":
+        n = sum(counts)
+        return torch.tensor([n / (k * c) if c else 0.0 for c in counts])
+    if isinstance(spec, (list, tuple)) and len(spec) == k:
+        return torch.tensor([float(w) for w in spec])
+    raise ConfigError(f"loss.class_weights={spec!r} is not valid; use balanced or a list of "
+                      f"{k} numbers (one per label)")
+
+
+def build_loss(cfg: dict, task: str, counts: list[int] | None = None) -> nn.Module:
+    cfg = dict(cfg)
+    spec = cfg.pop("class_weights", None)
+    kwargs = {"task": task} if cfg["_target_"].endswith(".auto") else {}
+    if spec is not None:
+        if task != "classification":
+            raise ConfigError(f"loss.class_weights works for classification, not {task}")
+        kwargs["weight"] = class_weights(spec, counts or [])
+    loss = instantiate(cfg, **kwargs)
     if not isinstance(loss, FITS[task]):
         valid = ", ".join(c.__name__ for c in FITS[task])
         raise ConfigError(f"loss {type(loss).__name__} does not fit a {task} task; use loss=auto "

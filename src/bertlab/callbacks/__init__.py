@@ -1,0 +1,1 @@
+"""Lightning callbacks of our own: only what Lightning does not ship."""

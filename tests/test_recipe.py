@@ -1,0 +1,194 @@
+"""The fine-tuning recipe: schedules, layer decay, freezing, L1, class weights, focal, precision."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from bertlab.errors import ConfigError
+from bertlab.models.losses import FocalLoss, class_weights
+from bertlab.train import diagnose, train
+
+FAST = ["data.max_samples=160", "batch_size=16"]  # 128 training rows: 8 steps an epoch
+
+
+def run(make_cfg, tmp_path, *overrides) -> dict:
+    train(make_cfg(*FAST, *overrides))
+    return json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+def lr_curve(tmp_path) -> list[float]:
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    (tag,) = [t for t in acc.Tags()["scalars"] if t.startswith("lr-") and t.endswith("/pg1")]
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def test_linear_schedule_warms_up_then_decays(make_cfg, tmp_path):
+    run(make_cfg, tmp_path, "max_epochs=2", "scheduler.warmup=4", "trainer.log_every_n_steps=1",
+        "~callbacks.early_stopping")
+    lrs = lr_curve(tmp_path)  # 16 steps: up for 4, then down towards 0
+    assert lrs[0] == 0.0 and max(lrs) == pytest.approx(5e-5) and lrs.index(max(lrs)) == 4
+    assert all(a > b for a, b in zip(lrs[4:], lrs[5:])) and lrs[-1] < 5e-5 / 10
+
+
+def test_step_and_exponential_decay_per_epoch(make_cfg, tmp_path):
+    run(make_cfg, tmp_path, "scheduler=step", "scheduler.gamma=0.5", "max_epochs=3",
+        "trainer.log_every_n_steps=1", "~callbacks.early_stopping")
+    assert sorted(set(round(x, 12) for x in lr_curve(tmp_path))) == pytest.approx(
+        [1.25e-5, 2.5e-5, 5e-5])
+
+
+def test_exponential_decay_per_step(make_cfg, tmp_path):
+    run(make_cfg, tmp_path, "scheduler=exponential", "scheduler.gamma=0.9",
+        "scheduler.interval=step", "trainer.log_every_n_steps=1")
+    lrs = lr_curve(tmp_path)
+    assert lrs[:3] == pytest.approx([5e-5, 4.5e-5, 4.05e-5])
+
+
+def test_plateau_schedule_runs(make_cfg, tmp_path):
+    metrics = run(make_cfg, tmp_path, "scheduler=plateau", "max_epochs=2")
+    assert metrics["epochs"] == 2
+
+
+def test_warmup_as_a_fraction_of_all_steps(make_cfg, tmp_path):
+    run(make_cfg, tmp_path, "scheduler=constant", "scheduler.warmup=0.5",
+        "trainer.log_every_n_steps=1")
+    lrs = lr_curve(tmp_path)  # 8 steps, 4 of warmup
+    assert lrs[:5] == pytest.approx([0, 1.25e-5, 2.5e-5, 3.75e-5, 5e-5])
+    assert lrs[-1] == pytest.approx(5e-5)
+
+
+def test_layer_decay_scales_lr_by_depth(make_cfg, tmp_path):
+    run(make_cfg, tmp_path, "optimizer.layer_decay=0.5", "lr=1e-3")
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    initial = sorted({g["initial_lr"] for g in ckpt["optimizer_states"][0]["param_groups"]})
+    # tiny has 2 layers: embeddings x0.125, layer 0 x0.25, layer 1 x0.5, head x1
+    assert initial == pytest.approx([1.25e-4, 2.5e-4, 5e-4, 1e-3])
+
+
+@pytest.mark.parametrize("overrides, frozen_prefixes", [
+    (["model.freeze_embeddings=true"], ["net.bert.embeddings."]),
+    (["model.freeze_layers=1"], ["net.bert.embeddings.", "net.bert.encoder.layer.0."]),
+    (["model.freeze_encoder=true"], ["net.bert."]),
+])
+def test_frozen_parameters_do_not_change(make_cfg, tmp_path, overrides, frozen_prefixes):
+    run(make_cfg, tmp_path, *overrides, "lr=1e-3")
+    trained = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    initial = initial_weights(make_cfg)
+    for name, value in trained["state_dict"].items():
+        if name.startswith("net."):
+            frozen = any(name.startswith(p) for p in frozen_prefixes) and "pooler" not in name
+            assert torch.equal(value, initial[name]) == frozen, name
+
+
+def initial_weights(make_cfg) -> dict:
+    """The tiny model's weights before training, built as train() builds it (same seed)."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from bertlab.models.classifier import TextClassifier
+
+    cfg = make_cfg(*FAST)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    plain = lambda n: OmegaConf.to_container(n, resolve=True)  # noqa: E731
+    model = TextClassifier(model=plain(cfg.model), task="classification",
+                           labels=["negative", "neutral", "positive"], loss=plain(cfg.loss),
+                           optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler))
+    return model.state_dict()
+
+
+def test_unfreeze_at_epoch(make_cfg, tmp_path):
+    run(make_cfg, tmp_path, "model.freeze_encoder=true", "model.unfreeze_at_epoch=1",
+        "max_epochs=2", "lr=1e-3", "~callbacks.early_stopping")
+    trained = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    initial = initial_weights(make_cfg)
+    name = "net.bert.encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(trained["state_dict"][name], initial[name])  # trained in epoch 1
+    assert len(trained["optimizer_states"][0]["param_groups"]) == 3  # head x2 + unfrozen
+
+
+def test_l1_is_added_to_the_loss_and_logged(make_cfg, tmp_path):
+    run(make_cfg, tmp_path, "regularization.l1=1e-6", "trainer.log_every_n_steps=1")
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    l1 = [e.value for e in acc.Scalars("train/l1")]
+    assert len(l1) == 8 and all(v > 100 for v in l1)
+
+
+def test_l1_is_added_to_the_training_loss(make_cfg):
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from bertlab.models.classifier import TextClassifier
+
+    cfg = make_cfg(*FAST)
+    plain = lambda n: OmegaConf.to_container(n, resolve=True)  # noqa: E731
+    losses = []
+    for l1 in (0.0, 1e-3):
+        L.seed_everything(0, verbose=False)
+        model = TextClassifier(model=plain(cfg.model), task="classification", labels=["a", "b"],
+                               loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
+                               scheduler=plain(cfg.scheduler), l1=l1).eval()
+        model.log = lambda *a, **k: None  # no trainer attached
+        model.log_dict = lambda *a, **k: None
+        batch = {"input_ids": torch.tensor([[101, 2307, 102]]),
+                 "attention_mask": torch.ones(1, 3, dtype=torch.long),
+                 "labels": torch.tensor([1])}
+        losses.append(float(model.training_step(batch, 0)))
+    weights = sum(p.abs().sum() for p in model.parameters() if p.ndim >= 2)
+    assert losses[1] - losses[0] == pytest.approx(1e-3 * float(weights), rel=1e-4)
+
+
+def test_balanced_class_weights_reach_the_loss(make_cfg, tmp_path):
+    run(make_cfg, tmp_path, "loss=cross_entropy", "loss.class_weights=balanced")
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
+    counts = ckpt["hyper_parameters"]["class_counts"]
+    weight = ckpt["state_dict"]["loss_fn.weight"]
+    assert weight.tolist() == pytest.approx([sum(counts) / (3 * c) for c in counts])
+    assert class_weights([1, 2, 3], [5, 5, 5]).tolist() == [1, 2, 3]
+    with pytest.raises(ConfigError, match="use balanced or a list of 3 numbers"):
+        class_weights([1, 2], [5, 5, 5])
+
+
+def test_focal_loss(make_cfg, tmp_path):
+    logits, target = torch.randn(6, 3), torch.tensor([0, 1, 2, 0, 1, 2])
+    ce = torch.nn.functional.cross_entropy(logits, target)
+    assert FocalLoss(gamma=0)(logits, target) == pytest.approx(float(ce))
+    assert FocalLoss(gamma=2)(logits, target) < ce
+    metrics = run(make_cfg, tmp_path, "loss=focal")
+    assert metrics["val/acc"] >= 0
+
+
+def test_label_smoothing_reaches_the_loss(make_cfg, tmp_path):
+    run(make_cfg, tmp_path, "loss=cross_entropy", "loss.label_smoothing=0.1")
+    from bertlab.runs import load_model
+
+    assert load_model(tmp_path / "run" / "checkpoints" / "best.ckpt").loss_fn.label_smoothing == 0.1
+
+
+def test_bf16_mixed_precision_and_accumulation_on_cpu(make_cfg, tmp_path):
+    metrics = run(make_cfg, tmp_path, "trainer.precision=bf16-mixed",
+                  "trainer.accumulate_grad_batches=2")
+    assert metrics["steps"] == 4 and metrics["val/loss"] == metrics["val/loss"]
+
+
+def test_early_stopping_records_why_and_the_best_epoch(make_cfg, tmp_path):
+    metrics = run(make_cfg, tmp_path, "max_epochs=20", "callbacks.early_stopping.patience=1",
+                  "callbacks.early_stopping.min_delta=10")  # nothing improves by 10
+    assert metrics["stopped_by"] == "early stopping" and metrics["epochs"] == 2
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    val_loss = [e.value for e in acc.Scalars("val/loss")][:2]  # epoch 0, epoch 1 (then re-test)
+    assert metrics["best_epoch"] == val_loss.index(min(val_loss))
+
+
+def test_fit_diagnosis():
+    counts = [50, 50]
+    assert diagnose({"train/acc": 0.99, "val/acc": 0.80}, "classification",
+                    counts).startswith("overfitting: train acc 0.990, val acc 0.800")
+    assert diagnose({"train/acc": 0.5, "val/acc": 0.51}, "classification",
+                    counts).startswith("underfitting")
+    assert diagnose({"train/acc": 0.85, "val/acc": 0.83}, "classification",
+                    counts).startswith("no sign")
+    assert diagnose({"train/mse": 0.1, "val/mse": 0.5, "val/pearson": 0.8},
+                    "regression", None).startswith("overfitting")
