@@ -26,7 +26,8 @@ def lr_curve(tmp_path) -> list[float]:
 
 
 def test_linear_schedule_warms_up_then_decays(make_cfg, tmp_path):
-    run(make_cfg, tmp_path, "max_epochs=2", "scheduler.warmup=4", "trainer.log_every_n_steps=1",
+    run(make_cfg, tmp_path, "lr=5e-5", "max_epochs=2", "scheduler.warmup=4",
+        "trainer.log_every_n_steps=1",
         "~callbacks.early_stopping")
     lrs = lr_curve(tmp_path)  # 16 steps: up for 4, then down towards 0
     assert lrs[0] == 0.0 and max(lrs) == pytest.approx(5e-5) and lrs.index(max(lrs)) == 4
@@ -34,14 +35,14 @@ def test_linear_schedule_warms_up_then_decays(make_cfg, tmp_path):
 
 
 def test_step_and_exponential_decay_per_epoch(make_cfg, tmp_path):
-    run(make_cfg, tmp_path, "scheduler=step", "scheduler.gamma=0.5", "max_epochs=3",
+    run(make_cfg, tmp_path, "lr=5e-5", "scheduler=step", "scheduler.gamma=0.5", "max_epochs=3",
         "trainer.log_every_n_steps=1", "~callbacks.early_stopping")
     assert sorted(set(round(x, 12) for x in lr_curve(tmp_path))) == pytest.approx(
         [1.25e-5, 2.5e-5, 5e-5])
 
 
 def test_exponential_decay_per_step(make_cfg, tmp_path):
-    run(make_cfg, tmp_path, "scheduler=exponential", "scheduler.gamma=0.9",
+    run(make_cfg, tmp_path, "lr=5e-5", "scheduler=exponential", "scheduler.gamma=0.9",
         "scheduler.interval=step", "trainer.log_every_n_steps=1")
     lrs = lr_curve(tmp_path)
     assert lrs[:3] == pytest.approx([5e-5, 4.5e-5, 4.05e-5])
@@ -53,7 +54,7 @@ def test_plateau_schedule_runs(make_cfg, tmp_path):
 
 
 def test_warmup_as_a_fraction_of_all_steps(make_cfg, tmp_path):
-    run(make_cfg, tmp_path, "scheduler=constant", "scheduler.warmup=0.5",
+    run(make_cfg, tmp_path, "lr=5e-5", "scheduler=constant", "scheduler.warmup=0.5",
         "trainer.log_every_n_steps=1")
     lrs = lr_curve(tmp_path)  # 8 steps, 4 of warmup
     assert lrs[:5] == pytest.approx([0, 1.25e-5, 2.5e-5, 3.75e-5, 5e-5])
@@ -192,3 +193,45 @@ def test_fit_diagnosis():
                     counts).startswith("no sign")
     assert diagnose({"train/mse": 0.1, "val/mse": 0.5, "val/pearson": 0.8},
                     "regression", None).startswith("overfitting")
+
+
+def test_lr_range_test_saves_a_plot_and_can_train_with_it(make_cfg, tmp_path):
+    from bertlab.train import train as run_train
+
+    cfg = make_cfg(*FAST, "tune_lr.num_training=30", "tune_lr.apply=true")
+    run_train(cfg, tune_lr=True)
+    found = json.loads((tmp_path / "run" / "lr_find.json").read_text())
+    assert (tmp_path / "run" / "lr_find.png").stat().st_size > 1000
+    assert len(found["lr"]) <= 30 and 1e-7 <= found["suggestion"] <= 1
+    config = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+    assert f"lr: {found['suggestion']}" in config  # trained with the suggestion
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["initial_lr"] == pytest.approx(
+        found["suggestion"])
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    assert "tune/lr_find" in acc.Tags()["images"]
+
+
+def test_pruning_reaches_the_asked_sparsity(make_cfg, tmp_path):
+    from bertlab.runs import load_model
+
+    metrics = run(make_cfg, tmp_path, "callbacks=pruning", "callbacks.pruning.sparsity=0.6",
+                  "max_epochs=3", "~callbacks.early_stopping")
+    report = metrics["pruning"]
+    assert report["sparsity"] == pytest.approx(0.6, abs=0.01)
+    assert report["before"]["val/loss"] > 0 and report["after"]["val/loss"] > 0
+    model = load_model(tmp_path / "run" / "checkpoints" / "best.ckpt")  # a pruned model
+    weights = [m.weight for layer in model.net.bert.encoder.layer for m in layer.modules()
+               if isinstance(m, torch.nn.Linear)]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert zeros == pytest.approx(0.6, abs=0.01)
+    embeddings = model.net.bert.embeddings.word_embeddings.weight
+    assert (embeddings == 0).float().mean() < 0.001  # not pruned (only the [PAD] row is 0)
+    assert metrics["best_epoch"] == 2  # only pruned epochs compete
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    assert {"pruning/sparsity", "pruning/before", "pruning/after"} <= set(acc.Tags()["scalars"])
+
+
+def test_pruning_needs_a_dense_epoch(make_cfg):
+    with pytest.raises(ConfigError, match="do not fit in max_epochs=1"):
+        train(make_cfg(*FAST, "callbacks=pruning"))

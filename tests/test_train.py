@@ -27,7 +27,7 @@ def test_run_folder_contract(make_cfg, tmp_path):
     run_dir = tmp_path / "run"
     run(make_cfg, "max_epochs=2")
     config = (run_dir / ".hydra" / "config.yaml").read_text()
-    assert "${" not in config and "lr: 5.0e-05" in config  # fully resolved
+    assert "${" not in config and "lr: 0.0001" in config  # fully resolved
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))
@@ -136,7 +136,7 @@ def test_tensorboard_has_curves_lr_and_hparams(make_cfg, tmp_path):
                  for c in content.values()
                  if plugin_data_pb2.HParamsPluginData.FromString(c).HasField("session_start_info"))
     assert start.hparams["optimizer"].string_value == "Adam"
-    assert start.hparams["lr"].number_value == pytest.approx(5e-5)
+    assert start.hparams["lr"].number_value == pytest.approx(1e-4)
     experiment = next(plugin_data_pb2.HParamsPluginData.FromString(c).experiment
                       for c in content.values()
                       if plugin_data_pb2.HParamsPluginData.FromString(c).HasField("experiment"))

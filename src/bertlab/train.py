@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.analysis import analyse
+from bertlab.callbacks.pruning import EncoderPruning
 from bertlab.callbacks.unfreeze import UnfreezeAt
 from bertlab.errors import ConfigError
 from bertlab.models.classifier import TextClassifier
@@ -37,7 +38,7 @@ def check_config(cfg: DictConfig) -> None:
 
 def claim_run_dir(run_dir: Path) -> None:
     """Refuse a folder that already holds a run: nothing a user made is overwritten."""
-    for name in ("metrics.json", "checkpoints", "tensorboard"):
+    for name in ("metrics.json", "checkpoints"):
         if (run_dir / name).exists():
             raise ConfigError(f"output_dir={run_dir} already holds a run ({name}); "
                               f"choose a new folder")
@@ -105,8 +106,38 @@ def current_choices() -> dict:
     return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
 
 
-def train(cfg: DictConfig) -> float:
-    """Train as `cfg` says; returns the monitored metric of the best checkpoint (for sweepers)."""
+def find_lr(cfg: DictConfig, model, dm, run_dir: Path) -> float:
+    """Lightning's learning-rate range test; the plot goes to lr_find.png and TensorBoard."""
+    from lightning.pytorch.tuner import Tuner
+    from torch.utils.tensorboard import SummaryWriter
+
+    t = cfg.tune_lr
+    trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
+                          enable_model_summary=False, max_epochs=-1, max_steps=t.num_training,
+                          limit_val_batches=0)
+    # (epochs unbounded: the test's own step count ends it, even on a small training set)
+    finder = Tuner(trainer).lr_find(model, datamodule=dm, min_lr=t.min_lr, max_lr=t.max_lr,
+                                    num_training=t.num_training, update_attr=False)
+    suggestion = finder.suggestion()
+    if suggestion is None:
+        raise ConfigError(f"the lr range test found no clear descent over tune_lr.num_training="
+                          f"{t.num_training} steps; try more steps or another min_lr/max_lr")
+    fig = finder.plot(suggest=True)
+    fig.savefig(run_dir / "lr_find.png", dpi=120)
+    with SummaryWriter(str(run_dir / "tensorboard")) as writer:
+        writer.add_figure("tune/lr_find", fig)
+    (run_dir / "lr_find.json").write_text(json.dumps(
+        {"suggestion": suggestion, "lr": finder.results["lr"], "loss": finder.results["loss"]}))
+    print(f"suggested lr: {suggestion:.3g} (plot: {run_dir / 'lr_find.png'})")
+    return float(suggestion)
+
+
+def train(cfg: DictConfig, tune_lr: bool = False) -> float:
+    """Train as `cfg` says; returns the monitored metric of the best checkpoint (for sweepers).
+
+    With `tune_lr`, first run the learning-rate range test; then stop there, or train with the
+    suggested lr when `tune_lr.apply` is true.
+    """
     check_config(cfg)
     run_dir = Path(cfg.output_dir)
     claim_run_dir(run_dir)
@@ -135,6 +166,11 @@ def train(cfg: DictConfig) -> float:
                            scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
                            clean=list(cfg.data.clean), class_counts=counts,
                            l1=float(cfg.get("regularization", {}).get("l1") or 0.0))
+    if tune_lr:
+        lr = find_lr(cfg, model, dm, run_dir)
+        if not cfg.tune_lr.apply:
+            return lr
+        cfg.lr = model.hparams.optimizer["lr"] = lr
     (run_dir / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
 
@@ -159,12 +195,20 @@ def train(cfg: DictConfig) -> float:
     metrics.update(trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
     if "test" in dm.dataset:
         metrics.update(trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
+    pruning = [c for c in trainer.callbacks if isinstance(c, EncoderPruning)]
+    if pruning:
+        metrics["pruning"] = {**pruning[0].report, "after": {cfg.monitor: metrics[cfg.monitor]}}
+        log.info("pruning: %s", metrics["pruning"])
     writer = logger.experiment if logger else None
     metrics["analysis"] = analyse(model, dm, "validation", run_dir, writer, trainer.global_step)
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     finals = {k: v for k, v in metrics.items() if "/" in k}
     log.info("final: %s", ", ".join(f"{k}={v:.4f}" for k, v in finals.items()))
     if logger:
+        if pruning:
+            logger.log_metrics({f"pruning/{k}": v for k, v in (
+                ("before", pruning[0].report["before"][cfg.monitor]),
+                ("after", metrics[cfg.monitor])) if v is not None}, step=trainer.global_step)
         write_hparams(logger, readable_hparams(cfg, current_choices()), finals)
     score = metrics.get(cfg.monitor, float("nan"))
     return score if math.isfinite(score) else float("nan")

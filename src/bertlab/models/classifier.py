@@ -142,6 +142,13 @@ class TextClassifier(L.LightningModule):
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self.step(batch, "test")
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Pruning keeps weight_orig * weight_mask; store plain weights. (ModelPruning does this
+        # in its own hook, which Lightning skips for weights-only checkpoints such as best.ckpt.)
+        state = checkpoint["state_dict"]
+        for key in [k for k in state if k.endswith("_orig") and k[:-5] + "_mask" in state]:
+            state[key[:-5]] = state.pop(key) * state.pop(key[:-5] + "_mask")
+
     def param_groups(self, lr: float, layer_decay: float | None) -> list[dict]:
         """No weight decay on 1-D parameters (biases, LayerNorm), as in BERT; with layer_decay,
         layer i of L gets lr * layer_decay ** (L + 1 - depth), the embeddings the least."""
