@@ -235,3 +235,31 @@ def test_pruning_reaches_the_asked_sparsity(make_cfg, tmp_path):
 def test_pruning_needs_a_dense_epoch(make_cfg):
     with pytest.raises(ConfigError, match="do not fit in max_epochs=1"):
         train(make_cfg(*FAST, "callbacks=pruning"))
+
+
+def test_shrink_writes_a_smaller_model_that_loads_and_predicts(make_cfg, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    run(make_cfg, tmp_path)
+    r = subprocess.run([sys.executable, str(ROOT / "shrink.py"), f"run_dir={tmp_path / 'run'}",
+                        "int8=true", "drop_layers=1"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (out,) = (tmp_path / "run" / "shrink").iterdir()
+    rows = json.loads((out / "shrink.json").read_text())
+    assert rows["after"]["size_mb"] < rows["before"]["size_mb"]
+    assert rows["after"]["parameters"] < rows["before"]["parameters"]
+    assert "| before |" in r.stdout and "| after |" in r.stdout
+    (tmp_path / "in.txt").write_text("great\nawful\n")
+    r = subprocess.run([sys.executable, str(ROOT / "predict.py"),
+                        f"ckpt_path={out / 'model.ckpt'}", f"input={tmp_path / 'in.txt'}",
+                        f"output={tmp_path / 'p.jsonl'}"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
+    from bertlab.runs import load_model
+
+    small = load_model(out / "model.ckpt")
+    assert len(small.net.bert.encoder.layer) == 1  # tiny has 2; the top one is gone

@@ -48,7 +48,13 @@ def load_model(path: Path):
     if not hp or "task" not in hp or "state_dict" not in ckpt:
         raise DataError(f"{path} is not a bertlab checkpoint (no task or weights in it)")
     # the weights come from the checkpoint: build the network without loading pretrained ones
+    shrink = hp.pop("shrink", None)  # set by shrink.py: rebuild the same smaller shape
     model = TextClassifier(**{**hp, "model": {**hp["model"], "pretrained": False}})
+    if shrink:
+        from bertlab.models.compress import compress
+
+        compress(model, shrink["drop_layers"], shrink["int8"])
+        model.hparams["shrink"] = shrink
     model.load_state_dict(ckpt["state_dict"])
     return model.eval()
 

@@ -1,0 +1,94 @@
+"""shrink(cfg): a smaller copy of a trained run, and a before/after table."""
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+
+import datasets
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from bertlab.analysis import collect
+from bertlab.errors import ConfigError
+from bertlab.models.classifier import build_metrics
+from bertlab.models.compress import compress
+from bertlab.runs import find_checkpoint, load_model, run_config
+
+
+def parameter_count(model) -> int:
+    """Weights counted once whether float or int8 (quantised layers hide theirs in packed params)."""
+    from torch.ao.nn.quantized.modules.linear import LinearPackedParams
+
+    total = sum(p.numel() for p in model.parameters())
+    for m in model.modules():
+        if isinstance(m, LinearPackedParams):
+            weight, bias = m._weight_bias()
+            total += weight.numel() + (bias.numel() if bias is not None else 0)
+    return total
+
+
+@torch.inference_mode()
+def latency_ms(model, batch: dict, repeats: int = 5) -> float:
+    """CPU milliseconds per forward pass of one validation batch (best of `repeats`)."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    model(**inputs)  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        model(**inputs)
+        times.append(time.perf_counter() - start)
+    return 1000 * min(times)
+
+
+def measure(model, dm, path: Path, monitor: str) -> dict:
+    loader = dm.eval_dataloader("validation")
+    scores, target = collect(model, loader)
+    metrics = build_metrics(model.task, model.num_labels, "val")
+    if model.task == "classification":
+        metrics.update(scores, target)
+    elif model.task == "multilabel":
+        metrics.update(scores, target.int())
+    else:
+        metrics.update(scores, target.float())
+    values = {k: float(v) for k, v in metrics.compute().items()}
+    key = monitor if monitor in values else next(iter(values))
+    return {"size_mb": round(path.stat().st_size / 2**20, 2), "parameters": parameter_count(model),
+            "latency_ms": round(latency_ms(model, next(iter(loader))), 2),
+            key: round(values[key], 4)}
+
+
+def shrink(cfg: DictConfig) -> dict:
+    if not cfg.int8 and not cfg.drop_layers:
+        raise ConfigError("nothing to do: set int8=true and/or drop_layers=N")
+    ckpt = find_checkpoint(cfg.run_dir, cfg.ckpt_path)
+    train_cfg = run_config(cfg.run_dir)
+    model = load_model(ckpt)
+    if model.hparams.get("shrink"):
+        raise ConfigError(f"{ckpt} is already shrunk; shrink the original checkpoint")
+    torch.set_num_threads(torch.get_num_threads())
+    datasets.disable_progress_bars()
+    dm = instantiate(train_cfg.data, tokenizer=train_cfg.model.tokenizer,
+                     max_length=train_cfg.max_length, batch_size=cfg.batch_size,
+                     seed=train_cfg.seed, eval_batch_size=cfg.batch_size)
+    dm.setup()
+    small = compress(copy.deepcopy(model), cfg.drop_layers, cfg.int8)
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hp = dict(model.hparams)
+    hp["shrink"] = {"drop_layers": cfg.drop_layers, "int8": bool(cfg.int8)}
+    torch.save({"hyper_parameters": hp, "state_dict": small.state_dict()}, out / "model.ckpt")
+    monitor = str(train_cfg.monitor)
+    rows = {"before": measure(model, dm, ckpt, monitor),
+            "after": measure(small, dm, out / "model.ckpt", monitor)}
+    keys = list(rows["before"])
+    table = ["| | " + " | ".join(keys) + " |", "| --- " * (len(keys) + 1) + "|"]
+    table += [f"| {name} | " + " | ".join(str(r[k]) for k in keys) + " |"
+              for name, r in rows.items()]
+    (out / "shrink.md").write_text("\n".join(table) + "\n")
+    (out / "shrink.json").write_text(json.dumps(rows, indent=1))
+    print("\n".join(table))
+    print(f"smaller model: {out / 'model.ckpt'} (predict.py ckpt_path=... loads it)")
+    return rows
