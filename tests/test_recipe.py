@@ -263,3 +263,10 @@ def test_shrink_writes_a_smaller_model_that_loads_and_predicts(make_cfg, tmp_pat
 
     small = load_model(out / "model.ckpt")
     assert len(small.net.bert.encoder.layer) == 1  # tiny has 2; the top one is gone
+
+
+def test_divergence_stops_the_run_and_says_so(make_cfg, tmp_path):
+    metrics = run(make_cfg, tmp_path, "optimizer=sgd", "lr=1e12", "trainer.gradient_clip_val=null",
+                  "max_epochs=5")
+    assert metrics["status"] == "diverged" and metrics["stopped_by"].startswith("divergence")
+    assert metrics["epochs"] == 1 and metrics["val/loss"] is None  # NaN, stored as null

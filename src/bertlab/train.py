@@ -13,6 +13,7 @@ import torch
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.analysis import analyse
@@ -72,6 +73,18 @@ def write_hparams(logger, params: dict, metrics: dict) -> None:
     for summary in hparams(params, metrics):
         writer.add_summary(summary)
     writer.flush()
+
+
+def stop_reason(trainer) -> str:
+    """max_epochs, early stopping, or divergence (EarlyStopping's check for a non-finite metric)."""
+    for cb in trainer.callbacks:
+        if isinstance(cb, EarlyStopping) and cb.stopping_reason != EarlyStoppingReason.NOT_STOPPED:
+            if cb.stopping_reason in (EarlyStoppingReason.NON_FINITE_METRIC,
+                                      EarlyStoppingReason.DIVERGENCE_THRESHOLD):
+                return f"divergence: {cb.stopping_reason_message}"
+            return "early stopping"
+    return "max_steps" if trainer.max_steps not in (-1, None) and \
+        trainer.global_step >= trainer.max_steps else "max_epochs"
 
 
 def diagnose(fit: dict, task: str, counts: list[int] | None) -> str:
@@ -183,9 +196,9 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     fit = {k: float(v) for k, v in trainer.callback_metrics.items()}  # the last epoch's
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    early = [c for c in trainer.callbacks if isinstance(c, EarlyStopping) and c.stopped_epoch]
-    metrics = {"status": "finished", "task": dm.task, "monitor": cfg.monitor,
-               "stopped_by": "early stopping" if early else "max_epochs",
+    stopped_by = stop_reason(trainer)
+    metrics = {"status": "diverged" if stopped_by.startswith("divergence") else "finished",
+               "task": dm.task, "monitor": cfg.monitor, "stopped_by": stopped_by,
                "epochs": trainer.current_epoch, "steps": trainer.global_step,
                "best_checkpoint": os.path.relpath(best, run_dir) if best else None,
                "best_epoch": torch.load(best, map_location="cpu", weights_only=True,
@@ -201,9 +214,13 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
         log.info("pruning: %s", metrics["pruning"])
     writer = logger.experiment if logger else None
     metrics["analysis"] = analyse(model, dm, "validation", run_dir, writer, trainer.global_step)
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v  # strict JSON
+              for k, v in metrics.items()}
+    (run_dir / "metrics.json").write_text(json.dumps(finite, indent=1, allow_nan=False))
     finals = {k: v for k, v in metrics.items() if "/" in k}
     log.info("final: %s", ", ".join(f"{k}={v:.4f}" for k, v in finals.items()))
+    if metrics["status"] == "diverged":
+        log.warning("training diverged (%s); lower lr or keep gradient clipping on", stopped_by)
     if logger:
         if pruning:
             logger.log_metrics({f"pruning/{k}": v for k, v in (
