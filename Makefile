@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 # that ship it locally; elsewhere set TORCH=torch (or a CUDA build) to taste.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install train test test-all tensorboard clean
+.PHONY: install train test test-all lint tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -24,6 +24,9 @@ test: install
 
 test-all: install
 	$(PY) -m pytest -q -m "" $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks *.py
 
 tensorboard: install
 	$(VENV)/bin/tensorboard --logdir outputs

@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
+from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
 from bertlab.models.losses import build_loss
 
