@@ -180,7 +180,10 @@ def test_bad_sizes(make_cfg, files):
     assert "data.val_size=1.5" in msg
 
 
-def test_hub_dataset_offline_fails_clearly(make_cfg, monkeypatch):
+@pytest.mark.parametrize("data, name", [("sst2", "nyu-mll/glue/sst2"), ("stsb", "nyu-mll/glue/stsb"),
+                                        ("imdb", "stanfordnlp/imdb"),
+                                        ("ag_news", "fancyzhx/ag_news")])
+def test_hub_dataset_offline_fails_clearly(make_cfg, monkeypatch, data, name):
     import datasets
     import huggingface_hub.constants
 
@@ -190,6 +193,6 @@ def test_hub_dataset_offline_fails_clearly(make_cfg, monkeypatch):
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     hub.hub_reachable.cache_clear()
-    msg = error_of(make_cfg, "data=sst2")
-    assert "nyu-mll/glue/sst2" in msg and "data=files" in msg
+    msg = error_of(make_cfg, f"data={data}")
+    assert f"Hub dataset {name!r}" in msg and "data=files" in msg
     hub.hub_reachable.cache_clear()

@@ -141,3 +141,33 @@ def test_tensorboard_has_curves_lr_and_hparams(make_cfg, tmp_path):
                       for c in content.values()
                       if plugin_data_pb2.HParamsPluginData.FromString(c).HasField("experiment"))
     assert {"val/acc", "test/acc"} <= {m.name.tag for m in experiment.metric_infos}
+
+
+def test_debug_fast_and_trainer_cpu_presets(make_cfg, tmp_path):
+    cfg = make_cfg("debug=fast", "trainer=cpu")
+    assert cfg.data.max_samples == 200 and cfg.model.pretrained is False
+    assert cfg.trainer.accelerator == "cpu"
+    train(cfg)
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "finished"
+
+
+def test_experiment_preset_composes(make_cfg):
+    cfg = make_cfg("experiment=tweets_minilm")
+    assert cfg.lr == 1e-4 and cfg.batch_size == 32  # (model=tiny from the command line wins)
+    assert cfg.data.label_column == "sentiment" and cfg.max_epochs == 1
+
+
+@pytest.mark.parametrize("model", ["bert_base", "distilbert", "roberta_base",
+                                   "bert_base_chinese", "xlm_roberta_base"])
+def test_hub_models_offline_fail_with_one_clear_error(make_cfg, monkeypatch, model):
+    import huggingface_hub.constants
+    from omegaconf import OmegaConf
+
+    from bertlab.models.classifier import build_network
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    cfg = make_cfg(f"model={model}")
+    with pytest.raises(ConfigError, match=r"model.name_or_path='[\w/-]+' is neither a local "
+                                          r"folder nor a Hub id .*use model=minilm"):
+        build_network(OmegaConf.to_container(cfg.model), "classification", ["a", "b"])
