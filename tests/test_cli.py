@@ -72,3 +72,13 @@ def test_hub_model_offline_is_one_line(tmp_path):
     last = r.stderr.strip().splitlines()[-1]
     assert last.startswith("error: model.tokenizer='google-bert/bert-base-uncased' is neither")
     assert "model=minilm" in last
+
+
+def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
+    r = cli(["-m", *SMOKE, "lr=1e-4,-1,3e-4"], tmp_path)
+    assert r.returncode == 1
+    assert "error: 1 of 3 jobs failed" in r.stderr and "job 1: lr=-1 is not valid" in r.stderr
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    statuses = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"]
+                for i in range(3)]
+    assert statuses == ["finished", "failed", "finished"]

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import sys
 from pathlib import Path
 from typing import Callable
 
+from hydra.experimental.callback import Callback
 from omegaconf.errors import MissingMandatoryValue
 
 from bertlab.errors import ConfigError, user_error
@@ -41,8 +43,27 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
                 sys.exit(2)
 
 
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def record_failure(cfg, message: str) -> None:
+    """A failed sweep job leaves metrics.json with status `failed`, for the summary below."""
+    out = cfg.get("output_dir") if hasattr(cfg, "get") else None
+    if out and Path(out).is_dir() and not (Path(out) / "metrics.json").exists():
+        (Path(out) / "metrics.json").write_text(json.dumps({"status": "failed", "error": message},
+                                                           indent=1))
+
+
 def run_task(task: Callable, cfg) -> object:
-    """Run `task(cfg)`; a user error becomes one line `error: ...` and a non-zero exit."""
+    """Run `task(cfg)`; a user error becomes one line `error: ...` and a non-zero exit.
+
+    In a multirun, a failing job (a user error or a crash) is recorded and the sweep goes on;
+    SweepSummary reports the failures at the end.
+    """
     try:
         return task(cfg)
     except MissingMandatoryValue as e:
@@ -51,10 +72,35 @@ def run_task(task: Callable, cfg) -> object:
     except Exception as e:
         err = user_error(e)
         if err is None:
-            raise  # a bug: keep the traceback
+            if not in_multirun():
+                raise  # a bug: keep the traceback
+            log.exception("job crashed")
+            record_failure(cfg, f"{type(e).__name__}: {e}")
+            return float("nan")
     log.debug("user error", exc_info=True)
     print(f"error: {err}", file=sys.stderr)
+    if in_multirun():
+        record_failure(cfg, str(err))
+        return float("nan")
     sys.exit(1)
+
+
+class SweepSummary(Callback):
+    """At the end of a multirun: one line per failed job, and a non-zero exit if any failed."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        sweep = Path(config.hydra.sweep.dir)
+        failed = []
+        for job in sorted(sweep.glob("*/metrics.json")):
+            status = json.loads(job.read_text())
+            if status.get("status") == "failed":
+                failed.append(f"job {job.parent.name}: {status.get('error')}")
+        total = len(list(sweep.glob("*/metrics.json")))
+        if failed:
+            print(f"error: {len(failed)} of {total} jobs failed ({sweep}):", file=sys.stderr)
+            for line in failed:
+                print(f"  {line}", file=sys.stderr)
+            sys.exit(1)
 
 
 def entry(script: str, config_name: str, task: str) -> None:
