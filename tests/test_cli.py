@@ -47,6 +47,8 @@ def test_multirun_lr_sweep(tmp_path):
         config = (job / ".hydra" / "config.yaml").read_text()
         lrs.append(next(line for line in config.splitlines() if line.startswith("lr:")))
     assert lrs == ["lr: 1.0e-05", "lr: 3.0e-05", "lr: 5.0e-05"]
+    for name in ("summary.csv", "summary.md", "summary.png"):
+        assert (sweeps[0] / name).is_file(), name
 
 
 @pytest.mark.parametrize("args, words", [
@@ -82,3 +84,33 @@ def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     statuses = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"]
                 for i in range(3)]
     assert statuses == ["finished", "failed", "finished"]
+
+
+def fake_job(sweep, num, overrides, metrics=None):
+    job = sweep / str(num)
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    (job / ".hydra" / "config.yaml").write_text("monitor: val/acc\nmode: max\n")
+    if metrics is not None:
+        (job / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_report_rebuilds_a_seeded_interrupted_sweep(tmp_path):
+    import csv
+
+    sweep = tmp_path / "sweep"
+    accs = {("1e-05", 1): 0.70, ("1e-05", 2): 0.72, ("3e-05", 1): 0.80, ("3e-05", 2): 0.84}
+    for i, ((lr, seed), acc) in enumerate(accs.items()):
+        fake_job(sweep, i, [f"lr={lr}", f"seed={seed}", "model=tiny"],
+                 {"status": "finished", "val/acc": acc, "best_epoch": 0, "wall_seconds": 9.0})
+    fake_job(sweep, 4, ["lr=5e-05", "seed=1", "model=tiny"])  # interrupted: no metrics.json
+    r = subprocess.run([sys.executable, str(ROOT / "report.py"), f"sweep_dir={sweep}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [row["job"] for row in rows] == ["3", "2", "1", "0", "4"]  # best val/acc first
+    assert rows[-1]["status"] == "incomplete" and "model" not in rows[0]  # only swept keys
+    md = (sweep / "summary.md").read_text()
+    assert "4 of 5 jobs finished" in md
+    assert "| 3e-05 | 2 | 0.8200 ± 0.0283 |" in md and "| 1e-05 | 2 | 0.7100 ± 0.0141 |" in md
+    assert (sweep / "summary.png").stat().st_size > 1000

@@ -86,10 +86,15 @@ def run_task(task: Callable, cfg) -> object:
 
 
 class SweepSummary(Callback):
-    """At the end of a multirun: one line per failed job, and a non-zero exit if any failed."""
+    """At the end of a multirun: the summary files (bertlab.report), one line per failed job,
+    and a non-zero exit if any failed."""
 
     def on_multirun_end(self, config, **kwargs) -> None:
+        from bertlab.report import summarize
+
         sweep = Path(config.hydra.sweep.dir)
+        summarize(sweep)
+        print(f"sweep summary: {sweep / 'summary.md'} (.csv, .png)", file=sys.stderr)
         failed = []
         for job in sorted(sweep.glob("*/metrics.json")):
             status = json.loads(job.read_text())

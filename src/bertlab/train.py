@@ -5,6 +5,7 @@ import json
 import logging
 import math
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -151,6 +152,7 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     With `tune_lr`, first run the learning-rate range test; then stop there, or train with the
     suggested lr when `tune_lr.apply` is true.
     """
+    started = time.time()
     check_config(cfg)
     run_dir = Path(cfg.output_dir)
     claim_run_dir(run_dir)
@@ -214,6 +216,7 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
         log.info("pruning: %s", metrics["pruning"])
     writer = logger.experiment if logger else None
     metrics["analysis"] = analyse(model, dm, "validation", run_dir, writer, trainer.global_step)
+    metrics["wall_seconds"] = round(time.time() - started, 1)
     finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v  # strict JSON
               for k, v in metrics.items()}
     (run_dir / "metrics.json").write_text(json.dumps(finite, indent=1, allow_nan=False))
