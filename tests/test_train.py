@@ -171,3 +171,18 @@ def test_hub_models_offline_fail_with_one_clear_error(make_cfg, monkeypatch, mod
     with pytest.raises(ConfigError, match=r"model.name_or_path='[\w/-]+' is neither a local "
                                           r"folder nor a Hub id .*use model=minilm"):
         build_network(OmegaConf.to_container(cfg.model), "classification", ["a", "b"])
+
+
+@pytest.mark.parametrize("name, data, monitor", [("sst2_bert_base", "sst2", "val/acc"),
+                                                  ("stsb_bert_base", "stsb", "val/pearson")])
+def test_paper_presets_compose_with_their_lr_grid(name, data, monitor):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"experiment={name}"], return_hydra_config=True)
+    assert cfg.data.path == "nyu-mll/glue" and cfg.data.name == data
+    assert cfg.model.name_or_path == "google-bert/bert-base-uncased"
+    assert (cfg.batch_size, cfg.max_epochs, cfg.monitor, cfg.mode) == (32, 3, monitor, "max")
+    assert cfg.hydra.sweeper.params.lr == "2e-5,3e-5,4e-5,5e-5"
