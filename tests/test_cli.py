@@ -114,3 +114,32 @@ def test_report_rebuilds_a_seeded_interrupted_sweep(tmp_path):
     assert "4 of 5 jobs finished" in md
     assert "| 3e-05 | 2 | 0.8200 ± 0.0283 |" in md and "| 1e-05 | 2 | 0.7100 ± 0.0141 |" in md
     assert (sweep / "summary.png").stat().st_size > 1000
+
+
+def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
+    r = cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMOKE, "lr=1e-4,3e-4"],
+            tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    share = max(1, (os.cpu_count() or 1) // 2)
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "finished"
+        assert f"torch threads: {share}" in (sweep / job / "train.log").read_text()
+
+
+def test_submitit_local_executor_and_the_slurm_option(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 1
+    r = cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1",
+             "hydra.launcher.timeout_min=10", *SMOKE, "lr=1e-4,3e-4"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    for job in ("0", "1"):
+        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "finished"
+        assert "torch threads: 1" in (sweep / job / "train.log").read_text()

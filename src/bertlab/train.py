@@ -114,6 +114,22 @@ def diagnose(fit: dict, task: str, counts: list[int] | None) -> str:
     return f"no sign of over- or underfitting: {numbers}"
 
 
+def fair_threads() -> int | None:
+    """Torch threads for one job when a launcher runs several at once: its share of the cores."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    launcher = HydraConfig.get().launcher
+    if launcher.get("cpus_per_task"):  # submitit: what each job was given
+        return int(launcher.cpus_per_task)
+    n_jobs = launcher.get("n_jobs")  # joblib: jobs at once; -1 means one per core
+    cores = os.cpu_count() or 1
+    if n_jobs:
+        return max(1, cores // (cores if n_jobs < 0 else n_jobs))
+    return None
+
+
 def current_choices() -> dict:
     from hydra.core.hydra_config import HydraConfig
 
@@ -159,6 +175,10 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings, no oversubscription
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    threads = fair_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    log.info("torch threads: %d", torch.get_num_threads())
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()  # Hydra's handlers (console, train.log) print
         logging.getLogger(name).propagate = True  # each line once
