@@ -40,6 +40,8 @@ def check_config(cfg: DictConfig) -> None:
 
 def claim_run_dir(run_dir: Path) -> None:
     """Refuse a folder that already holds a run: nothing a user made is overwritten."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return  # a DDP process that Lightning started for the run that rank 0 claimed
     for name in ("metrics.json", "checkpoints"):
         if (run_dir / name).exists():
             raise ConfigError(f"output_dir={run_dir} already holds a run ({name}); "
@@ -230,6 +232,10 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     metrics.update(trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
     if "test" in dm.dataset:
         metrics.update(trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
+    score = metrics.get(cfg.monitor, float("nan"))
+    score = score if math.isfinite(score) else float("nan")
+    if not trainer.is_global_zero:  # DDP: the other processes only helped compute
+        return score
     pruning = [c for c in trainer.callbacks if isinstance(c, EncoderPruning)]
     if pruning:
         metrics["pruning"] = {**pruning[0].report, "after": {cfg.monitor: metrics[cfg.monitor]}}
@@ -250,5 +256,4 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
                 ("before", pruning[0].report["before"][cfg.monitor]),
                 ("after", metrics[cfg.monitor])) if v is not None}, step=trainer.global_step)
         write_hparams(logger, readable_hparams(cfg, current_choices()), finals)
-    score = metrics.get(cfg.monitor, float("nan"))
-    return score if math.isfinite(score) else float("nan")
+    return score

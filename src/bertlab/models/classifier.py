@@ -123,7 +123,7 @@ class TextClassifier(L.LightningModule):
             preds, target = logits.float(), labels.float()
         n = labels.shape[0]
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
-                 prog_bar=stage != "test", batch_size=n)
+                 prog_bar=stage != "test", batch_size=n, sync_dist=stage != "train")
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds.detach(), target)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=n)
