@@ -160,3 +160,23 @@ def test_ddp_on_cpu_two_processes_one_run_folder(tmp_path):
     # synced across both processes: the same as one process on the whole validation split
     assert single["validation/acc"] == pytest.approx(metrics["val/acc"], abs=1e-6)
     assert single["validation/loss"] == pytest.approx(metrics["val/loss"], abs=1e-5)
+
+
+def test_optuna_search_continues_and_prunes(tmp_path):
+    args = ["-m", "hparams_search=lr_optuna", *SMOKE, "max_epochs=2", "lr=choice(1e-4,1e3)",
+            "hydra.sweeper.pruner.n_startup_trials=1"]
+    first = cli([*args, "hydra.sweeper.n_trials=3"], tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    search = tmp_path / "outputs" / "searches" / "lr_optuna"
+    assert json.loads((search / "best.json").read_text())["trials"] == 3
+    again = cli([*args, "hydra.sweeper.n_trials=5"], tmp_path)  # the same search, continued
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "3 trials done, 2 to go" in again.stdout + again.stderr
+    best = json.loads((search / "best.json").read_text())
+    assert best["trials"] == 5 and best["pruned"] >= 1
+    assert sorted(p.name for p in search.iterdir() if p.name.isdigit()) == list("01234")
+    statuses = [json.loads((search / str(i) / "metrics.json").read_text())["status"]
+                for i in range(5)]
+    assert statuses.count("pruned") == best["pruned"]
+    summary = (search / "summary.md").read_text()
+    assert f"{best['pruned']} pruned" in summary and "Best val/loss" in summary

@@ -33,7 +33,8 @@ def read_yaml(path: Path):
 
 def read_job(job: Path) -> dict:
     overrides = read_yaml(job / ".hydra" / "overrides.yaml") or []
-    swept = dict(o.split("=", 1) for o in overrides if "=" in o and not o.startswith("hydra"))
+    swept = dict(o.lstrip("+").split("=", 1) for o in overrides
+                 if "=" in o and not o.startswith(("hydra", "+optuna_trial")))
     path = job / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {"status": "incomplete"}
     config = read_yaml(job / ".hydra" / "config.yaml") or {}
@@ -105,6 +106,14 @@ def write_md(path: Path, rows, groups, monitor: str, mode: str, swept: list[str]
                                                    else [])
     lines += ["## Jobs", "", "| " + " | ".join(cols) + " |", "| --- " * len(cols) + "|"]
     lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    best = path.parent / "best.json"  # written by the Optuna sweeper
+    if best.exists():
+        b = json.loads(best.read_text())
+        lines[2:2] = [f"## Search: {b['trials']} trials, {b['complete']} complete, {b['pruned']} "
+                      f"pruned, {b['failed']} failed", "",
+                      f"Best {monitor}: {b.get('best_value')} (trial {b.get('best_trial')}) with "
+                      f"`{' '.join(f'{k}={v}' for k, v in (b.get('best_params') or {}).items())}`",
+                      ""]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -214,6 +214,14 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if cfg.model.get("unfreeze_at_epoch") is not None:
         callbacks.append(UnfreezeAt(cfg.model.unfreeze_at_epoch))
+    if cfg.get("optuna_trial") is not None:  # a trial of hparams_search: report the curve
+        from hydra.core.hydra_config import HydraConfig
+
+        from bertlab.search import OptunaPruning
+
+        hc = HydraConfig.get()
+        callbacks.append(OptunaPruning(hc.sweep.dir, hc.sweeper.study_name, cfg.optuna_trial,
+                                       cfg.monitor, OmegaConf.to_container(hc.sweeper.pruner)))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     trainer.fit(model, datamodule=dm)
@@ -221,7 +229,11 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
     stopped_by = stop_reason(trainer)
-    metrics = {"status": "diverged" if stopped_by.startswith("divergence") else "finished",
+    if any(getattr(c, "pruned", False) for c in trainer.callbacks):
+        stopped_by = "pruned by the hyperparameter search"
+    status = ("diverged" if stopped_by.startswith("divergence") else
+              "pruned" if stopped_by.startswith("pruned") else "finished")
+    metrics = {"status": status,
                "task": dm.task, "monitor": cfg.monitor, "stopped_by": stopped_by,
                "epochs": trainer.current_epoch, "steps": trainer.global_step,
                "best_checkpoint": os.path.relpath(best, run_dir) if best else None,
