@@ -13,6 +13,12 @@ from conftest import ROOT
 SMOKE = ["model=tiny", "data.max_samples=120", "batch_size=16"]
 
 
+def job(sweep, num):
+    """A sweep's job folder by number (named `<num>_<overrides>`)."""
+    (folder,) = sweep.glob(f"{num}_*")
+    return folder
+
+
 def cli(args, cwd, env=None, **kw):
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
                           capture_output=True, text=True, timeout=300,
@@ -38,13 +44,13 @@ def test_multirun_lr_sweep(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     sweeps = list((tmp_path / "outputs" / "multiruns").iterdir())
     assert len(sweeps) == 1
-    jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
-    assert [j.name for j in jobs] == ["0", "1", "2"]
+    jobs = [job(sweeps[0], i) for i in range(3)]
+    assert jobs[1].name == "1_batch_size=16,data.max_samples=120,lr=3e-05,model=tiny"
     lrs = []
-    for job in jobs:
-        assert json.loads((job / "metrics.json").read_text())["status"] == "finished"
-        assert (job / "checkpoints" / "last.ckpt").is_file()
-        config = (job / ".hydra" / "config.yaml").read_text()
+    for folder in jobs:
+        assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
+        assert (folder / "checkpoints" / "last.ckpt").is_file()
+        config = (folder / ".hydra" / "config.yaml").read_text()
         lrs.append(next(line for line in config.splitlines() if line.startswith("lr:")))
     assert lrs == ["lr: 1.0e-05", "lr: 3.0e-05", "lr: 5.0e-05"]
     for name in ("summary.csv", "summary.md", "summary.png"):
@@ -79,9 +85,10 @@ def test_hub_model_offline_is_one_line(tmp_path):
 def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
     r = cli(["-m", *SMOKE, "lr=1e-4,-1,3e-4"], tmp_path)
     assert r.returncode == 1
-    assert "error: 1 of 3 jobs failed" in r.stderr and "job 1: lr=-1 is not valid" in r.stderr
+    assert "error: 1 of 3 jobs failed" in r.stderr
+    assert "job 1_" in r.stderr and ": lr=-1 is not valid" in r.stderr
     (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
-    statuses = [json.loads((sweep / str(i) / "metrics.json").read_text())["status"]
+    statuses = [json.loads((job(sweep, i) / "metrics.json").read_text())["status"]
                 for i in range(3)]
     assert statuses == ["finished", "failed", "finished"]
 
@@ -122,9 +129,9 @@ def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
     share = max(1, (os.cpu_count() or 1) // 2)
-    for job in ("0", "1"):
-        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "finished"
-        assert f"torch threads: {share}" in (sweep / job / "train.log").read_text()
+    for folder in (job(sweep, 0), job(sweep, 1)):
+        assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
+        assert f"torch threads: {share}" in (folder / "train.log").read_text()
 
 
 def test_submitit_local_executor_and_the_slurm_option(tmp_path):
@@ -140,9 +147,9 @@ def test_submitit_local_executor_and_the_slurm_option(tmp_path):
              "hydra.launcher.timeout_min=10", *SMOKE, "lr=1e-4,3e-4"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
-    for job in ("0", "1"):
-        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "finished"
-        assert "torch threads: 1" in (sweep / job / "train.log").read_text()
+    for folder in (job(sweep, 0), job(sweep, 1)):
+        assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
+        assert "torch threads: 1" in (folder / "train.log").read_text()
 
 
 def test_ddp_on_cpu_two_processes_one_run_folder(tmp_path):
@@ -176,7 +183,7 @@ def test_optuna_search_continues_and_prunes(tmp_path):
     assert best["trials"] == 5 and best["pruned"] >= 1
     assert sorted(p.name for p in search.iterdir() if p.name.isdigit()) == list("01234")
     statuses = [json.loads((search / str(i) / "metrics.json").read_text())["status"]
-                for i in range(5)]
+                for i in range(5)]  # trials 3 and 4 numbered on from the first run
     assert statuses.count("pruned") == best["pruned"]
     summary = (search / "summary.md").read_text()
     assert f"{best['pruned']} pruned" in summary and "Best val/loss" in summary

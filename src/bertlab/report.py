@@ -131,7 +131,7 @@ def plot(path: Path, rows, swept: list[str], monitor: str) -> None:
         points = defaultdict(list)
         for r in rows:
             if r["status"] == "finished" and r[monitor] is not None:
-                x = parse_value(str(r[key])) if key != "job" else int(r["job"])
+                x = parse_value(str(r[key])) if key != "job" else parse_value(r["job"].split("_")[0])
                 points[x].append(r[monitor])
         xs = sorted(points)
         means = [statistics.fmean(points[x]) for x in xs]

@@ -57,7 +57,9 @@ class OptunaSweeper(Sweeper):
             if o.is_sweep_override():
                 space[o.get_key_element()] = o.value()
             else:
-                fixed.append(o.input_line)
+                fixed.append(o)
+        searched = {k.lstrip("+") for k in space}
+        fixed = [o.input_line for o in fixed if o.key_or_group.lstrip("+") not in searched]
         left = self.n_trials - len(done)
         log.info("study %s in %s: %d trials done, %d to go", self.study_name, sweep_dir,
                  len(done), max(left, 0))
