@@ -53,6 +53,19 @@ def test_multirun_lr_sweep(tmp_path):
         config = (folder / ".hydra" / "config.yaml").read_text()
         lrs.append(next(line for line in config.splitlines() if line.startswith("lr:")))
     assert lrs == ["lr: 1.0e-05", "lr: 3.0e-05", "lr: 5.0e-05"]
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    mux = EventMultiplexer().AddRunsFromDirectory(str(sweeps[0])).Reload()
+    runs = set(mux.PluginRunToTagToContent("hparams"))
+    assert {r.split("/")[0] for r in runs} == {j.name for j in jobs}  # a readable run per job
+    content = mux.PluginRunToTagToContent("hparams")[f"{jobs[1].name}/tensorboard"]
+    start = next(plugin_data_pb2.HParamsPluginData.FromString(c).session_start_info
+                 for c in content.values()
+                 if plugin_data_pb2.HParamsPluginData.FromString(c).HasField("session_start_info"))
+    assert start.hparams["lr"].number_value == pytest.approx(3e-5)
+    assert start.hparams["model"].string_value == "tiny"
+    assert start.hparams["data.max_samples"].number_value == 120
     for name in ("summary.csv", "summary.md", "summary.png"):
         assert (sweeps[0] / name).is_file(), name
 

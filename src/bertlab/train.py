@@ -138,6 +138,24 @@ def current_choices() -> dict:
     return dict(HydraConfig.get().runtime.choices) if HydraConfig.initialized() else {}
 
 
+def command_line_values() -> dict:
+    """key=value overrides of this run (a sweep's swept keys among them), for HPARAMS."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return {}
+    out = {}
+    for item in HydraConfig.get().overrides.task:
+        key, _, value = item.lstrip("+~").partition("=")
+        if "/" in value or key in ("optuna_trial", "output_dir"):
+            continue  # paths and bookkeeping are no hyperparameters
+        try:
+            out[key] = float(value) if any(c in value for c in ".e") else int(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
 def find_lr(cfg: DictConfig, model, dm, run_dir: Path) -> float:
     """Lightning's learning-rate range test; the plot goes to lr_find.png and TensorBoard."""
     from lightning.pytorch.tuner import Tuner
@@ -267,5 +285,6 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
             logger.log_metrics({f"pruning/{k}": v for k, v in (
                 ("before", pruning[0].report["before"][cfg.monitor]),
                 ("after", metrics[cfg.monitor])) if v is not None}, step=trainer.global_step)
-        write_hparams(logger, readable_hparams(cfg, current_choices()), finals)
+        params = {**command_line_values(), **readable_hparams(cfg, current_choices())}
+        write_hparams(logger, params, finals)
     return score
