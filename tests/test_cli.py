@@ -194,9 +194,9 @@ def test_optuna_search_continues_and_prunes(tmp_path):
     assert "3 trials done, 2 to go" in again.stdout + again.stderr
     best = json.loads((search / "best.json").read_text())
     assert best["trials"] == 5 and best["pruned"] >= 1
-    assert sorted(p.name for p in search.iterdir() if p.name.isdigit()) == list("01234")
-    statuses = [json.loads((search / str(i) / "metrics.json").read_text())["status"]
-                for i in range(5)]  # trials 3 and 4 numbered on from the first run
+    folders = [job(search, i) for i in range(5)]  # trials 3 and 4 numbered on from the first
+    assert folders[3].name.startswith("3_lr=") and "classifier_dropout=" in folders[3].name
+    statuses = [json.loads((f / "metrics.json").read_text())["status"] for f in folders]
     assert statuses.count("pruned") == best["pruned"]
     summary = (search / "summary.md").read_text()
     assert f"{best['pruned']} pruned" in summary and "Best val/loss" in summary

@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 register()
 
 
+def folder_name(number: int, values: dict) -> str:
+    """`3_lr=0.0002072,batch_size=16,...`: TensorBoard's readable run name for the trial."""
+    short = {k.rsplit(".", 1)[-1]: f"{v:.4g}" if isinstance(v, float) else v
+             for k, v in values.items()}
+    return f"{number}_" + ",".join(f"{k}={v}" for k, v in short.items())
+
+
 class OptunaSweeper(Sweeper):
     def __init__(self, n_trials: int, direction: str, study_name: str, seed: int, n_jobs: int,
                  params: dict, pruner: dict) -> None:
@@ -65,8 +72,12 @@ class OptunaSweeper(Sweeper):
                  len(done), max(left, 0))
         while left > 0:
             trials = [study.ask() for _ in range(min(self.n_jobs, left))]
-            batch = [fixed + [f"{name}={suggest(t, name, spec)}" for name, spec in space.items()]
-                     + [f"+optuna_trial={t.number}"] for t in trials]
+            batch = []
+            for t in trials:
+                values = {name: suggest(t, name, spec) for name, spec in space.items()}
+                batch.append(fixed + [f"{k}={v}" for k, v in values.items()]
+                             + [f"+optuna_trial={t.number}",
+                                f"hydra.sweep.subdir='{folder_name(t.number, values)}'"])
             self.validate_batch_is_legal(batch)
             results = self.launcher.launch(batch, initial_job_idx=trials[0].number)
             for trial, result in zip(trials, results):
