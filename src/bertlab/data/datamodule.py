@@ -104,7 +104,6 @@ class TextDataModule(L.LightningDataModule):
             text_pair_column=text_pair_column, label_column=label_column, task=task,
             clean=list(clean), val_size=val_size, test_size=test_size, max_samples=max_samples,
             max_length=max_length, seed=seed, labels=labels)
-        self.tokenizer_name = tokenizer
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.group_by_length = group_by_length
