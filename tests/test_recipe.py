@@ -75,7 +75,8 @@ def test_layer_decay_scales_lr_by_depth(make_cfg, tmp_path):
     (["model.freeze_encoder=true"], ["net.bert."]),
 ])
 def test_frozen_parameters_do_not_change(make_cfg, tmp_path, overrides, frozen_prefixes):
-    run(make_cfg, tmp_path, *overrides, "lr=1e-3")
+    metrics = run(make_cfg, tmp_path, *overrides, "lr=1e-3")
+    assert metrics["parameters"]["trainable_at_start"] < metrics["parameters"]["total"]
     trained = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     initial = initial_weights(make_cfg)
     for name, value in trained["state_dict"].items():
@@ -142,11 +143,12 @@ def test_l1_is_added_to_the_training_loss(make_cfg):
 
 
 def test_balanced_class_weights_reach_the_loss(make_cfg, tmp_path):
-    run(make_cfg, tmp_path, "loss=cross_entropy", "loss.class_weights=balanced")
+    metrics = run(make_cfg, tmp_path, "loss=cross_entropy", "loss.class_weights=balanced")
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
     counts = ckpt["hyper_parameters"]["class_counts"]
     weight = ckpt["state_dict"]["loss_fn.weight"]
     assert weight.tolist() == pytest.approx([sum(counts) / (3 * c) for c in counts])
+    assert metrics["loss"]["class_weights"] == pytest.approx(weight.tolist(), abs=1e-4)
     assert class_weights([1, 2, 3], [5, 5, 5]).tolist() == [1, 2, 3]
     with pytest.raises(ConfigError, match="use balanced or a list of 3 numbers"):
         class_weights([1, 2], [5, 5, 5])

@@ -229,6 +229,9 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     (run_dir / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
 
+    weight = getattr(model.loss_fn, "weight", None)  # class weights, if any
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if cfg.model.get("unfreeze_at_epoch") is not None:
         callbacks.append(UnfreezeAt(cfg.model.unfreeze_at_epoch))
@@ -257,7 +260,10 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
                "best_checkpoint": os.path.relpath(best, run_dir) if best else None,
                "best_epoch": torch.load(best, map_location="cpu", weights_only=True,
                                         mmap=True)["epoch"] if best else None,
-               "fit": diagnose(fit, dm.task, counts)}
+               "fit": diagnose(fit, dm.task, counts),
+               "parameters": {"total": total, "trainable_at_start": trainable},
+               "loss": {"name": type(model.loss_fn).__name__, "class_weights": None if weight
+                        is None else [round(w, 4) for w in weight.tolist()]}}
     log.info("fit: %s", metrics["fit"])
     metrics.update(trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
     if "test" in dm.dataset:
