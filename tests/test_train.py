@@ -36,6 +36,9 @@ def test_run_folder_contract(make_cfg, tmp_path):
         assert math.isfinite(metrics[key]), key
     assert metrics["status"] == "finished" and metrics["epochs"] == 2
     assert metrics["best_checkpoint"] == "checkpoints/best.ckpt"
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["versions"]["torch"] == torch.__version__ and prov["versions"]["bertlab"]
+    assert len(prov["git"]["commit"]) == 40 and isinstance(prov["git"]["dirty"], bool)
 
 
 def test_label_map_round_trips_through_the_checkpoint(make_cfg, tmp_path):

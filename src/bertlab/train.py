@@ -132,6 +132,30 @@ def fair_threads() -> int | None:
     return None
 
 
+def provenance() -> dict:
+    """Versions and the git commit (with a dirty flag), so that a result can be traced."""
+    import importlib.metadata as md
+    import subprocess
+
+    versions = {}
+    for dist in ("bertlab", "torch", "transformers", "lightning", "datasets", "hydra-core"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    here = Path(__file__).resolve().parent
+    git = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True,  # noqa: E731
+                                    text=True, timeout=10)
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        code = ({"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+                if commit.returncode == 0 else None)
+    except (OSError, subprocess.TimeoutExpired):
+        code = None  # no git, or not a checkout: the versions still say what ran
+    return {"versions": versions, "git": code}
+
+
 def current_choices() -> dict:
     from hydra.core.hydra_config import HydraConfig
 
@@ -228,6 +252,7 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
         cfg.lr = model.hparams.optimizer["lr"] = lr
     (run_dir / ".hydra").mkdir(exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
+    (run_dir / "provenance.json").write_text(json.dumps(provenance(), indent=1))
 
     weight = getattr(model.loss_fn, "weight", None)  # class weights, if any
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
