@@ -272,3 +272,18 @@ def test_divergence_stops_the_run_and_says_so(make_cfg, tmp_path):
                   "max_epochs=5")
     assert metrics["status"] == "diverged" and metrics["stopped_by"].startswith("divergence")
     assert metrics["epochs"] == 1 and metrics["val/loss"] is None  # NaN, stored as null
+
+
+def test_dropout_rates_and_monitoring_accuracy(make_cfg, tmp_path):
+    from bertlab.runs import load_model
+
+    metrics = run(make_cfg, tmp_path, "+model.config_overrides.hidden_dropout_prob=0.3",
+                  "+model.config_overrides.classifier_dropout=0.4", "monitor=val/acc",
+                  "mode=max", "max_epochs=2")
+    model = load_model(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    assert model.net.config.hidden_dropout_prob == 0.3
+    assert model.net.dropout.p == 0.4  # the head's dropout
+    assert model.net.bert.encoder.layer[0].output.dropout.p == 0.3
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
+    val_acc = [e.value for e in acc.Scalars("val/acc")][:2]
+    assert metrics["monitor"] == "val/acc" and metrics["best_epoch"] == val_acc.index(max(val_acc))
