@@ -270,7 +270,9 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
                                        cfg.monitor, OmegaConf.to_container(hc.sweeper.pruner)))
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    fit_start = time.time()
     trainer.fit(model, datamodule=dm)
+    fit_seconds = round(time.time() - fit_start, 1)  # training, with its per-epoch validation
     fit = {k: float(v) for k, v in trainer.callback_metrics.items()}  # the last epoch's
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
@@ -304,6 +306,7 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     writer = logger.experiment if logger else None
     metrics["analysis"] = analyse(model, dm, "validation", run_dir, writer, trainer.global_step)
     metrics["wall_seconds"] = round(time.time() - started, 1)
+    metrics["fit_seconds"] = fit_seconds
     finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v  # strict JSON
               for k, v in metrics.items()}
     (run_dir / "metrics.json").write_text(json.dumps(finite, indent=1, allow_nan=False))
