@@ -111,6 +111,7 @@ class TextDataModule(L.LightningDataModule):
         self.seed = seed
         self.cache_root = Path(os.path.expanduser(cache_dir or "~/.cache/bertlab"))
         self.tokenizer = from_pretrained(AutoTokenizer, tokenizer, what="model.tokenizer")
+        self.collator = DataCollatorWithPadding(self.tokenizer)  # pads each batch to its longest
         # Keyed before the first call: tokenizing with truncation changes the tokenizer's state.
         self.cache_folder = self.cache_root / self.cache_key()
         self.dataset: datasets.DatasetDict | None = None
@@ -311,7 +312,7 @@ class TextDataModule(L.LightningDataModule):
     # ---- batches --------------------------------------------------------------------------
     def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
         rows = [{k: v for k, v in f.items() if k != "length"} for f in features]
-        return DataCollatorWithPadding(self.tokenizer)(rows)
+        return self.collator(rows)
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset["train"]
