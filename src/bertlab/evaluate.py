@@ -8,10 +8,10 @@ from pathlib import Path
 
 import datasets
 import lightning as L
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from bertlab.analysis import analyse
+from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.runs import find_checkpoint, load_model, run_config
 
@@ -24,8 +24,7 @@ def evaluate(cfg: DictConfig) -> dict:
     model = load_model(ckpt)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     datasets.disable_progress_bars()
-    data = dict(tokenizer=train_cfg.model.tokenizer, max_length=train_cfg.max_length,
-                batch_size=train_cfg.batch_size, seed=train_cfg.seed)
+    data = {}
     if cfg.file:  # a new labelled file, read with the run's columns and cleaning
         data.update(train_file=None, validation_file=None, test_file=str(cfg.file),
                     format=None, read_kwargs={}, labels=list(model.hparams.labels),
@@ -36,7 +35,7 @@ def evaluate(cfg: DictConfig) -> dict:
         split, name = "test", Path(cfg.file).stem
     else:
         split = name = cfg.split
-    dm = instantiate(train_cfg.data, **data)
+    dm = from_config(train_cfg, **data)
     dm.setup("test")
     if split not in dm.dataset:
         raise ConfigError(f"split={split} is not in this run's data; it has: "

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import datasets
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from bertlab.analysis import collect
+from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.models.classifier import build_metrics
 from bertlab.models.compress import compress
@@ -70,9 +70,7 @@ def shrink(cfg: DictConfig) -> dict:
         raise ConfigError(f"{ckpt} is already shrunk; shrink the original checkpoint")
     torch.set_num_threads(torch.get_num_threads())
     datasets.disable_progress_bars()
-    dm = instantiate(train_cfg.data, tokenizer=train_cfg.model.tokenizer,
-                     max_length=train_cfg.max_length, batch_size=cfg.batch_size,
-                     seed=train_cfg.seed, eval_batch_size=cfg.batch_size)
+    dm = from_config(train_cfg, batch_size=cfg.batch_size, eval_batch_size=cfg.batch_size)
     dm.setup()
     small = compress(copy.deepcopy(model), cfg.drop_layers, cfg.int8)
     out = Path(cfg.output_dir)

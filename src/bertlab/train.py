@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from bertlab.analysis import analyse
 from bertlab.callbacks.pruning import EncoderPruning
 from bertlab.callbacks.unfreeze import UnfreezeAt
+from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.models.classifier import TextClassifier
 
@@ -228,8 +229,7 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
         logging.getLogger(name).propagate = True  # each line once
     datasets.disable_progress_bars()  # tokenizing is quick; the training bar is the one to watch
 
-    dm = instantiate(cfg.data, tokenizer=cfg.model.tokenizer, max_length=cfg.max_length,
-                     batch_size=cfg.batch_size, seed=cfg.seed)
+    dm = from_config(cfg)
     dm.setup("fit")
     log.info("task %s, %s", dm.task, ", ".join(f"{s}: {len(d)} rows" for s, d in dm.dataset.items()))
     if dm.task != "regression":

@@ -340,3 +340,12 @@ class TextDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")
+
+
+def from_config(cfg, **overrides) -> TextDataModule:
+    """The data module of a composed train config (`data` plus the top-level tokenizer,
+    max_length, batch_size and seed); training, eval.py and shrink.py build it the same way."""
+    from hydra.utils import instantiate
+
+    return instantiate(cfg.data, **{"tokenizer": cfg.model.tokenizer, "max_length": cfg.max_length,
+                                    "batch_size": cfg.batch_size, "seed": cfg.seed, **overrides})
