@@ -5,6 +5,7 @@ import importlib
 import json
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -43,6 +44,50 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
                 sys.exit(2)
 
 
+def resume_argv(argv: list[str]) -> list[str]:
+    """`resume=<folder>`: the command line that made the folder, run again in that folder.
+
+    A run folder gets its own overrides back (`.hydra/overrides.yaml`), so the resumed run has
+    the config it started with; a sweep folder gets its sweep again, in the same folder, where
+    each job skips itself if it finished. Hydra's records of the resumed part go to
+    `.hydra/resume-<time>/`, beside those of the first part.
+    """
+    from omegaconf import OmegaConf
+
+    given = [a for a in argv if a.startswith("resume=")]
+    if not given:
+        return argv
+    folder = Path(given[-1].split("=", 1)[1])
+    others = [a for a in argv if a not in given and not a.startswith(("-", "hydra."))]
+    if others:
+        fail(f"resume= continues a run with the config it started with; drop {others[0]} "
+             f"(or start a new run)")
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    extra = [f"resume={folder}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+    if (folder / "multirun.yaml").is_file():
+        record = OmegaConf.load(folder / "multirun.yaml").hydra.overrides
+        task = [o for o in record.task if not o.startswith("resume=")]
+        if any(o.startswith("hparams_search=") for o in task):
+            fail(f"resume={folder} is an Optuna search; it continues when you run the same "
+                 f"command again (its study is kept in outputs/searches/)")
+        hydra_args = [o for o in record.hydra if not o.startswith(
+            ("hydra.mode=", "hydra.sweep.dir=", "hydra.output_subdir=", "hydra.job.name="))]
+        keep = folder / f"multirun.{stamp}.yaml"  # Hydra rewrites multirun.yaml; keep the old one
+        keep.write_bytes((folder / "multirun.yaml").read_bytes())
+        return ["-m", *task, *hydra_args, f"hydra.sweep.dir={folder}", *extra]
+    overrides = folder / ".hydra" / "overrides.yaml"
+    if not overrides.is_file():
+        fail(f"resume={folder} is not a run or sweep folder (it has no .hydra/overrides.yaml "
+             f"or multirun.yaml); give outputs/runs/<run> or outputs/multiruns/<sweep>")
+    task = [o for o in OmegaConf.load(overrides) if not o.startswith("resume=")]
+    return [*task, f"hydra.run.dir={folder}", *extra]
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def in_multirun() -> bool:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -66,6 +111,9 @@ def run_task(task: Callable, cfg) -> object:
     """
     try:
         return task(cfg)
+    except KeyboardInterrupt:  # Ctrl-C before training started (during training it is handled)
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except MissingMandatoryValue as e:
         err = ConfigError(f"{e.full_key} is not set; give it on the command line "
                           f"({e.full_key}=...)")
@@ -118,6 +166,8 @@ def entry(script: str, config_name: str, task: str) -> None:
 
     conf = Path(script).resolve().parent / "conf"
     check_group_choices(sys.argv[1:], conf)
+    if config_name == "train":
+        sys.argv[1:] = resume_argv(sys.argv[1:])
     if not any(a.startswith("hydra.job.name=") for a in sys.argv):
         sys.argv.append(f"hydra.job.name={Path(script).stem}")  # train.log, not cli.log
 

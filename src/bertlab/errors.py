@@ -23,3 +23,8 @@ def user_error(exc: BaseException) -> BertlabError | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite: training stops at that step."""
+

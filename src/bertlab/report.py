@@ -34,7 +34,7 @@ def read_yaml(path: Path):
 def read_job(job: Path) -> dict:
     overrides = read_yaml(job / ".hydra" / "overrides.yaml") or []
     swept = dict(o.lstrip("+").split("=", 1) for o in overrides
-                 if "=" in o and not o.startswith(("hydra", "+optuna_trial")))
+                 if "=" in o and not o.startswith(("hydra", "+optuna_trial", "resume=")))
     path = job / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {"status": "incomplete"}
     config = read_yaml(job / ".hydra" / "config.yaml") or {}

@@ -30,10 +30,10 @@ def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
     return path
 
 
-def read_checkpoint(path: Path) -> dict:
+def read_checkpoint(path: Path, mmap: bool = False) -> dict:
     """The checkpoint's contents, loaded without running pickled code (weights_only)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as e:
         raise DataError(f"cannot load checkpoint {path}: it is truncated, corrupted or not a "
                         f"bertlab checkpoint ({str(e).splitlines()[0][:160]})") from e

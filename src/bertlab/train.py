@@ -5,6 +5,8 @@ import json
 import logging
 import math
 import os
+import shutil
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -15,14 +17,18 @@ import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.analysis import analyse
+from bertlab.cli import in_multirun
+from bertlab.callbacks.preemption import AtomicCheckpointIO, Preemption
 from bertlab.callbacks.pruning import EncoderPruning
 from bertlab.callbacks.unfreeze import UnfreezeAt
 from bertlab.data.datamodule import from_config
-from bertlab.errors import ConfigError
+from bertlab.errors import ConfigError, Diverged
 from bertlab.models.classifier import TextClassifier
+from bertlab.runs import read_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,53 @@ def claim_run_dir(run_dir: Path) -> None:
             raise ConfigError(f"output_dir={run_dir} already holds a run ({name}); "
                               f"choose a new folder")
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+FINISHED = ("finished", "diverged", "pruned")  # statuses a resumed sweep does not run again
+
+
+def resume_point(run_dir: Path) -> tuple[Path | None, int]:
+    """The run's checkpoints/last.ckpt (None: start over in the same folder) and its step."""
+    if not run_dir.is_dir():
+        return None, 0  # a sweep job that never started
+    metrics = run_dir / "metrics.json"
+    status = json.loads(metrics.read_text()).get("status") if metrics.is_file() else None
+    if status in FINISHED:
+        raise ConfigError(f"resume={run_dir} has already finished (status {status}); "
+                          f"start a new run instead")
+    for stale in run_dir.glob("checkpoints/.*.tmp*"):  # a write that a crash cut short
+        stale.unlink()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None, 0
+    step = read_checkpoint(last, mmap=True).get("global_step", 0)
+    return last, step
+
+
+def copy_hydra_records(dest: Path) -> None:
+    from hydra.core.hydra_config import HydraConfig
+
+    hc = HydraConfig.get()
+    for path in (Path(hc.runtime.output_dir) / hc.output_subdir).glob("*.yaml"):
+        if not (dest / path.name).exists():
+            shutil.copy(path, dest / path.name)
+
+
+def interrupted(run_dir: Path, trainer) -> None:
+    """SIGTERM or Ctrl-C: metrics.json says where the run stopped and how to continue it."""
+    stop = next((c for c in trainer.callbacks if isinstance(c, Preemption)), None)
+    name = (stop and stop.requested) or "SIGTERM"  # without Preemption: Lightning's own stop
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if trainer.is_global_zero:
+        (run_dir / "metrics.json").write_text(json.dumps({
+            "status": "interrupted", "signal": name, "steps": trainer.global_step,
+            "epochs": trainer.current_epoch,
+            "checkpoint": os.path.relpath(last, run_dir) if last.is_file() else None,
+            "resume": f"python train.py resume={run_dir}"}, indent=1))
+    print(f"interrupted by {name} at step {trainer.global_step}; "
+          f"{f'saved {last}' if last.is_file() else 'no checkpoint yet'}; continue with: "
+          f"python train.py resume={run_dir}", file=sys.stderr)
+    raise SystemExit(130 if name == "SIGINT" else 143)
 
 
 def readable_hparams(cfg: DictConfig, choices: dict) -> dict:
@@ -216,7 +269,18 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     started = time.time()
     check_config(cfg)
     run_dir = Path(cfg.output_dir)
-    claim_run_dir(run_dir)
+    resume_ckpt, resume_step = None, 0
+    if cfg.get("resume"):
+        if in_multirun() and (run_dir / "metrics.json").is_file() and json.loads(
+                (run_dir / "metrics.json").read_text()).get("status") in FINISHED:
+            log.info("resume: %s finished before; not run again", run_dir)
+            return json.loads((run_dir / "metrics.json").read_text()).get(cfg.monitor, math.nan)
+        resume_ckpt, resume_step = resume_point(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        log.info("resuming %s from %s", run_dir, f"step {resume_step}" if resume_ckpt
+                 else "the start (no checkpoint was saved)")
+    else:
+        claim_run_dir(run_dir)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings, no oversubscription
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -250,9 +314,17 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
         if not cfg.tune_lr.apply:
             return lr
         cfg.lr = model.hparams.optimizer["lr"] = lr
-    (run_dir / ".hydra").mkdir(exist_ok=True)
-    OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
-    (run_dir / "provenance.json").write_text(json.dumps(provenance(), indent=1))
+    if resume_ckpt is None and not (run_dir / "provenance.json").exists():  # a new run
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        if cfg.get("resume"):  # a sweep job that never started: Hydra wrote its records aside
+            copy_hydra_records(run_dir / ".hydra")
+        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
+        (run_dir / "provenance.json").write_text(json.dumps(provenance(), indent=1))
+    else:  # what ran the resumed part, beside what ran the first one
+        record = json.loads((run_dir / "provenance.json").read_text())
+        record.setdefault("resumed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                                 "from_step": resume_step, **provenance()})
+        (run_dir / "provenance.json").write_text(json.dumps(record, indent=1))
 
     weight = getattr(model.loss_fn, "weight", None)  # class weights, if any
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -268,15 +340,24 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
         hc = HydraConfig.get()
         callbacks.append(OptunaPruning(hc.sweep.dir, hc.sweeper.study_name, cfg.optuna_trial,
                                        cfg.monitor, OmegaConf.to_container(hc.sweeper.pruner)))
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    # resumed: TensorBoard hides what the interrupted part logged after the checkpoint
+    extra = {"purge_step": resume_step} if cfg.get("resume") else {}
+    logger = instantiate(cfg.logger, **extra) if cfg.get("logger") else False
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
+                          plugins=[AtomicCheckpointIO()])
     fit_start = time.time()
-    trainer.fit(model, datamodule=dm)
+    diverged = None
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=resume_ckpt, weights_only=True)
+    except SIGTERMException:
+        interrupted(run_dir, trainer)
+    except Diverged as e:
+        diverged = str(e)
     fit_seconds = round(time.time() - fit_start, 1)  # training, with its per-epoch validation
     fit = {k: float(v) for k, v in trainer.callback_metrics.items()}  # the last epoch's
 
     best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
-    stopped_by = stop_reason(trainer)
+    stopped_by = f"divergence: {diverged}" if diverged else stop_reason(trainer)
     if any(getattr(c, "pruned", False) for c in trainer.callbacks):
         stopped_by = "pruned by the hyperparameter search"
     status = ("diverged" if stopped_by.startswith("divergence") else
@@ -292,9 +373,10 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
                "loss": {"name": type(model.loss_fn).__name__, "class_weights": None if weight
                         is None else [round(w, 4) for w in weight.tolist()]}}
     log.info("fit: %s", metrics["fit"])
-    metrics.update(trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
-    if "test" in dm.dataset:
-        metrics.update(trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
+    if best or not diverged:  # after a NaN loss, only a checkpoint from before it is worth scoring
+        metrics.update(trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
+        if "test" in dm.dataset:
+            metrics.update(trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
     score = metrics.get(cfg.monitor, float("nan"))
     score = score if math.isfinite(score) else float("nan")
     if not trainer.is_global_zero:  # DDP: the other processes only helped compute
@@ -304,7 +386,8 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
         metrics["pruning"] = {**pruning[0].report, "after": {cfg.monitor: metrics[cfg.monitor]}}
         log.info("pruning: %s", metrics["pruning"])
     writer = logger.experiment if logger else None
-    metrics["analysis"] = analyse(model, dm, "validation", run_dir, writer, trainer.global_step)
+    if best or not diverged:
+        metrics["analysis"] = analyse(model, dm, "validation", run_dir, writer, trainer.global_step)
     metrics["wall_seconds"] = round(time.time() - started, 1)
     metrics["fit_seconds"] = fit_seconds
     finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v  # strict JSON

@@ -14,9 +14,9 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from bertlab.data.clean import cleaner
+from bertlab.data.sampler import EpochSampler
 from bertlab.data.sources import SOURCES, read_files, read_hub
 from bertlab.errors import ConfigError, DataError
 from bertlab.hub import from_pretrained
@@ -117,6 +117,7 @@ class TextDataModule(L.LightningDataModule):
         self.dataset: datasets.DatasetDict | None = None
         self.labels: list[str] = []
         self.task: str | None = None
+        self.resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
 
     # ---- the one-way pipeline -------------------------------------------------------------
     def read(self) -> datasets.DatasetDict:
@@ -314,16 +315,37 @@ class TextDataModule(L.LightningDataModule):
         rows = [{k: v for k, v in f.items() if k != "length"} for f in features]
         return self.collator(rows)
 
+    def loader(self, ds, batch_size: int, sampler=None) -> DataLoader:
+        # A generator of its own: creating an iterator then leaves the global RNG (dropout) alone,
+        # so that a resumed run draws the same dropout masks as one never interrupted.
+        return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=self.collate,
+                          num_workers=self.num_workers,
+                          generator=torch.Generator().manual_seed(self.seed))
+
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset["train"]
-        sampler = None
-        if self.group_by_length:  # batches of similar length: far less padding
-            g = torch.Generator().manual_seed(self.seed)
-            sampler = LengthGroupedSampler(self.batch_size, lengths=list(ds["length"]),
-                                           generator=g)
-        return DataLoader(ds, batch_size=self.batch_size, sampler=sampler,
-                          shuffle=sampler is None, collate_fn=self.collate,
-                          num_workers=self.num_workers)
+        # length-grouped batches (far less padding) or plain shuffling, by (seed, epoch)
+        self.sampler = EpochSampler(len(ds), self.seed, self.batch_size,
+                                    list(ds["length"]) if self.group_by_length else None)
+        if self.resume_at:  # a checkpoint's place: continue its epoch after its last batch
+            epoch, done = self.resume_at
+            batches = math.ceil(len(ds) / self.batch_size)
+            self.sampler.set_epoch(epoch if done < batches else epoch + 1)
+            self.sampler.skip = done * self.batch_size if done < batches else 0
+            self.resume_at = None
+        return self.loader(ds, self.batch_size, self.sampler)
+
+    def state_dict(self) -> dict:
+        """Where training is in the epoch, saved in checkpoints (Lightning calls this)."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.state.fn != "fit":
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": trainer.current_epoch, "batches_done": progress.processed}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state:
+            self.resume_at = (state["epoch"], state["batches_done"])
 
     def eval_order(self, split: str) -> list[int]:
         """Rows sorted by length: less padding, same metrics."""
@@ -332,8 +354,7 @@ class TextDataModule(L.LightningDataModule):
 
     def eval_dataloader(self, split: str) -> DataLoader:
         ds = self.dataset[split].select(self.eval_order(split))
-        return DataLoader(ds, batch_size=self.eval_batch_size, collate_fn=self.collate,
-                          num_workers=self.num_workers)
+        return self.loader(ds, self.eval_batch_size)
 
     def val_dataloader(self) -> DataLoader:
         return self.eval_dataloader("validation")

@@ -1,6 +1,8 @@
 """TextClassifier: a Hugging Face sequence-classification model + configurable loss + torchmetrics."""
 from __future__ import annotations
 
+import random
+
 import lightning as L
 import torch
 import torchmetrics as tm
@@ -8,7 +10,7 @@ from hydra.utils import instantiate
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from bertlab.errors import ConfigError
+from bertlab.errors import ConfigError, Diverged
 from bertlab.hub import from_pretrained
 from bertlab.models.losses import build_loss
 
@@ -83,6 +85,22 @@ def build_metrics(task: str, num_labels: int, stage: str) -> tm.MetricCollection
     return tm.MetricCollection(metrics, prefix=f"{stage}/")
 
 
+def rng_states() -> dict:
+    """The global random states (torch, CUDA, Python), as tensors and lists: loadable with
+    torch.load(weights_only=True), unlike numpy's state tuples."""
+    version, state, gauss = random.getstate()
+    return {"torch": torch.get_rng_state(), "python": [version, list(state), gauss],
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    version, state, gauss = states["python"]
+    random.setstate((version, tuple(state), gauss))
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
 class TextClassifier(L.LightningModule):
     """A BERT-family classifier (single- or multi-label) or regressor.
 
@@ -103,6 +121,7 @@ class TextClassifier(L.LightningModule):
         self.train_metrics = build_metrics(task, self.num_labels, "train")
         self.val_metrics = build_metrics(task, self.num_labels, "val")
         self.test_metrics = build_metrics(task, self.num_labels, "test")
+        self._rng_to_restore: dict | None = None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,7 +154,18 @@ class TextClassifier(L.LightningModule):
             l1 = sum(p.abs().sum() for p in self.parameters() if p.requires_grad and p.ndim >= 2)
             self.log("train/l1", l1, on_step=True, on_epoch=False)
             loss = loss + self.hparams.l1 * l1
+        if not torch.isfinite(loss):  # stop before this step's update spoils the weights
+            raise Diverged(f"the training loss became {loss.item()} at step {self.global_step} "
+                           f"(epoch {self.current_epoch})")
         return loss
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        if self._rng_to_restore is not None:  # resumed: dropout continues where it stopped
+            set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._rng_to_restore = checkpoint.get("rng_states")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.step(batch, "val")
@@ -144,6 +174,8 @@ class TextClassifier(L.LightningModule):
         self.step(batch, "test")
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if "optimizer_states" in checkpoint:  # a full checkpoint, for resuming
+            checkpoint["rng_states"] = rng_states()
         # Pruning keeps weight_orig * weight_mask; store plain weights. (ModelPruning does this
         # in its own hook, which Lightning skips for weights-only checkpoints such as best.ckpt.)
         state = checkpoint["state_dict"]
