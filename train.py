@@ -2,4 +2,4 @@
 from bertlab.cli import entry
 
 if __name__ == "__main__":
-    entry(__file__, "train", "bertlab.train:train")
+    entry(__file__, "train", "bertlab.train:train", check="bertlab.checks:check_config")

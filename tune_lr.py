@@ -2,4 +2,4 @@
 from bertlab.cli import entry
 
 if __name__ == "__main__":
-    entry(__file__, "train", "bertlab.tune:tune_lr")
+    entry(__file__, "train", "bertlab.tune:tune_lr", check="bertlab.checks:check_config")

@@ -270,8 +270,10 @@ def test_shrink_writes_a_smaller_model_that_loads_and_predicts(make_cfg, tmp_pat
 def test_divergence_stops_the_run_and_says_so(make_cfg, tmp_path):
     metrics = run(make_cfg, tmp_path, "optimizer=sgd", "lr=1e12", "trainer.gradient_clip_val=null",
                   "max_epochs=5")
-    assert metrics["status"] == "diverged" and metrics["stopped_by"].startswith("divergence")
-    assert metrics["epochs"] == 1 and metrics["val/loss"] is None  # NaN, stored as null
+    assert metrics["status"] == "diverged" and "training loss became nan" in metrics["stopped_by"]
+    # stopped at the step itself, before its update; nothing trained on garbage is scored or saved
+    assert metrics["epochs"] == 0 and 0 < metrics["steps"] < 8
+    assert "val/loss" not in metrics and not (tmp_path / "run" / "checkpoints" / "best.ckpt").exists()
 
 
 def test_dropout_rates_and_monitoring_accuracy(make_cfg, tmp_path):

@@ -157,3 +157,29 @@ def test_resumed_sweep_runs_only_unfinished_jobs(data, tmp_path):
         assert json.loads((job / "metrics.json").read_text())["status"] == "finished"
     assert "finished before" in (jobs[0] / "train.log").read_text()
     assert (sweep / "summary.csv").read_text().count("\n") == 4  # header + three jobs
+
+
+def test_ctrl_c_saves_and_stops_and_a_second_exits_at_once(data, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    last = run / "checkpoints" / "last.ckpt"
+    p = start(args(data, f"hydra.run.dir={run}"), tmp_path)
+    wait_for_checkpoint(p, last)
+    p.send_signal(signal.SIGINT)
+    out = p.communicate(timeout=120)[0]
+    assert p.returncode == 130, out[-3000:]
+    status = json.loads((run / "metrics.json").read_text())
+    assert status["status"] == "interrupted" and status["signal"] == "SIGINT"
+    assert status["steps"] == step_of(last)
+    assert "Traceback" not in out
+
+    import os
+
+    from bertlab.callbacks.preemption import Preemption
+
+    exits = []
+    monkeypatch.setattr(os, "_exit", exits.append)
+    stop = Preemption(dirpath=str(tmp_path))
+    stop.handle(signal.SIGINT, None)
+    assert stop.requested == "SIGINT" and exits == []
+    stop.handle(signal.SIGINT, None)
+    assert exits == [130]

@@ -156,11 +156,12 @@ class SweepSummary(Callback):
             sys.exit(1)
 
 
-def entry(script: str, config_name: str, task: str) -> None:
+def entry(script: str, config_name: str, task: str, check: str | None = None) -> None:
     """What each root script runs: check the command line, compose `config_name`, run `task`.
 
-    `task` is "module:function", imported only once the config is known to be good, so that
-    `--help` and mistakes on the command line answer without importing torch.
+    `task` is "module:function", imported only once the config is known to be good (`check`,
+    a light "module:function", runs first), so that `--help` and mistakes on the command line
+    answer without importing torch.
     """
     import hydra
 
@@ -173,7 +174,12 @@ def entry(script: str, config_name: str, task: str) -> None:
 
     @hydra.main(version_base="1.3", config_path=str(conf), config_name=config_name)
     def main(cfg):
-        module, function = task.split(":")
-        return run_task(getattr(importlib.import_module(module), function), cfg)
+        def load(name):
+            module, function = name.split(":")
+            return getattr(importlib.import_module(module), function)
+
+        if check and (failed := run_task(load(check), cfg)) is not None:
+            return failed  # a sweep job with a bad value: recorded, the sweep goes on
+        return run_task(load(task), cfg)
 
     main()

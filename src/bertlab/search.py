@@ -4,7 +4,7 @@ The sweeper itself is in hydra_plugins/bertlab_optuna_sweeper (Hydra finds plugi
 
 Hydra's own Optuna sweeper pins optuna<3, so this one is ours. Two things it adds: the study
 lives in an SQLite file in the sweep folder, so the same command continues a search where it
-stopped; and each job reports its validation curve (OptunaPruning below), so a median pruner
+stopped; and each job reports its validation curve (callbacks/optuna_pruning.py), so a median pruner
 stops hopeless trials early.
 """
 from __future__ import annotations
@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from lightning.pytorch.callbacks import Callback
 
 from bertlab.errors import ConfigError
 
@@ -97,29 +96,3 @@ def write_best(study, sweep_dir: Path) -> dict:
                    best_trial=study.best_trial.number)
     (sweep_dir / "best.json").write_text(json.dumps(out, indent=1))
     return out
-
-
-class OptunaPruning(Callback):
-    """Reports `monitor` after each validation to the trial; stops the run when Optuna's pruner
-    says the curve is hopeless (the job then ends with status `pruned`)."""
-
-    def __init__(self, sweep_dir: str, study_name: str, trial_number: int, monitor: str,
-                 pruner: dict | None = None) -> None:
-        import optuna
-
-        self.study = load_study(sweep_dir, study_name, pruner=pruner)  # the sweeper's pruner
-        self.trial_number, self.monitor, self.pruned = trial_number, monitor, False
-        trial = next(t for t in self.study.trials if t.number == trial_number)
-        self.trial = optuna.trial.Trial(self.study, trial._trial_id)
-
-    def on_validation_end(self, trainer, pl_module) -> None:
-        import optuna
-
-        value = trainer.callback_metrics.get(self.monitor)
-        if trainer.sanity_checking or value is None or self.pruned:
-            return
-        self.trial.report(float(value), step=trainer.current_epoch)
-        if self.trial.should_prune():
-            self.pruned = True
-            trainer.should_stop = True
-            self.study.tell(self.trial_number, state=optuna.trial.TrialState.PRUNED)

@@ -25,24 +25,13 @@ from bertlab.cli import in_multirun
 from bertlab.callbacks.preemption import AtomicCheckpointIO, Preemption
 from bertlab.callbacks.pruning import EncoderPruning
 from bertlab.callbacks.unfreeze import UnfreezeAt
+from bertlab.checks import check_config
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError, Diverged
 from bertlab.models.classifier import TextClassifier
 from bertlab.runs import read_checkpoint
 
 log = logging.getLogger(__name__)
-
-
-def check_config(cfg: DictConfig) -> None:
-    for key in ("lr", "batch_size", "max_epochs", "max_length"):
-        value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"{key}={value!r} is not valid; use a positive number")
-    for key in ("batch_size", "max_epochs", "max_length"):
-        if not isinstance(cfg[key], int):
-            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use a positive integer")
-    if cfg.mode not in ("min", "max"):
-        raise ConfigError(f"mode={cfg.mode!r} is not valid; use min or max")
 
 
 def claim_run_dir(run_dir: Path) -> None:
@@ -335,7 +324,7 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     if cfg.get("optuna_trial") is not None:  # a trial of hparams_search: report the curve
         from hydra.core.hydra_config import HydraConfig
 
-        from bertlab.search import OptunaPruning
+        from bertlab.callbacks.optuna_pruning import OptunaPruning
 
         hc = HydraConfig.get()
         callbacks.append(OptunaPruning(hc.sweep.dir, hc.sweeper.study_name, cfg.optuna_trial,
@@ -370,6 +359,7 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
                                         mmap=True)["epoch"] if best else None,
                "fit": diagnose(fit, dm.task, counts),
                "parameters": {"total": total, "trainable_at_start": trainable},
+               "data": {"rows": {s: len(d) for s, d in dm.dataset.items()}, **dm.report},
                "loss": {"name": type(model.loss_fn).__name__, "class_weights": None if weight
                         is None else [round(w, 4) for w in weight.tolist()]}}
     log.info("fit: %s", metrics["fit"])

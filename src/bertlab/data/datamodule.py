@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from bertlab.data.clean import cleaner
 from bertlab.data.sampler import EpochSampler
-from bertlab.data.sources import SOURCES, read_files, read_hub
+from bertlab.data.sources import SOURCES, multiline_rows, read_files, read_hub
 from bertlab.errors import ConfigError, DataError
 from bertlab.hub import from_pretrained
 
@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 TASKS = ("classification", "multilabel", "regression")
 SPLITS = ("train", "validation", "test")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
-CACHE_VERSION = 1  # bump when the cached layout changes
+CACHE_VERSION = 2  # bump when the cached layout changes
 
 
 def infer_task(feature) -> str:
@@ -81,6 +81,8 @@ class TextDataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = None,
         labels: list[str] | None = None,
+        strict: bool = False,
+        drop_duplicates: bool = False,
     ) -> None:
         super().__init__()
         if source not in SOURCES:
@@ -103,7 +105,8 @@ class TextDataModule(L.LightningDataModule):
             read_kwargs=dict(read_kwargs or {}), text_column=text_column,
             text_pair_column=text_pair_column, label_column=label_column, task=task,
             clean=list(clean), val_size=val_size, test_size=test_size, max_samples=max_samples,
-            max_length=max_length, seed=seed, labels=labels)
+            max_length=max_length, seed=seed, labels=labels, strict=strict,
+            drop_duplicates=drop_duplicates)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.group_by_length = group_by_length
@@ -118,6 +121,7 @@ class TextDataModule(L.LightningDataModule):
         self.labels: list[str] = []
         self.task: str | None = None
         self.resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
+        self.report: dict[str, dict[str, int]] = {}  # rows dropped, duplicated, truncated, ...
 
     # ---- the one-way pipeline -------------------------------------------------------------
     def read(self) -> datasets.DatasetDict:
@@ -128,10 +132,19 @@ class TextDataModule(L.LightningDataModule):
             return datasets.DatasetDict({ours: dd[theirs] for ours, theirs in wanted.items()
                                          if theirs is not None and theirs in dd})
         files = {split: str(p) for split, p in c["files"].items() if p}
-        return read_files(files, c["format"], c["read_kwargs"])
+        dd = read_files(files, c["format"], c["read_kwargs"])
+        for split, n in multiline_rows(files, dd, c["format"]).items():
+            message = (f"{split}: {n} rows of {files[split]} span several lines: quoted fields with "
+                       f"line breaks, or a stray quote that merged rows")
+            if c["strict"]:
+                raise DataError(f"{message}; data.strict=true refuses them")
+            log.warning("%s; check them, or set data.strict=true to refuse such files", message)
+            self.count("multiline_rows", split, n)
+        return dd
 
     def standardize(self, dd: datasets.DatasetDict) -> datasets.DatasetDict:
-        """Keep text, text_pair and labels (renamed), cleaned; drop unusable rows with a count."""
+        """Keep text, text_pair and labels (renamed), cleaned; drop unusable rows with a count
+        (or refuse them under data.strict); count, and optionally drop, duplicates."""
         c = self.cfg
         wanted = [c["text_column"], c["label_column"]] + (
             [c["text_pair_column"]] if c["text_pair_column"] else [])
@@ -146,10 +159,14 @@ class TextDataModule(L.LightningDataModule):
         pair = c["text_pair_column"]
 
         def standard(batch):
-            out = {"text": [clean(t) for t in batch[c["text_column"]]],
-                   "labels": batch[c["label_column"]]}
+            raw = [t for t in batch[c["text_column"]]]
+            out = {"text": [clean(t) for t in raw], "labels": batch[c["label_column"]]}
+            changed = [str(r) != t for r, t in zip(raw, out["text"])]
             if pair:
                 out["text_pair"] = [clean(t) for t in batch[pair]]
+                changed = [ch or str(r) != t for ch, r, t in
+                           zip(changed, batch[pair], out["text_pair"])]
+            out["changed"] = changed
             return out
 
         out = {}
@@ -157,16 +174,65 @@ class TextDataModule(L.LightningDataModule):
             ds = ds.map(standard, batched=True, remove_columns=ds.column_names,
                         desc=f"clean {split}")
             n = len(ds)
-            ds = ds.filter(lambda b: [bool(t) and not is_missing(y) for t, y in
-                                      zip(b["text"], b["labels"])], batched=True)
-            if len(ds) < n:
-                log.warning("%s: dropped %d of %d rows with blank text or a missing label",
-                            split, n - len(ds), n)
+            self.count("cleaned", split, sum(ds["changed"]))
+            ds = ds.remove_columns("changed")
+            usable = [bool(t) and not is_missing(y) for t, y in zip(ds["text"], ds["labels"])]
+            if not all(usable):
+                first = usable.index(False)
+                if c["strict"]:
+                    raise DataError(f"{split} data: {n - sum(usable)} of {n} rows have blank text "
+                                    f"or a missing/NaN label (the first is data row {first + 1}); "
+                                    f"data.strict=true refuses them (false: drop and count them)")
+                ds = ds.select([i for i, ok in enumerate(usable) if ok])
+                log.warning("%s: dropped %d of %d rows with blank text or a missing label (the "
+                            "first is data row %d)", split, n - len(ds), n, first + 1)
+                self.count("dropped", split, n - len(ds))
             if len(ds) == 0:
                 raise DataError(f"the {split} data is empty after dropping blank rows and missing "
                                 f"labels (columns {c['text_column']!r}, {c['label_column']!r})")
-            out[split] = ds
+            out[split] = self.duplicates(split, ds)
+        if "train" in out:  # evaluation rows that also occur in training overstate the scores
+            seen = set(zip(out["train"]["text"], out["train"]["text_pair"] if pair else
+                           [None] * len(out["train"])))
+            for split, ds in out.items():
+                if split != "train":
+                    pairs = zip(ds["text"], ds["text_pair"] if pair else [None] * len(ds))
+                    n = sum(p in seen for p in pairs)
+                    if n:
+                        log.warning("%s: %d of %d rows also occur in train", split, n, len(ds))
+                        self.count("also_in_train", split, n)
         return datasets.DatasetDict(out)
+
+    def duplicates(self, split: str, ds: datasets.Dataset) -> datasets.Dataset:
+        """Count rows whose text (and pair) occurred earlier in the split, and those among them
+        with another label; drop them (keeping the first) under data.drop_duplicates."""
+        pair = self.cfg["text_pair_column"]
+        keys = list(zip(ds["text"], ds["text_pair"])) if pair else list(ds["text"])
+        first: dict = {}
+        repeats, conflicts = [], 0
+        labels = list(ds["labels"])
+        for i, key in enumerate(keys):
+            if key in first:
+                repeats.append(i)
+                conflicts += str(labels[first[key]]) != str(labels[i])
+            else:
+                first[key] = i
+        if not repeats:
+            return ds
+        self.count("duplicates", split, len(repeats))
+        self.count("duplicates_with_another_label", split, conflicts)
+        action = "dropped" if self.cfg["drop_duplicates"] else "kept (data.drop_duplicates=true drops them)"
+        log.warning("%s: %d rows repeat an earlier text (%d of them with another label); %s",
+                    split, len(repeats), conflicts, action)
+        if self.cfg["drop_duplicates"]:
+            gone = set(repeats)
+            ds = ds.select([i for i in range(len(ds)) if i not in gone])
+        return ds
+
+    def count(self, what: str, split: str, n: int) -> None:
+        """The data report (metrics.json "data"): what happened to how many rows, per split."""
+        if n:
+            self.report.setdefault(what, {})[split] = int(n)
 
     def encode_labels(self, dd: datasets.DatasetDict, task: str) -> datasets.DatasetDict:
         """Class names <-> ids from the training labels; other splits may only use those names."""
@@ -177,6 +243,12 @@ class TextDataModule(L.LightningDataModule):
             except (ValueError, TypeError) as e:
                 raise DataError(f"data.label_column={self.cfg['label_column']!r} has values that "
                                 f"are not numbers, so it cannot be a regression target") from e
+        for split in dd:
+            kinds = {type(v).__name__ for v in dd[split]["labels"]} - {"NoneType"}
+            if len(kinds) > 1 and task != "multilabel":
+                log.warning("%s: the label column mixes %s values; all are read as class names",
+                            split, " and ".join(sorted(kinds)))
+                self.count("mixed_label_types", split, len(dd[split]))
         given = self.cfg["labels"]  # a trained model's label names (eval on a new file)
         self.labels = list(given) if given is not None else label_names(
             list(dd["train"]["labels"]), task)
@@ -245,6 +317,7 @@ class TextDataModule(L.LightningDataModule):
             if n:
                 log.info("%s: %d of %d rows truncated to max_length=%d", split, n, len(ds),
                          max_length)
+                self.count("truncated", split, n)
         return dd
 
     def build(self) -> datasets.DatasetDict:
@@ -284,7 +357,8 @@ class TextDataModule(L.LightningDataModule):
         dd = self.build()
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
         dd.save_to_disk(str(tmp))
-        (tmp / "meta.json").write_text(json.dumps({"task": self.task, "labels": self.labels}))
+        (tmp / "meta.json").write_text(json.dumps({"task": self.task, "labels": self.labels,
+                                                   "report": self.report}))
         try:
             tmp.rename(folder)  # atomic: a half-written cache is never read
         except OSError:  # another process finished the same cache first
@@ -299,7 +373,9 @@ class TextDataModule(L.LightningDataModule):
         else:
             log.info("tokenized data from cache %s", folder)
         meta = json.loads((folder / "meta.json").read_text())
-        self.task, self.labels = meta["task"], meta["labels"]
+        self.task, self.labels, self.report = meta["task"], meta["labels"], meta["report"]
+        if self.report:  # on every run, cached or not: what happened to which rows
+            log.info("data: %s", "; ".join(f"{what} {counts}" for what, counts in self.report.items()))
         dd = datasets.load_from_disk(str(folder))
         self.texts = {s: list(ds["text"]) for s, ds in dd.items()}  # for error analysis
         self.dataset = datasets.DatasetDict({

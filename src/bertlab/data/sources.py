@@ -1,6 +1,7 @@
 """Read raw splits from local files or the Hugging Face Hub into a `datasets.DatasetDict`."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import datasets
@@ -39,11 +40,34 @@ def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> dat
     if builder == "csv" and "sep" not in kwargs and "delimiter" not in kwargs:
         if all(Path(p).suffix.lower() == ".tsv" for p in files.values()):
             kwargs["sep"] = "\t"
+    quiet = logging.getLogger(f"datasets.packaged_modules.{builder}.{builder}")
+    level, quiet.level = quiet.level, logging.CRITICAL  # its ERROR line would repeat ours
     try:
         return datasets.load_dataset(builder, data_files=dict(files), **kwargs)
     except Exception as e:  # pandas/pyarrow raise many types for unreadable files
         names = ", ".join(files.values())
-        raise DataError(f"cannot read {names} as {builder}: {first_line(e)}") from e
+        hint = ("; a stray quote? data.read_kwargs={quoting: 3} reads quotes as plain text"
+                if "inside string" in str(e.__cause__ or e) else "")
+        raise DataError(f"cannot read {names} as {builder}: {first_line(e)}{hint}") from e
+    finally:
+        quiet.setLevel(level)
+
+
+def multiline_rows(files: dict[str, str], dd: datasets.DatasetDict, fmt: str | None) -> dict:
+    """Rows that took more than one line of a csv/tsv file (a stray quote merges rows silently)."""
+    out = {}
+    for split, path in files.items():
+        if file_format(path, fmt) != "csv":
+            continue
+        with open(path, "rb") as f:
+            lines = sum(1 for line in f if line.strip()) - 1  # minus the header
+        rows = len(dd[split])
+        if rows < lines:
+            text = dd[split].column_names[0] if dd[split].column_names else None
+            spanning = sum(any("\n" in str(v) for v in row.values()) for row in dd[split]) \
+                if text else 0
+            out[split] = max(spanning, 1)
+    return out
 
 
 def first_line(e: BaseException) -> str:

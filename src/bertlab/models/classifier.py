@@ -1,6 +1,7 @@
 """TextClassifier: a Hugging Face sequence-classification model + configurable loss + torchmetrics."""
 from __future__ import annotations
 
+import logging
 import random
 
 import lightning as L
@@ -13,6 +14,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from bertlab.errors import ConfigError, Diverged
 from bertlab.hub import from_pretrained
 from bertlab.models.losses import build_loss
+
+log = logging.getLogger(__name__)
 
 PROBLEM_TYPES = {"classification": "single_label_classification",
                  "multilabel": "multi_label_classification", "regression": "regression"}
@@ -158,6 +161,12 @@ class TextClassifier(L.LightningModule):
             raise Diverged(f"the training loss became {loss.item()} at step {self.global_step} "
                            f"(epoch {self.current_epoch})")
         return loss
+
+    def on_train_start(self) -> None:
+        t = self.trainer
+        log.info("training starts: %d optimizer steps (%d batches an epoch) on %s, precision %s",
+                 t.estimated_stepping_batches, t.num_training_batches, t.strategy.root_device,
+                 t.precision)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self._rng_to_restore is not None:  # resumed: dropout continues where it stopped

@@ -1,0 +1,143 @@
+"""Hostile data: every row is used or counted as dropped; what cannot be read is one clear line."""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bertlab.data.datamodule import TextDataModule
+from bertlab.errors import DataError
+from conftest import ROOT, sentences
+
+TOKENIZER = None  # MiniLM's, found through the config like every run
+
+
+def module(path, tmp_path, **kw):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["model=tiny"])
+    args = dict(source="files", train_file=str(path), tokenizer=cfg.model.tokenizer,
+                clean=["fix_text", "normalize_whitespace"], val_size=0.0, test_size=0.0,
+                validation_file=str(path), max_length=16, cache_dir=str(tmp_path / "cache"))
+    dm = TextDataModule(**{**args, **kw})
+    dm.setup("fit")
+    return dm
+
+
+def rows_used(dm, split="train"):
+    return len(dm.dataset[split])
+
+
+texts = st.one_of(
+    st.text(max_size=40),                                         # any unicode, blanks included
+    st.text(alphabet="ab \x00\x07\t\n\r\"',;", max_size=20),       # NULs, controls, quotes
+    st.sampled_from(["Ã©tÃ© trÃ¨s bien", "cafÃ©", "ok", "ok"]),     # mojibake and repeats
+    st.text(alphabet="word ", min_size=200, max_size=400),        # longer than max_length
+)
+labels = st.one_of(st.sampled_from(["pos", "neg"]), st.none(), st.just(""))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rows=st.lists(st.tuples(texts, labels), min_size=1, max_size=30))
+def test_every_row_is_used_or_counted(rows, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("prop")
+    path = tmp_path / "messy.jsonl"
+    with open(path, "w") as f:
+        for text, label in rows:
+            f.write(json.dumps({"text": text, "label": label}) + "\n")
+    usable = sum(bool(" ".join(t.split()).strip("\x00\x07")) and bool(y) for t, y in rows)
+    try:
+        dm = module(path, tmp_path)
+    except DataError as e:  # refused with one line: only when nothing usable is left
+        assert "empty after dropping" in str(e) and "\n" not in str(e)
+        assert usable == 0 or all(not y for _, y in rows)
+        return
+    dropped = dm.report.get("dropped", {}).get("train", 0)
+    assert rows_used(dm) + dropped == len(rows)
+    texts_used = list(dm.texts["train"])
+    assert all(t and "\x00" not in t for t in texts_used)
+    assert all(n <= 16 for n in dm.dataset["train"]["length"])
+    truncated = dm.report.get("truncated", {}).get("train", 0)
+    assert truncated == sum(len(dm.tokenizer(t)["input_ids"]) > 16 for t in texts_used)
+    repeats = len(texts_used) - len(set(texts_used))
+    assert dm.report.get("duplicates", {}).get("train", 0) == repeats
+
+
+def write_csv(path, rows):
+    pd.DataFrame(rows, columns=["text", "label"]).to_csv(path, index=False)
+    return path
+
+
+def test_strict_refuses_what_is_otherwise_dropped(tmp_path):
+    rows = sentences(20) + [("", "positive"), ("a row without a label", None)]
+    path = write_csv(tmp_path / "t.csv", rows)
+    dm = module(path, tmp_path)
+    assert dm.report["dropped"] == {"train": 2, "validation": 2}
+    with pytest.raises(DataError, match=r"2 of 22 rows have blank text or a missing/NaN label "
+                                        r"\(the first is data row 21\); data.strict=true"):
+        module(path, tmp_path, strict=True)
+
+
+def test_nan_and_infinite_regression_targets_are_dropped_and_counted(tmp_path):
+    rows = [(t, float(i)) for i, (t, _) in enumerate(sentences(20))]
+    rows += [("not a number", math.nan), ("too big", math.inf)]
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t, "label": y}) for t, y in rows))
+    dm = module(path, tmp_path)
+    assert dm.task == "regression" and dm.report["dropped"]["train"] == 2
+    assert rows_used(dm) == 20
+
+
+def test_duplicates_are_counted_and_optionally_dropped(tmp_path):
+    rows = sentences(20)
+    rows += [rows[0], rows[1], (rows[2][0], "negative" if rows[2][1] == "positive" else "positive")]
+    path = write_csv(tmp_path / "t.csv", rows)
+    kept = module(path, tmp_path)
+    assert kept.report["duplicates"]["train"] == 3
+    assert kept.report["duplicates_with_another_label"]["train"] == 1
+    assert rows_used(kept) == 23
+    dropped = module(path, tmp_path, drop_duplicates=True)
+    assert rows_used(dropped) == 20
+
+
+def test_validation_rows_seen_in_training_are_counted(tmp_path):
+    train = write_csv(tmp_path / "t.csv", sentences(30))
+    val = write_csv(tmp_path / "v.csv", sentences(30)[:4] + sentences(30, seed=9)[:6])
+    dm = module(train, tmp_path, validation_file=str(val))
+    assert dm.report["also_in_train"]["validation"] >= 4
+
+
+def test_nul_bytes_and_mojibake_are_cleaned_and_counted(tmp_path):
+    path = tmp_path / "t.csv"
+    body = "".join(f"{t},{y}\n" for t, y in sentences(10))
+    path.write_bytes(b"text,label\n" + body.encode() + "caf\u00c3\u00a9 nul\x00 here,positive\n".encode())
+    dm = module(path, tmp_path)
+    assert dm.texts["train"][-1] == "café nul here"  # ftfy repaired it; the NUL is gone
+    assert dm.report["cleaned"]["train"] == 1
+
+
+def test_a_stray_quote_is_counted_or_refused(tmp_path):
+    merged = tmp_path / "merged.csv"  # the quote swallows the next lines up to another quote
+    merged.write_text('text,label\ngood one,pos\n"stray quote here,neg\nanother,pos\n"last" row,neg\n'
+                      'fine,neg\n')
+    dm = module(merged, tmp_path)
+    assert dm.report["multiline_rows"]["train"] == 1 and rows_used(dm) == 3
+    with pytest.raises(DataError, match="span several lines.*data.strict=true refuses them"):
+        module(merged, tmp_path, strict=True)
+    open_ended = tmp_path / "open.csv"  # the quote never closes
+    open_ended.write_text('text,label\ngood one,pos\n"stray quote here,neg\nanother,pos\n')
+    with pytest.raises(DataError, match=r"EOF inside string.*quoting: 3"):
+        module(open_ended, tmp_path)
+
+
+def test_mixed_label_types_become_class_names(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps({"text": t, "label": [1, "pos"][i % 2]})
+                              for i, (t, _) in enumerate(sentences(20))))
+    dm = module(path, tmp_path)
+    assert dm.labels == ["1", "pos"] and dm.report["mixed_label_types"]["train"] == 20
