@@ -30,7 +30,7 @@ def first_step_seconds(scratch: Path, name: str) -> tuple[float, float]:
     run = scratch / name
     launched = time.time()
     r = subprocess.run([sys.executable, str(ROOT / "train.py"), "trainer.max_steps=1",
-                        "trainer.num_sanity_val_steps=0", "trainer.limit_val_batches=0",
+                        "trainer.num_sanity_val_steps=0", "+trainer.limit_val_batches=0",
                         "~callbacks.early_stopping", "~callbacks.model_checkpoint",
                         f"hydra.run.dir={run}"], capture_output=True, text=True)
     total = time.time() - launched
@@ -68,12 +68,12 @@ def main() -> None:
         os.chdir(scratch)
         first_step_seconds(scratch, "warm-up")  # fills the tokenization cache if it is cold
         to_step, total = first_step_seconds(scratch, "measured")
-    help_s, error_s = command_seconds("--help"), command_seconds("lr=-1")
+        help_s, error_s = command_seconds("--help"), command_seconds("lr=-1")
+        help_torch, error_torch = torch_imported("--help"), torch_imported("lr=-1")
     line = (f"- {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores | startup: "
             f"first training step {to_step:.1f} s after `python train.py` (warm cache; target < 10 s;"
             f" whole 1-step command {total:.1f} s) | `--help` {help_s:.1f} s (torch imported: "
-            f"{torch_imported('--help')}) | config error `lr=-1` {error_s:.1f} s (torch imported: "
-            f"{torch_imported('lr=-1')})")
+            f"{help_torch}) | config error `lr=-1` {error_s:.1f} s (torch imported: {error_torch})")
     print(line)
     if a.results:
         with open(a.results, "a") as f:

@@ -119,6 +119,24 @@ def test_batches_are_padded_per_batch_and_grouped_by_length(make_cfg, files):
     shuffled = datamodule(make_cfg("data=files", f"data.train_file={path}", "batch_size=8",
                                    "data.group_by_length=false"))
     assert mean_spread(dm) < mean_spread(shuffled) / 2  # grouped: rows of similar length
+    assert any(w % 8 for w in widths)  # on a CPU, no padding beyond each batch's longest row
+    eights = datamodule(make_cfg("data=files", f"data.train_file={path}", "batch_size=8",
+                                 "data.pad_to_multiple_of=8"))
+    padded = [b["input_ids"].shape[1] for b in eights.train_dataloader()]
+    assert all(w % 8 == 0 for w in padded) and sorted(padded) == sorted(-(-w // 8) * 8 for w in widths)
+
+
+def test_training_order_depends_only_on_seed_and_epoch(make_cfg, files):
+    path = files("t.csv", 200, text=[" ".join(["word"] * (3 + i % 40)) for i in range(200)])
+    dm = datamodule(make_cfg("data=files", f"data.train_file={path}", "batch_size=8"))
+    loader = dm.train_dataloader()
+    first = [b["input_ids"].tolist() for b in loader]
+    loader.sampler.set_epoch(1)
+    second = [b["input_ids"].tolist() for b in loader]
+    assert first != second  # reshuffled each epoch
+    again = datamodule(make_cfg("data=files", f"data.train_file={path}", "batch_size=8"))
+    again.load_state_dict({"epoch": 1, "batches_done": 5})  # as a mid-epoch checkpoint says
+    assert [b["input_ids"].tolist() for b in again.train_dataloader()] == second[5:]
 
 
 def test_cleaning_steps():

@@ -189,3 +189,27 @@ def test_paper_presets_compose_with_their_lr_grid(name, data, monitor):
     assert cfg.model.name_or_path == "google-bert/bert-base-uncased"
     assert (cfg.batch_size, cfg.max_epochs, cfg.monitor, cfg.mode) == (32, 3, monitor, "max")
     assert cfg.hydra.sweeper.params.lr == "2e-5,3e-5,4e-5,5e-5"
+
+
+def test_max_steps_shorter_than_an_epoch(make_cfg, tmp_path):
+    """Stopped by max_steps before any validation: still scored, with the full state saved."""
+    train(make_cfg("debug=fast", "trainer.max_steps=3"))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["status"] == "finished" and metrics["stopped_by"] == "max_steps"
+    assert metrics["steps"] == 3 and metrics["val/loss"] > 0 and metrics["test/acc"] >= 0
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    from bertlab.runs import find_checkpoint
+
+    assert find_checkpoint(str(tmp_path / "run")).name == "last.ckpt"  # for eval, predict, export
+
+
+def test_two_runs_with_one_seed_are_identical(make_cfg, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        train(make_cfg("debug=fast", "lr=1e-3", run_dir=tmp_path / name))
+        runs.append(json.loads((tmp_path / name / "metrics.json").read_text()))
+    finals = [{k: v for k, v in m.items() if "/" in k} for m in runs]
+    assert finals[0] == finals[1] and finals[0]["val/loss"] > 0
+    train(make_cfg("debug=fast", "lr=1e-3", "seed=1", run_dir=tmp_path / "c"))
+    other = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert other["val/loss"] != finals[0]["val/loss"]

@@ -1,6 +1,7 @@
 """Reading a finished run folder: its checkpoint, its model and its config."""
 from __future__ import annotations
 
+import json
 import pickle
 import zipfile
 from pathlib import Path
@@ -12,7 +13,8 @@ from bertlab.errors import ConfigError, DataError
 
 
 def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
-    """`ckpt_path` if given, else the run's checkpoints/best.ckpt."""
+    """`ckpt_path` if given, else the run's checkpoints/best.ckpt (last.ckpt if the run finished
+    without validating, so without a best one)."""
     if ckpt_path:
         path = Path(ckpt_path)
         if not path.is_file():
@@ -23,6 +25,10 @@ def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
     if not Path(run_dir).is_dir():
         raise ConfigError(f"run_dir={run_dir} is not a folder")
     path = Path(run_dir) / "checkpoints" / "best.ckpt"
+    last, metrics = path.with_name("last.ckpt"), Path(run_dir) / "metrics.json"
+    if not path.is_file() and last.is_file() and metrics.is_file() and \
+            json.loads(metrics.read_text()).get("status") == "finished":
+        return last  # finished without a validation to pick a best one (max_steps < one epoch)
     if not path.is_file():
         found = sorted(p.name for p in Path(run_dir).glob("checkpoints/*.ckpt"))
         raise DataError(f"run_dir={run_dir} has no checkpoints/best.ckpt (found: "

@@ -364,9 +364,10 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
                         is None else [round(w, 4) for w in weight.tolist()]}}
     log.info("fit: %s", metrics["fit"])
     if best or not diverged:  # after a NaN loss, only a checkpoint from before it is worth scoring
-        metrics.update(trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
-        if "test" in dm.dataset:
-            metrics.update(trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)[0])
+        for results in (trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False),
+                        trainer.test(model, datamodule=dm, ckpt_path=best, verbose=False)
+                        if "test" in dm.dataset else []):
+            metrics.update(results[0] if results else {})  # none with limit_*_batches=0
     score = metrics.get(cfg.monitor, float("nan"))
     score = score if math.isfinite(score) else float("nan")
     if not trainer.is_global_zero:  # DDP: the other processes only helped compute
@@ -380,6 +381,7 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
         metrics["analysis"] = analyse(model, dm, "validation", run_dir, writer, trainer.global_step)
     metrics["wall_seconds"] = round(time.time() - started, 1)
     metrics["fit_seconds"] = fit_seconds
+    metrics["train_seconds"] = round(fit_seconds - model.fit_validation_seconds, 1)  # no validation
     finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v  # strict JSON
               for k, v in metrics.items()}
     (run_dir / "metrics.json").write_text(json.dumps(finite, indent=1, allow_nan=False))

@@ -83,6 +83,7 @@ class TextDataModule(L.LightningDataModule):
         labels: list[str] | None = None,
         strict: bool = False,
         drop_duplicates: bool = False,
+        pad_to_multiple_of: int | None = None,
     ) -> None:
         super().__init__()
         if source not in SOURCES:
@@ -115,6 +116,7 @@ class TextDataModule(L.LightningDataModule):
         self.cache_root = Path(os.path.expanduser(cache_dir or "~/.cache/bertlab"))
         self.tokenizer = from_pretrained(AutoTokenizer, tokenizer, what="model.tokenizer")
         self.collator = DataCollatorWithPadding(self.tokenizer)  # pads each batch to its longest
+        self.pad_to_multiple_of = pad_to_multiple_of  # None: 8 on a GPU, nothing on a CPU
         # Keyed before the first call: tokenizing with truncation changes the tokenizer's state.
         self.cache_folder = self.cache_root / self.cache_key()
         self.dataset: datasets.DatasetDict | None = None
@@ -392,6 +394,12 @@ class TextDataModule(L.LightningDataModule):
         return self.collator(rows)
 
     def loader(self, ds, batch_size: int, sampler=None) -> DataLoader:
+        multiple = self.pad_to_multiple_of
+        trainer = getattr(self, "trainer", None)
+        if multiple is None and trainer is not None and trainer.strategy.root_device.type == "cuda":
+            multiple = 8  # tensor cores want multiples of 8; on a CPU it only adds padding
+        if multiple != self.collator.pad_to_multiple_of:
+            self.collator = DataCollatorWithPadding(self.tokenizer, pad_to_multiple_of=multiple)
         # A generator of its own: creating an iterator then leaves the global RNG (dropout) alone,
         # so that a resumed run draws the same dropout masks as one never interrupted.
         return DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=self.collate,

@@ -1,13 +1,15 @@
 """TextClassifier: a Hugging Face sequence-classification model + configurable loss + torchmetrics."""
 from __future__ import annotations
 
+import inspect
 import logging
 import random
+import time
 
 import lightning as L
 import torch
 import torchmetrics as tm
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -125,6 +127,7 @@ class TextClassifier(L.LightningModule):
         self.val_metrics = build_metrics(task, self.num_labels, "val")
         self.test_metrics = build_metrics(task, self.num_labels, "test")
         self._rng_to_restore: dict | None = None
+        self.fit_validation_seconds = 0.0
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -168,6 +171,13 @@ class TextClassifier(L.LightningModule):
                  t.estimated_stepping_batches, t.num_training_batches, t.strategy.root_device,
                  t.precision)
 
+    def on_validation_start(self) -> None:
+        self._validation_started = time.perf_counter()
+
+    def on_validation_end(self) -> None:  # time spent validating inside fit (sanity check too)
+        if self.trainer.state.fn == "fit":
+            self.fit_validation_seconds += time.perf_counter() - self._validation_started
+
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self._rng_to_restore is not None:  # resumed: dropout continues where it stopped
             set_rng_states(self._rng_to_restore)
@@ -208,12 +218,25 @@ class TextClassifier(L.LightningModule):
             group["params"].append(p)
         return list(groups.values())
 
+    def implementation(self, opt: dict) -> dict:
+        """fused (one kernel for all parameters) where torch has it and Lightning allows it, else
+        foreach: on the CPU torch would otherwise loop over the parameters one by one."""
+        params = inspect.signature(get_class(opt["_target_"])).parameters
+        fused = opt.pop("fused", None)
+        if fused is None:  # Lightning refuses clipping with a fused optimizer under *-mixed
+            mixed = str(self.trainer.precision).endswith("mixed") if self._trainer else False
+            fused = "fused" in params and not (mixed and self.trainer.gradient_clip_val)
+        if fused:
+            return {"fused": True}
+        return {"foreach": True} if "foreach" in params else {}
+
     def configure_optimizers(self):
         opt = dict(self.hparams.optimizer)
         layer_decay = opt.pop("layer_decay", None)
         if layer_decay is not None and not 0 < layer_decay <= 1:
             raise ConfigError(f"optimizer.layer_decay={layer_decay} is not valid; use a factor "
                               f"in (0, 1], e.g. 0.9")
+        opt.update(self.implementation(opt))
         optimizer = instantiate(opt)(self.param_groups(opt["lr"], layer_decay))
         sched = dict(self.hparams.scheduler)
         warmup = sched.pop("warmup", None)  # only transformers' schedules take warmup + total
