@@ -3,7 +3,8 @@
 Trains a short MiniLM run on the first 4,000 SST-2 training rows (a few steps: speed does not
 depend on how well it learned), exports it with export.py, then labels the 872 rows of
 ../shared/data/sst2/test.tsv repeated to 10,000 texts:
-  - ours: `python predict.py run_dir=<run> input=texts.txt` (the whole command, start-up included)
+  - ours: `python predict.py run_dir=<run> input=texts.txt` (the whole command, start-up included),
+    in fp32 (the default) and with precision=bf16
   - peer: a fresh process that builds `pipeline("text-classification", model=<export>)` and
     calls it with batch_size=64 and truncation (its faster setting on these texts), also timed
     from launch.
@@ -70,18 +71,24 @@ def main() -> None:
         texts = (test * (N // len(test) + 1))[:N]
         (tmp / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
 
-        ours_s = run([sys.executable, str(ROOT / "predict.py"), f"run_dir={run_dir}",
-                      f"input={tmp / 'texts.txt'}", f"output={tmp / 'ours.jsonl'}"], cwd=tmp)
+        ours_s, bf16_s = (run([sys.executable, str(ROOT / "predict.py"), f"run_dir={run_dir}",
+                               f"input={tmp / 'texts.txt'}", f"output={tmp / name}.jsonl",
+                               f"precision={precision}"], cwd=tmp)
+                          for name, precision in (("ours", "32"), ("bf16", "bf16")))
         peer_s = run([sys.executable, "-c", PEER, str(tmp / "texts.txt"), str(export),
                       str(tmp / "peer.json")], cwd=tmp)
         ours = [json.loads(line)["label"] for line in open(tmp / "ours.jsonl")]
+        bf16 = [json.loads(line)["label"] for line in open(tmp / "bf16.jsonl")]
         peer = json.load(open(tmp / "peer.json"))
     same = sum(o == p for o, p in zip(ours, peer)) / N
+    same_bf16 = sum(o == p for o, p in zip(bf16, peer)) / N
     line = (f"- {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores | predict "
             f"{N} texts (SST-2 test x{N / len(test):.1f}), MiniLM, fp32, whole commands: ours "
             f"predict.py {ours_s:.1f} s = {N / ours_s:.0f} rows/s | peer pipeline(batch_size=64) "
             f"{peer_s:.1f} s = {N / peer_s:.0f} rows/s | ratio ours/peer {peer_s / ours_s:.2f} "
-            f"(target >= 2) | same label for {same:.2%} of texts")
+            f"(target >= 2) | same label for {same:.2%} of texts | ours precision=bf16 "
+            f"{bf16_s:.1f} s = {N / bf16_s:.0f} rows/s, ratio {peer_s / bf16_s:.2f}, same label "
+            f"for {same_bf16:.2%}")
     print(line)
     if a.results:
         with open(a.results, "a") as f:

@@ -79,7 +79,8 @@ def ours(train_tsv: Path, precision: str, scratch: Path, extra: list[str]) -> di
     m = json.loads((run_dir / "metrics.json").read_text())
     # train_seconds: fit without its validation passes, the span the peer times (trainer.train())
     return {"train_s": m["train_seconds"], "fit_s": m["fit_seconds"],
-            "total_s": round(time.time() - start, 1), "accuracy": round(m["val/acc"], 4)}
+            "total_s": round(time.time() - start, 1), "accuracy": round(m["val/acc"], 4),
+            "loss": round(m["val/loss"], 4)}
 
 
 def peer(limit: int) -> dict:
@@ -114,7 +115,8 @@ def main() -> None:
     line = (f"{datetime.date.today()} {platform.machine()} {torch.get_num_threads()} threads | "
             f"ours ({' '.join([a.precision, *a.overrides])}): train {us['train_s']} s (fit "
             f"{us['fit_s']} s with its sanity check and one 872-row validation), "
-            f"acc {us['accuracy']:.4f} | peer (HF Trainer, --pad grouped, fp32): train "
+            f"acc {us['accuracy']:.4f} (val loss {us['loss']:.4f}) | peer (HF Trainer, --pad grouped, "
+            f"fp32): train "
             f"{them['train_s']} s, acc {them['accuracy']:.4f} | ratio peer/ours {ratio:.2f} | "
             f"ours reach {100 * share:.0f}% of the fp32 matmul peak ({peak:.0f} GFLOP/s; "
             f"{flops / 1e12:.2f} TFLOP of training)")

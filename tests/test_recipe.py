@@ -174,6 +174,21 @@ def test_bf16_mixed_precision_and_accumulation_on_cpu(make_cfg, tmp_path):
     metrics = run(make_cfg, tmp_path, "trainer.precision=bf16-mixed",
                   "trainer.accumulate_grad_batches=2")
     assert metrics["steps"] == 4 and metrics["val/loss"] == metrics["val/loss"]
+    ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert ckpt["optimizer_states"][0]["param_groups"][0]["fused"] is True  # and clipping is on
+    assert make_cfg().trainer.gradient_clip_val == 1.0
+
+
+def test_optimizer_implementation_by_precision():
+    from bertlab.models.classifier import implementation
+
+    adamw = {"_target_": "torch.optim.AdamW", "fused": None}
+    assert implementation(dict(adamw), "32-true", 1.0) == {"fused": True}
+    assert implementation(dict(adamw), "bf16-mixed", 1.0) == {"fused": True}
+    assert implementation(dict(adamw), "16-mixed", 1.0) == {"foreach": True}  # scaled grads
+    assert implementation(dict(adamw), "16-mixed", None) == {"fused": True}
+    assert implementation({**adamw, "fused": False}, "32-true", 1.0) == {"foreach": True}
+    assert implementation({"_target_": "torch.optim.RMSprop"}, "32-true", 1.0) == {"foreach": True}
 
 
 def test_early_stopping_records_why_and_the_best_epoch(make_cfg, tmp_path):

@@ -73,6 +73,8 @@ def test_each_optimizer_reads_top_level_lr(make_cfg, tmp_path, name, cls, key):
     assert [g["weight_decay"] for g in groups] == [0.05, 0.0]  # none on biases and LayerNorm
     if name == "adam":
         assert not groups[0].get("decoupled_weight_decay", False)  # really Adam, not AdamW
+    # one fused kernel where torch has one, else foreach: never torch's CPU default (a loop)
+    assert groups[0].get("fused") is True if name != "rmsprop" else groups[0]["foreach"] is True
 
 
 def test_regression_on_the_valence_lexicon(make_cfg, tmp_path):
@@ -166,7 +168,7 @@ def test_hub_models_offline_fail_with_one_clear_error(make_cfg, monkeypatch, mod
     import huggingface_hub.constants
     from omegaconf import OmegaConf
 
-    from bertlab.models.classifier import build_network
+    from bertlab.models.network import build_network
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)

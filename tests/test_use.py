@@ -6,11 +6,12 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from bertlab.errors import BertlabError
 from bertlab.train import train
-from conftest import CONF, ROOT
+from conftest import CONF, ROOT, sentences
 
 
 def trained(tmp_path_factory, *overrides):
@@ -121,6 +122,7 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], "exists already"),
     ("nockpt", ["input={tmp}/ok.txt", "run_dir={tmp}"], "has no checkpoints/best.ckpt"),
     ("truncated", ["input={tmp}/ok.txt", "ckpt_path={tmp}/cut.ckpt"], "truncated, corrupted"),
+    ("precision", ["input={tmp}/ok.txt", "precision=fp16"], "precision=fp16 is not valid"),
 ])
 def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, words):
     (tmp_path / "empty.txt").write_text("")
@@ -140,6 +142,21 @@ def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, words):
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and words in r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
     assert (tmp_path / "old.jsonl").read_text() == "{}\n"  # never overwritten
+
+
+def test_predict_in_bf16_agrees_with_fp32(run_dir):
+    from transformers import AutoTokenizer
+
+    from bertlab.predict import predict_texts
+    from bertlab.runs import find_checkpoint, load_network
+
+    model = load_network(find_checkpoint(str(run_dir)))
+    tok = AutoTokenizer.from_pretrained(model.hparams.model["tokenizer"])
+    texts = [t for t, _ in sentences(40, seed=3)]
+    fp32 = predict_texts(model, tok, texts)
+    bf16 = predict_texts(model, tok, texts, precision="bf16")
+    assert not torch.equal(fp32, bf16)  # really computed in bfloat16
+    assert (bf16 - fp32).abs().max() < 2e-2 and (bf16.argmax(-1) == fp32.argmax(-1)).float().mean() > 0.9
 
 
 def test_checkpoint_of_another_kind_is_refused(tmp_path):

@@ -16,7 +16,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 from bertlab.data.clean import cleaner
 from bertlab.errors import ConfigError, DataError
 from bertlab.hub import from_pretrained
-from bertlab.runs import find_checkpoint, load_model
+from bertlab.runs import find_checkpoint, load_network
 
 TABLES = {".csv": ",", ".tsv": "\t"}
 
@@ -57,10 +57,14 @@ def read_texts(source: str, text_column: str) -> list[str]:
     return texts
 
 
+PRECISIONS = {"32": None, "bf16": torch.bfloat16}
+
+
 @torch.inference_mode()
 def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
-                  progress: bool = False) -> torch.Tensor:
+                  progress: bool = False, precision: str = "32") -> torch.Tensor:
     """Probabilities (classes), sigmoid scores (multi-label) or values (regression), in order."""
+    dtype = PRECISIONS[precision]
     hp = model.hparams
     clean = cleaner(list(hp.clean))
     enc = tokenizer([clean(t) for t in texts], truncation=True, max_length=hp.max_length)
@@ -70,7 +74,8 @@ def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
     out = [None] * len(rows)
     for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="predict"):
         idx = order[start:start + batch_size]
-        logits = model(**collate([rows[i] for i in idx])).float()
+        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = model(**collate([rows[i] for i in idx])).float()
         if model.task == "classification":
             logits = logits.softmax(-1)
         elif model.task == "multilabel":
@@ -130,12 +135,16 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise ConfigError(f"threshold={cfg.threshold} is not valid; use a probability in (0, 1)")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
         raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
+    precision = str(cfg.precision)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision} is not valid; use {' or '.join(PRECISIONS)}")
     output_path(cfg.output, cfg.explain)
-    model = load_model(find_checkpoint(cfg.run_dir, cfg.ckpt_path))
+    model = load_network(find_checkpoint(cfg.run_dir, cfg.ckpt_path))
     tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
                                 what="model.tokenizer")
     texts = read_texts(str(cfg.input), cfg.text_column)
-    scores = predict_texts(model, tokenizer, texts, cfg.batch_size, progress=len(texts) > 1000)
+    scores = predict_texts(model, tokenizer, texts, cfg.batch_size, progress=len(texts) > 1000,
+                           precision=precision)
     rows = result_rows(model, texts, scores, cfg.threshold)
     if cfg.explain:
         from bertlab.explain import explain_texts, top_tokens, write_html

@@ -45,14 +45,20 @@ def read_checkpoint(path: Path, mmap: bool = False) -> dict:
                         f"bertlab checkpoint ({str(e).splitlines()[0][:160]})") from e
 
 
-def load_model(path: Path):
-    """A TextClassifier rebuilt from the checkpoint alone, in eval mode on the CPU."""
-    from bertlab.models.classifier import TextClassifier
-
+def checkpoint_hparams(path: Path) -> tuple[dict, dict]:
+    """(checkpoint, its hyper-parameters), refusing files that are not bertlab checkpoints."""
     ckpt = read_checkpoint(path)
     hp = ckpt.get("hyper_parameters")
     if not hp or "task" not in hp or "state_dict" not in ckpt:
         raise DataError(f"{path} is not a bertlab checkpoint (no task or weights in it)")
+    return ckpt, dict(hp)
+
+
+def load_model(path: Path):
+    """A TextClassifier rebuilt from the checkpoint alone, in eval mode on the CPU."""
+    from bertlab.models.classifier import TextClassifier
+
+    ckpt, hp = checkpoint_hparams(path)
     # the weights come from the checkpoint: build the network without loading pretrained ones
     shrink = hp.pop("shrink", None)  # set by shrink.py: rebuild the same smaller shape
     model = TextClassifier(**{**hp, "model": {**hp["model"], "pretrained": False}})
@@ -62,6 +68,23 @@ def load_model(path: Path):
         compress(model, shrink["drop_layers"], shrink["int8"])
         model.hparams["shrink"] = shrink
     model.load_state_dict(ckpt["state_dict"])
+    return model.eval()
+
+
+def load_network(path: Path):
+    """The checkpoint's network and settings without Lightning (TrainedNetwork), for predict.py."""
+    from bertlab.models.network import TrainedNetwork
+
+    ckpt, hp = checkpoint_hparams(path)
+    shrink = hp.pop("shrink", None)
+    model = TrainedNetwork(hp)
+    if shrink:
+        from bertlab.models.compress import compress
+
+        compress(model, shrink["drop_layers"], shrink["int8"])
+        model.hparams["shrink"] = shrink
+    model.net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items()
+                               if k.startswith("net.")})
     return model.eval()
 
 

@@ -22,13 +22,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from bertlab.analysis import analyse
 from bertlab.cli import in_multirun
-from bertlab.callbacks.preemption import AtomicCheckpointIO, Preemption
+from bertlab.callbacks.preemption import Preemption
 from bertlab.callbacks.pruning import EncoderPruning
 from bertlab.callbacks.unfreeze import UnfreezeAt
 from bertlab.checks import check_config
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError, Diverged
 from bertlab.models.classifier import TextClassifier
+from bertlab.plugins import trainer_plugins
 from bertlab.runs import read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,9 @@ def find_lr(cfg: DictConfig, model, dm, run_dir: Path) -> float:
     from torch.utils.tensorboard import SummaryWriter
 
     t = cfg.tune_lr
+    plugins, replaced = trainer_plugins(cfg.trainer)
     trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False,
+                          plugins=plugins, **replaced,
                           enable_model_summary=False, max_epochs=-1, max_steps=t.num_training,
                           limit_val_batches=0)
     # (epochs unbounded: the test's own step count ends it, even on a small training set)
@@ -332,8 +335,9 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     # resumed: TensorBoard hides what the interrupted part logged after the checkpoint
     extra = {"purge_step": resume_step} if cfg.get("resume") else {}
     logger = instantiate(cfg.logger, **extra) if cfg.get("logger") else False
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger,
-                          plugins=[AtomicCheckpointIO()])
+    plugins, replaced = trainer_plugins(cfg.trainer)  # atomic checkpoints; bf16 with fused steps
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=plugins,
+                          **replaced)
     fit_start = time.time()
     diverged = None
     try:

@@ -14,22 +14,8 @@ import time
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 log = logging.getLogger(__name__)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write a checkpoint to a temporary name, then rename it: a crash during the write leaves
-    the previous checkpoint whole."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
-        os.replace(tmp, path)
 
 
 class Preemption(L.Callback):

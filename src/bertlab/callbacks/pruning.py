@@ -9,7 +9,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ModelPruning
 from torch import nn
 
 from bertlab.errors import ConfigError
-from bertlab.models.classifier import encoder_parts
+from bertlab.models.network import encoder_parts
 
 log = logging.getLogger(__name__)
 

@@ -10,72 +10,12 @@ import lightning as L
 import torch
 import torchmetrics as tm
 from hydra.utils import get_class, instantiate
-from torch import nn
-from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bertlab.errors import ConfigError, Diverged
-from bertlab.hub import from_pretrained
 from bertlab.models.losses import build_loss
+from bertlab.models.network import build_network, freeze, layer_depths, logits
 
 log = logging.getLogger(__name__)
-
-PROBLEM_TYPES = {"classification": "single_label_classification",
-                 "multilabel": "multi_label_classification", "regression": "regression"}
-
-
-def build_network(cfg: dict, task: str, labels: list[str]) -> nn.Module:
-    """A Hugging Face *ForSequenceClassification model: the encoder plus its standard head.
-
-    Standard, so that an export is a plain Hugging Face folder that `pipeline()` loads.
-    `pretrained=false` gives random weights of the same (or an overridden) shape.
-    """
-    names = {} if task == "regression" else {
-        "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
-    config = from_pretrained(AutoConfig, cfg["name_or_path"], num_labels=max(1, len(labels)),
-                             problem_type=PROBLEM_TYPES[task], **names,
-                             **cfg.get("config_overrides", {}))
-    if cfg.get("pretrained", True):
-        net = from_pretrained(AutoModelForSequenceClassification, cfg["name_or_path"],
-                              config=config)
-    else:
-        net = AutoModelForSequenceClassification.from_config(config)
-    return net.train()  # from_pretrained returns eval mode, which would switch dropout off
-
-
-def encoder_parts(net: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
-    """The embeddings and the list of transformer layers of a BERT-family model."""
-    base = net.base_model
-    stack = getattr(base, "encoder", None) or getattr(base, "transformer", None)
-    layers = getattr(stack, "layer", None)
-    if layers is None or not hasattr(base, "embeddings"):
-        raise ConfigError(f"freezing and layer decay need a BERT-like encoder (embeddings + "
-                          f"layers); {type(base).__name__} has another layout")
-    return base.embeddings, list(layers)
-
-
-def freeze(net: nn.Module, cfg: dict) -> list[nn.Module]:
-    """Freeze what model.freeze_* asks; returns the frozen modules (to unfreeze later)."""
-    embeddings, layers = encoder_parts(net) if any(
-        cfg.get(k) for k in ("freeze_embeddings", "freeze_layers", "freeze_encoder")) else (None, [])
-    n = len(layers) if cfg.get("freeze_encoder") else int(cfg.get("freeze_layers") or 0)
-    if not 0 <= n <= len(layers):
-        raise ConfigError(f"model.freeze_layers={n} is not valid; this encoder has "
-                          f"{len(layers)} layers")
-    frozen = ([embeddings] if cfg.get("freeze_embeddings") or n or cfg.get("freeze_encoder")
-              else []) + layers[:n]
-    for module in frozen:
-        module.requires_grad_(False)
-    return frozen
-
-
-def layer_depths(net: nn.Module) -> dict[str, int]:
-    """Parameter name -> depth: 0 for the embeddings, i + 1 for layer i, top + 1 for the head."""
-    embeddings, layers = encoder_parts(net)
-    depth = {id(p): 0 for p in embeddings.parameters()}
-    for i, layer in enumerate(layers):
-        depth.update({id(p): i + 1 for p in layer.parameters()})
-    return {name: depth.get(id(p), len(layers) + 1) for name, p in net.named_parameters()}
-
 
 def build_metrics(task: str, num_labels: int, stage: str) -> tm.MetricCollection:
     if task == "regression":
@@ -88,6 +28,18 @@ def build_metrics(task: str, num_labels: int, stage: str) -> tm.MetricCollection
         metrics = {"acc": tm.classification.MulticlassAccuracy(num_labels, average="micro"),
                    "f1": tm.classification.MulticlassF1Score(num_labels, average="macro")}
     return tm.MetricCollection(metrics, prefix=f"{stage}/")
+
+
+def implementation(opt: dict, precision: str, clip: float | None) -> dict:
+    """fused (one kernel for all parameters) where torch has it and Lightning allows it, else
+    foreach: on the CPU torch would otherwise loop over the parameters one by one."""
+    params = inspect.signature(get_class(opt["_target_"])).parameters
+    fused = opt.pop("fused", None)
+    if fused is None:  # Lightning refuses clipping with a fused optimizer under fp16 (scaled)
+        fused = "fused" in params and not (precision.startswith("16") and clip)
+    if fused:
+        return {"fused": True}
+    return {"foreach": True} if "foreach" in params else {}
 
 
 def rng_states() -> dict:
@@ -131,9 +83,7 @@ class TextClassifier(L.LightningModule):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-        logits = self.net(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
-        return logits.squeeze(-1) if self.task == "regression" else logits
+        return logits(self.net, self.task, input_ids, attention_mask, token_type_ids)
 
     def step(self, batch: dict, stage: str) -> torch.Tensor:
         labels = batch.pop("labels")
@@ -218,25 +168,13 @@ class TextClassifier(L.LightningModule):
             group["params"].append(p)
         return list(groups.values())
 
-    def implementation(self, opt: dict) -> dict:
-        """fused (one kernel for all parameters) where torch has it and Lightning allows it, else
-        foreach: on the CPU torch would otherwise loop over the parameters one by one."""
-        params = inspect.signature(get_class(opt["_target_"])).parameters
-        fused = opt.pop("fused", None)
-        if fused is None:  # Lightning refuses clipping with a fused optimizer under *-mixed
-            mixed = str(self.trainer.precision).endswith("mixed") if self._trainer else False
-            fused = "fused" in params and not (mixed and self.trainer.gradient_clip_val)
-        if fused:
-            return {"fused": True}
-        return {"foreach": True} if "foreach" in params else {}
-
     def configure_optimizers(self):
         opt = dict(self.hparams.optimizer)
         layer_decay = opt.pop("layer_decay", None)
         if layer_decay is not None and not 0 < layer_decay <= 1:
             raise ConfigError(f"optimizer.layer_decay={layer_decay} is not valid; use a factor "
                               f"in (0, 1], e.g. 0.9")
-        opt.update(self.implementation(opt))
+        opt.update(implementation(opt, str(self.trainer.precision), self.trainer.gradient_clip_val))
         optimizer = instantiate(opt)(self.param_groups(opt["lr"], layer_decay))
         sched = dict(self.hparams.scheduler)
         warmup = sched.pop("warmup", None)  # only transformers' schedules take warmup + total

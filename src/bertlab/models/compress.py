@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from bertlab.errors import ConfigError
-from bertlab.models.classifier import encoder_parts
+from bertlab.models.network import encoder_parts
 
 
 def drop_top_layers(net: nn.Module, n: int) -> None:

@@ -1,0 +1,94 @@
+"""The network alone (torch + transformers, no Lightning): built, run, and loaded for prediction."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from bertlab.errors import ConfigError
+from bertlab.hub import from_pretrained
+
+PROBLEM_TYPES = {"classification": "single_label_classification",
+                 "multilabel": "multi_label_classification", "regression": "regression"}
+
+
+def build_network(cfg: dict, task: str, labels: list[str]) -> nn.Module:
+    """A Hugging Face *ForSequenceClassification model: the encoder plus its standard head.
+
+    Standard, so that an export is a plain Hugging Face folder that `pipeline()` loads.
+    `pretrained=false` gives random weights of the same (or an overridden) shape.
+    """
+    names = {} if task == "regression" else {
+        "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+    config = from_pretrained(AutoConfig, cfg["name_or_path"], num_labels=max(1, len(labels)),
+                             problem_type=PROBLEM_TYPES[task], **names,
+                             **cfg.get("config_overrides", {}))
+    if cfg.get("pretrained", True):
+        net = from_pretrained(AutoModelForSequenceClassification, cfg["name_or_path"],
+                              config=config)
+    else:
+        net = AutoModelForSequenceClassification.from_config(config)
+    return net.train()  # from_pretrained returns eval mode, which would switch dropout off
+
+
+def encoder_parts(net: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """The embeddings and the list of transformer layers of a BERT-family model."""
+    base = net.base_model
+    stack = getattr(base, "encoder", None) or getattr(base, "transformer", None)
+    layers = getattr(stack, "layer", None)
+    if layers is None or not hasattr(base, "embeddings"):
+        raise ConfigError(f"freezing and layer decay need a BERT-like encoder (embeddings + "
+                          f"layers); {type(base).__name__} has another layout")
+    return base.embeddings, list(layers)
+
+
+def freeze(net: nn.Module, cfg: dict) -> list[nn.Module]:
+    """Freeze what model.freeze_* asks; returns the frozen modules (to unfreeze later)."""
+    embeddings, layers = encoder_parts(net) if any(
+        cfg.get(k) for k in ("freeze_embeddings", "freeze_layers", "freeze_encoder")) else (None, [])
+    n = len(layers) if cfg.get("freeze_encoder") else int(cfg.get("freeze_layers") or 0)
+    if not 0 <= n <= len(layers):
+        raise ConfigError(f"model.freeze_layers={n} is not valid; this encoder has "
+                          f"{len(layers)} layers")
+    frozen = ([embeddings] if cfg.get("freeze_embeddings") or n or cfg.get("freeze_encoder")
+              else []) + layers[:n]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
+def layer_depths(net: nn.Module) -> dict[str, int]:
+    """Parameter name -> depth: 0 for the embeddings, i + 1 for layer i, top + 1 for the head."""
+    embeddings, layers = encoder_parts(net)
+    depth = {id(p): 0 for p in embeddings.parameters()}
+    for i, layer in enumerate(layers):
+        depth.update({id(p): i + 1 for p in layer.parameters()})
+    return {name: depth.get(id(p), len(layers) + 1) for name, p in net.named_parameters()}
+
+
+def logits(net: nn.Module, task: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+           token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+    out = net(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+    return out.squeeze(-1) if task == "regression" else out
+
+
+class HParams(dict):
+    """A checkpoint's settings, readable as attributes (hp.max_length), like Lightning's."""
+
+    __getattr__ = dict.__getitem__
+
+
+class TrainedNetwork(nn.Module):
+    """A checkpoint's network and settings, for prediction: what TextClassifier holds, without
+    importing Lightning and torchmetrics (seconds of start-up for every predict.py call)."""
+
+    def __init__(self, hparams: dict) -> None:
+        super().__init__()
+        self.hparams = HParams(hparams)
+        self.task = hparams["task"]
+        self.net = build_network({**hparams["model"], "pretrained": False}, self.task,
+                                 list(hparams["labels"]))
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        return logits(self.net, self.task, input_ids, attention_mask, token_type_ids)
