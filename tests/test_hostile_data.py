@@ -13,7 +13,6 @@ from bertlab.data.datamodule import TextDataModule
 from bertlab.errors import DataError
 from conftest import ROOT, sentences
 
-TOKENIZER = None  # MiniLM's, found through the config like every run
 
 
 def module(path, tmp_path, **kw):
@@ -141,3 +140,13 @@ def test_mixed_label_types_become_class_names(tmp_path):
                               for i, (t, _) in enumerate(sentences(20))))
     dm = module(path, tmp_path)
     assert dm.labels == ["1", "pos"] and dm.report["mixed_label_types"]["train"] == 20
+
+
+def test_a_file_that_is_not_utf8_is_one_line_with_the_fix(tmp_path):
+    path = tmp_path / "latin.csv"
+    body = "".join(f"{t},{y}\n" for t, y in sentences(10))
+    path.write_bytes(b"text,label\n" + body.encode() + "café au lait,positive\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"UnicodeDecodeError.*data.read_kwargs=\{encoding: latin-1\}"):
+        module(path, tmp_path)
+    dm = module(path, tmp_path, read_kwargs={"encoding": "latin-1"})
+    assert dm.texts["train"][-1] == "café au lait"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections import OrderedDict
 import zipfile
 from pathlib import Path
 
@@ -83,8 +84,12 @@ def load_network(path: Path):
 
         compress(model, shrink["drop_layers"], shrink["int8"])
         model.hparams["shrink"] = shrink
-    model.net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items()
-                               if k.startswith("net.")})
+    state = ckpt["state_dict"]  # TextClassifier's; the loss's class weights are not needed
+    metadata = getattr(state, "_metadata", None)  # module versions: int8 layers read theirs
+    state = OrderedDict((k, v) for k, v in state.items() if k.startswith("net."))
+    if metadata is not None:
+        state._metadata = metadata
+    model.load_state_dict(state)
     return model.eval()
 
 

@@ -46,8 +46,11 @@ def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> dat
         return datasets.load_dataset(builder, data_files=dict(files), **kwargs)
     except Exception as e:  # pandas/pyarrow raise many types for unreadable files
         names = ", ".join(files.values())
+        text = f"{type(e.__cause__ or e).__name__}: {e.__cause__ or e}"
         hint = ("; a stray quote? data.read_kwargs={quoting: 3} reads quotes as plain text"
-                if "inside string" in str(e.__cause__ or e) else "")
+                if "inside string" in text else
+                "; not UTF-8: set data.read_kwargs={encoding: latin-1} (the fix_text cleaning "
+                "step then repairs mojibake)" if "UnicodeDecodeError" in text else "")
         raise DataError(f"cannot read {names} as {builder}: {first_line(e)}{hint}") from e
     finally:
         quiet.setLevel(level)
