@@ -6,7 +6,6 @@ checkpoint, ignoring a second Ctrl-C.
 """
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -14,8 +13,6 @@ import time
 from pathlib import Path
 
 import lightning as L
-
-log = logging.getLogger(__name__)
 
 
 class Preemption(L.Callback):
