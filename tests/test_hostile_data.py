@@ -108,7 +108,13 @@ def test_validation_rows_seen_in_training_are_counted(tmp_path):
     train = write_csv(tmp_path / "t.csv", sentences(30))
     val = write_csv(tmp_path / "v.csv", sentences(30)[:4] + sentences(30, seed=9)[:6])
     dm = module(train, tmp_path, validation_file=str(val))
+    seen = set(dm.texts["train"])
+    assert dm.report["also_in_train"]["validation"] == sum(t in seen for t in dm.texts["validation"])
     assert dm.report["also_in_train"]["validation"] >= 4
+    carved = write_csv(tmp_path / "c.csv", sentences(40) + sentences(40)[:20])  # 20 repeats
+    dm = module(carved, tmp_path, validation_file=None, val_size=0.25)
+    seen = set(dm.texts["train"])
+    assert dm.report["also_in_train"]["validation"] == sum(t in seen for t in dm.texts["validation"]) > 0
 
 
 def test_nul_bytes_and_mojibake_are_cleaned_and_counted(tmp_path):

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 TASKS = ("classification", "multilabel", "regression")
 SPLITS = ("train", "validation", "test")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
-CACHE_VERSION = 2  # bump when the cached layout changes
+CACHE_VERSION = 3  # bump when the cached layout changes
 
 
 def infer_task(feature) -> str:
@@ -193,17 +193,19 @@ class TextDataModule(L.LightningDataModule):
                 raise DataError(f"the {split} data is empty after dropping blank rows and missing "
                                 f"labels (columns {c['text_column']!r}, {c['label_column']!r})")
             out[split] = self.duplicates(split, ds)
-        if "train" in out:  # evaluation rows that also occur in training overstate the scores
-            seen = set(zip(out["train"]["text"], out["train"]["text_pair"] if pair else
-                           [None] * len(out["train"])))
-            for split, ds in out.items():
-                if split != "train":
-                    pairs = zip(ds["text"], ds["text_pair"] if pair else [None] * len(ds))
-                    n = sum(p in seen for p in pairs)
-                    if n:
-                        log.warning("%s: %d of %d rows also occur in train", split, n, len(ds))
-                        self.count("also_in_train", split, n)
         return datasets.DatasetDict(out)
+
+    def leakage(self, dd: datasets.DatasetDict) -> None:
+        """Count evaluation rows whose text (and pair) also occurs in train: they overstate the
+        scores. Done after the split, so carved validation/test splits are checked too."""
+        pair = self.cfg["text_pair_column"]
+        keys = lambda ds: zip(ds["text"], ds["text_pair"]) if pair else ds["text"]  # noqa: E731
+        seen = set(keys(dd["train"]))
+        for split, ds in dd.items():
+            n = sum(k in seen for k in keys(ds)) if split != "train" else 0
+            if n:
+                log.warning("%s: %d of %d rows also occur in train", split, n, len(ds))
+                self.count("also_in_train", split, n)
 
     def duplicates(self, split: str, ds: datasets.Dataset) -> datasets.Dataset:
         """Count rows whose text (and pair) occurred earlier in the split, and those among them
@@ -338,6 +340,7 @@ class TextDataModule(L.LightningDataModule):
         self.task = c["task"] or infer_task(dd["train"].features["labels"])
         dd = self.encode_labels(dd, self.task)
         dd = self.split(dd, self.task)
+        self.leakage(dd)
         return self.tokenize(dd)
 
     # ---- cache ----------------------------------------------------------------------------
