@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import report  # benchmarks/common.py (scripts run from benchmarks/)
+
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
 N = 10_000
@@ -89,10 +91,7 @@ def main() -> None:
             f"(target >= 2) | same label for {same:.2%} of texts | ours precision=bf16 "
             f"{bf16_s:.1f} s = {N / bf16_s:.0f} rows/s, ratio {peer_s / bf16_s:.2f}, same label "
             f"for {same_bf16:.2%}")
-    print(line)
-    if a.results:
-        with open(a.results, "a") as f:
-            f.write(line + "\n")
+    report(line, a.results)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import report  # benchmarks/common.py (scripts run from benchmarks/)
+
 ROOT = Path(__file__).resolve().parents[1]
 STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]")
 
@@ -74,10 +76,7 @@ def main() -> None:
             f"first training step {to_step:.1f} s after `python train.py` (warm cache; target < 10 s;"
             f" whole 1-step command {total:.1f} s) | `--help` {help_s:.1f} s (torch imported: "
             f"{help_torch}) | config error `lr=-1` {error_s:.1f} s (torch imported: {error_torch})")
-    print(line)
-    if a.results:
-        with open(a.results, "a") as f:
-            f.write(line + "\n")
+    report(line, a.results)
 
 
 if __name__ == "__main__":

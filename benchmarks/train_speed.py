@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 
+from common import report  # benchmarks/common.py (scripts run from benchmarks/)
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 SST2 = SHARED / "data" / "sst2"
@@ -112,7 +114,7 @@ def main() -> None:
     them = peer(a.limit)
     ratio = them["train_s"] / us["train_s"]
     share = flops / us["train_s"] / (peak * 1e9)
-    line = (f"{datetime.date.today()} {platform.machine()} {torch.get_num_threads()} threads | "
+    line = (f"- {datetime.date.today()} {platform.machine()} {torch.get_num_threads()} threads | "
             f"ours ({' '.join([a.precision, *a.overrides])}): train {us['train_s']} s (fit "
             f"{us['fit_s']} s with its sanity check and one 872-row validation), "
             f"acc {us['accuracy']:.4f} (val loss {us['loss']:.4f}) | peer (HF Trainer, --pad grouped, "
@@ -120,10 +122,7 @@ def main() -> None:
             f"{them['train_s']} s, acc {them['accuracy']:.4f} | ratio peer/ours {ratio:.2f} | "
             f"ours reach {100 * share:.0f}% of the fp32 matmul peak ({peak:.0f} GFLOP/s; "
             f"{flops / 1e12:.2f} TFLOP of training)")
-    print(line)
-    if a.results:
-        with open(a.results, "a") as f:
-            f.write(f"- {line}\n")
+    report(line, a.results)
 
 
 if __name__ == "__main__":

@@ -55,20 +55,28 @@ def checkpoint_hparams(path: Path) -> tuple[dict, dict]:
     return ckpt, dict(hp)
 
 
-def load_model(path: Path):
-    """A TextClassifier rebuilt from the checkpoint alone, in eval mode on the CPU."""
-    from bertlab.models.classifier import TextClassifier
-
+def rebuild(path: Path, build) -> tuple:
+    """(model, state_dict): `build(hparams)` made from the checkpoint's settings, in the smaller
+    shape shrink.py gave it if it did; the weights are for the caller to load."""
     ckpt, hp = checkpoint_hparams(path)
-    # the weights come from the checkpoint: build the network without loading pretrained ones
     shrink = hp.pop("shrink", None)  # set by shrink.py: rebuild the same smaller shape
-    model = TextClassifier(**{**hp, "model": {**hp["model"], "pretrained": False}})
+    model = build(hp)
     if shrink:
         from bertlab.models.compress import compress
 
         compress(model, shrink["drop_layers"], shrink["int8"])
         model.hparams["shrink"] = shrink
-    model.load_state_dict(ckpt["state_dict"])
+    return model, ckpt["state_dict"]
+
+
+def load_model(path: Path):
+    """A TextClassifier rebuilt from the checkpoint alone, in eval mode on the CPU."""
+    from bertlab.models.classifier import TextClassifier
+
+    # the weights come from the checkpoint: build the network without loading pretrained ones
+    model, state = rebuild(path, lambda hp: TextClassifier(
+        **{**hp, "model": {**hp["model"], "pretrained": False}}))
+    model.load_state_dict(state)
     return model.eval()
 
 
@@ -76,17 +84,9 @@ def load_network(path: Path):
     """The checkpoint's network and settings without Lightning (TrainedNetwork), for predict.py."""
     from bertlab.models.network import TrainedNetwork
 
-    ckpt, hp = checkpoint_hparams(path)
-    shrink = hp.pop("shrink", None)
-    model = TrainedNetwork(hp)
-    if shrink:
-        from bertlab.models.compress import compress
-
-        compress(model, shrink["drop_layers"], shrink["int8"])
-        model.hparams["shrink"] = shrink
-    state = ckpt["state_dict"]  # TextClassifier's; the loss's class weights are not needed
+    model, state = rebuild(path, TrainedNetwork)
     metadata = getattr(state, "_metadata", None)  # module versions: int8 layers read theirs
-    state = OrderedDict((k, v) for k, v in state.items() if k.startswith("net."))
+    state = OrderedDict((k, v) for k, v in state.items() if k.startswith("net."))  # not the loss's
     if metadata is not None:
         state._metadata = metadata
     model.load_state_dict(state)

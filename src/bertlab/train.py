@@ -49,12 +49,16 @@ def claim_run_dir(run_dir: Path) -> None:
 FINISHED = ("finished", "diverged", "pruned")  # statuses a resumed sweep does not run again
 
 
-def resume_point(run_dir: Path) -> tuple[Path | None, int]:
+def recorded(run_dir: Path) -> dict:
+    """The run's metrics.json, or {} if it has none (yet)."""
+    path = run_dir / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def resume_point(run_dir: Path, status: str | None) -> tuple[Path | None, int]:
     """The run's checkpoints/last.ckpt (None: start over in the same folder) and its step."""
     if not run_dir.is_dir():
         return None, 0  # a sweep job that never started
-    metrics = run_dir / "metrics.json"
-    status = json.loads(metrics.read_text()).get("status") if metrics.is_file() else None
     if status in FINISHED:
         raise ConfigError(f"resume={run_dir} has already finished (status {status}); "
                           f"start a new run instead")
@@ -263,11 +267,11 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     run_dir = Path(cfg.output_dir)
     resume_ckpt, resume_step = None, 0
     if cfg.get("resume"):
-        if in_multirun() and (run_dir / "metrics.json").is_file() and json.loads(
-                (run_dir / "metrics.json").read_text()).get("status") in FINISHED:
+        before = recorded(run_dir)
+        if in_multirun() and before.get("status") in FINISHED:
             log.info("resume: %s finished before; not run again", run_dir)
-            return json.loads((run_dir / "metrics.json").read_text()).get(cfg.monitor, math.nan)
-        resume_ckpt, resume_step = resume_point(run_dir)
+            return before.get(cfg.monitor, math.nan)
+        resume_ckpt, resume_step = resume_point(run_dir, before.get("status"))
         run_dir.mkdir(parents=True, exist_ok=True)
         log.info("resuming %s from %s", run_dir, f"step {resume_step}" if resume_ckpt
                  else "the start (no checkpoint was saved)")

@@ -161,7 +161,7 @@ class TextDataModule(L.LightningDataModule):
         pair = c["text_pair_column"]
 
         def standard(batch):
-            raw = [t for t in batch[c["text_column"]]]
+            raw = batch[c["text_column"]]
             out = {"text": [clean(t) for t in raw], "labels": batch[c["label_column"]]}
             changed = [str(r) != t for r, t in zip(raw, out["text"])]
             if pair:
@@ -195,14 +195,18 @@ class TextDataModule(L.LightningDataModule):
             out[split] = self.duplicates(split, ds)
         return datasets.DatasetDict(out)
 
+    def text_keys(self, ds: datasets.Dataset) -> list:
+        """What makes two rows the same input: the text, or the (text, text_pair) pair."""
+        if self.cfg["text_pair_column"]:
+            return list(zip(ds["text"], ds["text_pair"]))
+        return list(ds["text"])
+
     def leakage(self, dd: datasets.DatasetDict) -> None:
         """Count evaluation rows whose text (and pair) also occurs in train: they overstate the
         scores. Done after the split, so carved validation/test splits are checked too."""
-        pair = self.cfg["text_pair_column"]
-        keys = lambda ds: zip(ds["text"], ds["text_pair"]) if pair else ds["text"]  # noqa: E731
-        seen = set(keys(dd["train"]))
+        seen = set(self.text_keys(dd["train"]))
         for split, ds in dd.items():
-            n = sum(k in seen for k in keys(ds)) if split != "train" else 0
+            n = sum(k in seen for k in self.text_keys(ds)) if split != "train" else 0
             if n:
                 log.warning("%s: %d of %d rows also occur in train", split, n, len(ds))
                 self.count("also_in_train", split, n)
@@ -210,8 +214,7 @@ class TextDataModule(L.LightningDataModule):
     def duplicates(self, split: str, ds: datasets.Dataset) -> datasets.Dataset:
         """Count rows whose text (and pair) occurred earlier in the split, and those among them
         with another label; drop them (keeping the first) under data.drop_duplicates."""
-        pair = self.cfg["text_pair_column"]
-        keys = list(zip(ds["text"], ds["text_pair"])) if pair else list(ds["text"])
+        keys = self.text_keys(ds)
         first: dict = {}
         repeats, conflicts = [], 0
         labels = list(ds["labels"])
@@ -412,15 +415,15 @@ class TextDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset["train"]
         # length-grouped batches (far less padding) or plain shuffling, by (seed, epoch)
-        self.sampler = EpochSampler(len(ds), self.seed, self.batch_size,
-                                    list(ds["length"]) if self.group_by_length else None)
+        sampler = EpochSampler(len(ds), self.seed, self.batch_size,
+                               list(ds["length"]) if self.group_by_length else None)
         if self.resume_at:  # a checkpoint's place: continue its epoch after its last batch
             epoch, done = self.resume_at
             batches = math.ceil(len(ds) / self.batch_size)
-            self.sampler.set_epoch(epoch if done < batches else epoch + 1)
-            self.sampler.skip = done * self.batch_size if done < batches else 0
+            sampler.set_epoch(epoch if done < batches else epoch + 1)
+            sampler.skip = done * self.batch_size if done < batches else 0
             self.resume_at = None
-        return self.loader(ds, self.batch_size, self.sampler)
+        return self.loader(ds, self.batch_size, sampler)
 
     def state_dict(self) -> dict:
         """Where training is in the epoch, saved in checkpoints (Lightning calls this)."""
