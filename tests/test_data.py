@@ -4,9 +4,11 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+import torch
 from hydra.utils import instantiate
 
 from bertlab.data.clean import cleaner
+from bertlab.data.sampler import length_grouped
 from bertlab.errors import BertlabError, ConfigError, user_error
 
 
@@ -214,3 +216,18 @@ def test_hub_dataset_offline_fails_clearly(make_cfg, monkeypatch, data, name):
     msg = error_of(make_cfg, f"data={data}")
     assert f"Hub dataset {name!r}" in msg and "data=files" in msg
     hub.hub_reachable.cache_clear()
+
+
+def test_length_grouping_shuffles_whole_batches_of_similar_length():
+    lengths = [3 + (i * 7919) % 60 for i in range(1000)]
+    order = length_grouped(lengths, 32, torch.Generator().manual_seed(0))
+    assert sorted(order) == list(range(1000))  # every row once
+    batches = [order[i:i + 32] for i in range(0, 1000, 32)]
+    spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+    assert sum(spans) / len(spans) <= 2  # 60 lengths in 32 batches: each batch nearly one length
+    assert max(lengths[i] for i in batches[0]) == max(lengths)  # the longest batch first
+    longest = [max(lengths[i] for i in b) for b in batches[1:]]
+    assert longest != sorted(longest) and longest != sorted(longest, reverse=True)  # shuffled
+    again = length_grouped(lengths, 32, torch.Generator().manual_seed(0))
+    other = length_grouped(lengths, 32, torch.Generator().manual_seed(1))
+    assert again == order != other  # seeded

@@ -1,12 +1,21 @@
 """The network alone (torch + transformers, no Lightning): built, run, and loaded for prediction."""
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForSequenceClassification
+from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
+
+# Model types whose sequence-classification head reads only the first ([CLS]/<s>) position and
+# whose layers have BERT's layout (attention.self.query/key/value, attention.output,
+# feed_forward_chunk): for these the top layer can compute that one position alone.
+FIRST_TOKEN_HEADS = {"bert", "roberta", "xlm-roberta", "camembert", "electra"}
 
 PROBLEM_TYPES = {"classification": "single_label_classification",
                  "multilabel": "multi_label_classification", "regression": "regression"}
@@ -28,7 +37,49 @@ def build_network(cfg: dict, task: str, labels: list[str]) -> nn.Module:
                               config=config)
     else:
         net = AutoModelForSequenceClassification.from_config(config)
+    if cfg.get("top_layer_cls_only", True):
+        top_layer_cls_only(net)
     return net.train()  # from_pretrained returns eval mode, which would switch dropout off
+
+
+def top_layer_cls_only(net: nn.Module) -> bool:
+    """Make the top encoder layer compute only the first position, the one the head reads.
+
+    The outputs and gradients are the same (the other positions' top-layer outputs feed nothing),
+    and the top layer's cost falls to its key and value projections: for MiniLM's 6 layers, about
+    a sixth of the encoder's work. Hand-written: neither transformers nor torch offers it.
+    Returns whether the model allows it (its type is in FIRST_TOKEN_HEADS, eager or sdpa attention).
+    """
+    encoder = getattr(net.base_model, "encoder", None)
+    if (net.config.model_type not in FIRST_TOKEN_HEADS or net.config.is_decoder
+            or net.config._attn_implementation not in ("eager", "sdpa")
+            or not hasattr(encoder, "layer")):
+        return False
+    encoder.forward = _first_token_encoder.__get__(encoder)  # the instance's forward; weights untouched
+    return True
+
+
+def _first_token_encoder(encoder: nn.Module, hidden_states: torch.Tensor,
+                         attention_mask: torch.Tensor | None = None, *args, **kwargs):
+    """BertEncoder.forward with the top layer (whichever it is now: shrink may drop layers) run
+    for position 0 only; last_hidden_state is then [batch, 1, hidden]."""
+    *lower, top = encoder.layer
+    for layer in lower:
+        hidden_states = layer(hidden_states, attention_mask)
+    sa, first = top.attention.self, hidden_states[:, :1]
+    heads = (hidden_states.shape[0], -1, sa.num_attention_heads, sa.attention_head_size)
+    query = sa.query(first).view(heads).transpose(1, 2)
+    key = sa.key(hidden_states).view(heads).transpose(1, 2)
+    value = sa.value(hidden_states).view(heads).transpose(1, 2)
+    if attention_mask is not None and attention_mask.shape[-2] > 1:  # [b, 1, q, k]: keep query 0
+        attention_mask = attention_mask[..., :1, :]
+    eager = inspect.getmodule(type(sa)).eager_attention_forward  # each architecture has its own
+    attend = ALL_ATTENTION_FUNCTIONS.get_interface(sa.config._attn_implementation, eager)
+    context, _ = attend(sa, query, key, value, attention_mask, scaling=sa.scaling,
+                        dropout=sa.dropout.p if sa.training else 0.0)
+    attention = top.attention.output(context.reshape(first.shape[0], 1, -1), first)
+    return BaseModelOutputWithPastAndCrossAttentions(
+        last_hidden_state=top.feed_forward_chunk(attention))
 
 
 def encoder_parts(net: nn.Module) -> tuple[nn.Module, list[nn.Module]]:

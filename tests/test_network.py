@@ -1,0 +1,67 @@
+"""The network's speed-ups that must not change its results: the top layer run for [CLS] only."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from bertlab.models.compress import drop_top_layers
+from bertlab.models.network import build_network, top_layer_cls_only
+
+
+def tiny(model_type: str, attn: str = "sdpa", layers: int = 3):
+    cfg = AutoConfig.for_model(model_type, hidden_size=32, num_hidden_layers=layers,
+                               num_attention_heads=2, intermediate_size=64, vocab_size=100,
+                               num_labels=3, attn_implementation=attn)
+    torch.manual_seed(0)
+    return AutoModelForSequenceClassification.from_config(cfg)
+
+
+def batch():
+    ids = torch.randint(5, 100, (4, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, 5:], mask[2, 2:] = 0, 0  # padded rows, one nearly empty
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def outputs_and_grads(net):
+    logits = net(**batch()).logits
+    (logits * torch.arange(1.0, 4.0)).sum().backward()
+    return logits.detach(), [p.grad for p in net.parameters()]
+
+
+@pytest.mark.parametrize("model_type", ["bert", "roberta", "xlm-roberta", "electra"])
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_cls_only_top_layer_gives_the_same_logits_and_gradients(model_type, attn):
+    full = tiny(model_type, attn).eval()
+    fast = copy.deepcopy(full)
+    assert top_layer_cls_only(fast)
+    assert fast.base_model(**batch()).last_hidden_state.shape == (4, 1, 32)  # one position computed
+    (a, grads_a), (b, grads_b) = outputs_and_grads(full), outputs_and_grads(fast)
+    assert torch.allclose(a, b, atol=1e-6)
+    assert all(ga is not None and torch.allclose(ga, gb, atol=1e-6)
+               for ga, gb in zip(grads_a, grads_b))
+
+
+def test_cls_only_follows_the_top_layer_when_layers_are_dropped():
+    full, fast = tiny("bert").eval(), tiny("bert").eval()
+    top_layer_cls_only(fast)
+    drop_top_layers(full, 1)
+    drop_top_layers(fast, 1)  # shrink drops layers after the model is built
+    assert torch.allclose(full(**batch()).logits, fast(**batch()).logits, atol=1e-6)
+
+
+def test_other_layouts_are_left_alone():
+    net = tiny("distilbert")
+    assert not top_layer_cls_only(net)
+    assert net.base_model(**batch()).last_hidden_state.shape == (4, 9, 32)
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_the_model_config_switches_it(make_cfg, on):
+    cfg = make_cfg(f"model.top_layer_cls_only={on}")
+    net = build_network(dict(cfg.model), "classification", ["a", "b"])
+    width = net.base_model(**batch()).last_hidden_state.shape[1]
+    assert width == (1 if on else 9)
