@@ -304,3 +304,19 @@ def test_dropout_rates_and_monitoring_accuracy(make_cfg, tmp_path):
     acc = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
     val_acc = [e.value for e in acc.Scalars("val/acc")][:2]
     assert metrics["monitor"] == "val/acc" and metrics["best_epoch"] == val_acc.index(max(val_acc))
+
+
+def test_compile_trains_the_compiled_network_and_keeps_plain_checkpoint_keys(make_cfg, tmp_path):
+    from bertlab.runs import load_model
+
+    metrics = run(make_cfg, tmp_path, "model.compile=true", "trainer.max_steps=2")
+    assert metrics["steps"] == 2 and metrics["val/loss"] == metrics["val/loss"]
+    model = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")  # keys as uncompiled
+    assert model.net._compiled_call_impl is not None  # compiled in place, as trained
+    plain = type(model)(**{**model.hparams, "model": {**model.hparams.model, "compile": False}})
+    plain.load_state_dict(model.state_dict())
+    assert plain.net._compiled_call_impl is None
+    ids = torch.randint(5, 1000, (3, 7))
+    with torch.no_grad():
+        assert torch.allclose(model.eval()(ids, torch.ones_like(ids)),
+                              plain.eval()(ids, torch.ones_like(ids)), atol=1e-5)

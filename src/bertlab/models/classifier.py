@@ -74,6 +74,8 @@ class TextClassifier(L.LightningModule):
         self.num_labels = 1 if task == "regression" else len(labels)
         self.net = build_network(model, task, labels)
         self.frozen = freeze(self.net, model)
+        if model.get("compile"):  # torch.compile in place: the state dict keeps its key names
+            self.net.compile()
         self.loss_fn = build_loss(loss, task, class_counts)
         self.train_metrics = build_metrics(task, self.num_labels, "train")
         self.val_metrics = build_metrics(task, self.num_labels, "val")
