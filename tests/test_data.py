@@ -231,3 +231,19 @@ def test_length_grouping_shuffles_whole_batches_of_similar_length():
     again = length_grouped(lengths, 32, torch.Generator().manual_seed(0))
     other = length_grouped(lengths, 32, torch.Generator().manual_seed(1))
     assert again == order != other  # seeded
+
+
+def test_length_grouping_under_ddp_gives_each_process_batches_of_similar_length():
+    lengths = [3 + (i * 7919) % 60 for i in range(1000)]
+
+    def mean_span(order, rank):  # Lightning's DDP sampler wrapper deals row i to rank i % 2
+        mine = order[rank::2]
+        batches = [mine[i:i + 32] for i in range(0, len(mine), 32)]
+        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
+
+    g = torch.Generator().manual_seed(0)
+    grouped_for_two = length_grouped(lengths, 2 * 32, g)  # what the datamodule asks for 2 processes
+    grouped_for_one = length_grouped(lengths, 32, g)  # two random batches dealt out together
+    for rank in (0, 1):
+        assert mean_span(grouped_for_two, rank) <= 4  # 60 lengths in 16 groups of 64 rows
+        assert mean_span(grouped_for_two, rank) < mean_span(grouped_for_one, rank) / 3

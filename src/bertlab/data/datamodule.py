@@ -414,14 +414,19 @@ class TextDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset["train"]
+        # Under DDP Lightning deals our order out to the processes in turn (row i to rank
+        # i % world), so groups of batch_size * world rows give every process a batch of similar
+        # lengths at each step.
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
         # length-grouped batches (far less padding) or plain shuffling, by (seed, epoch)
-        sampler = EpochSampler(len(ds), self.seed, self.batch_size,
+        sampler = EpochSampler(len(ds), self.seed, self.batch_size * world,
                                list(ds["length"]) if self.group_by_length else None)
         if self.resume_at:  # a checkpoint's place: continue its epoch after its last batch
             epoch, done = self.resume_at
-            batches = math.ceil(len(ds) / self.batch_size)
+            batches = math.ceil(len(ds) / (self.batch_size * world))
             sampler.set_epoch(epoch if done < batches else epoch + 1)
-            sampler.skip = done * self.batch_size if done < batches else 0
+            sampler.skip = done * self.batch_size * world if done < batches else 0
             self.resume_at = None
         return self.loader(ds, self.batch_size, sampler)
 
