@@ -8,7 +8,7 @@ import torch
 from hydra.utils import instantiate
 
 from bertlab.data.clean import cleaner
-from bertlab.data.sampler import length_grouped
+from bertlab.data.sampler import EpochSampler, length_grouped
 from bertlab.errors import BertlabError, ConfigError, user_error
 
 
@@ -138,7 +138,21 @@ def test_training_order_depends_only_on_seed_and_epoch(make_cfg, files):
     assert first != second  # reshuffled each epoch
     again = datamodule(make_cfg("data=files", f"data.train_file={path}", "batch_size=8"))
     again.load_state_dict({"epoch": 1, "batches_done": 5})  # as a mid-epoch checkpoint says
-    assert [b["input_ids"].tolist() for b in again.train_dataloader()] == second[5:]
+    resumed = [b["input_ids"].tolist() for b in again.train_dataloader()]
+    assert resumed[:len(second) - 5] == second[5:]  # (then the done ones, which Lightning's
+    # batch count stops short of)
+
+
+def test_resumed_order_deals_out_under_ddp():
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    lengths = [3 + i % 40 for i in range(200)]
+    full = EpochSampler(200, 0, 2 * 8, lengths).order(0)  # 2 processes, batch 8
+    for rank in (0, 1):
+        sampler = EpochSampler(200, 0, 2 * 8, lengths)
+        sampler.skip = 3 * 2 * 8  # 3 steps done
+        dealt = list(DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False))
+        assert len(dealt) == 100 and dealt[:100 - 24] == full[48:][rank::2]
 
 
 def test_cleaning_steps():

@@ -30,8 +30,8 @@ class EpochSampler(Sampler[int]):
     """Shuffled rows (length-grouped batches when `lengths` is given), reshuffled each epoch.
 
     Unlike a sampler that draws from one generator for the whole run, epoch e's order depends only
-    on (seed, e): a run resumed at epoch e gets it without replaying earlier epochs. `skip` drops
-    the first rows of the next iteration (the batches a resumed run already trained on).
+    on (seed, e): a run resumed at epoch e gets it without replaying earlier epochs. `skip` moves
+    the first rows of the next iteration (the batches a resumed run already trained on) to its end.
     Lightning calls `set_epoch` before each epoch.
     """
 
@@ -51,7 +51,10 @@ class EpochSampler(Sampler[int]):
 
     def __iter__(self):
         start, self.skip = self.skip, 0
-        return iter(self.order(self.epoch)[start:])
+        order = self.order(self.epoch)
+        # The done rows go last rather than away: Lightning ends a resumed epoch by its batch count
+        # before reaching them, and DDP's sampler wrapper needs all n rows to deal out.
+        return iter(order[start:] + order[:start])
 
     def __len__(self) -> int:
         return self.n

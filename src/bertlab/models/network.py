@@ -46,8 +46,8 @@ def top_layer_cls_only(net: nn.Module) -> bool:
     """Make the top encoder layer compute only the first position, the one the head reads.
 
     The outputs and gradients are the same (the other positions' top-layer outputs feed nothing),
-    and the top layer's cost falls to its key and value projections: for MiniLM's 6 layers, about
-    a sixth of the encoder's work. Hand-written: neither transformers nor torch offers it.
+    and the top layer's cost falls to its key and value projections: 14% of the encoder's work
+    for 6 layers (MiniLM), 7% for 12. Hand-written: neither transformers nor torch offers it.
     Returns whether the model allows it (its type is in FIRST_TOKEN_HEADS, eager or sdpa attention).
     """
     encoder = getattr(net.base_model, "encoder", None)
