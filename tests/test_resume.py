@@ -183,3 +183,21 @@ def test_ctrl_c_saves_and_stops_and_a_second_exits_at_once(data, tmp_path, monke
     assert stop.requested == "SIGINT" and exits == []
     stop.handle(signal.SIGINT, None)
     assert exits == [130]
+
+
+def test_ddp_run_killed_mid_epoch_resumes_to_the_end(data, tmp_path):
+    import os
+
+    run, last = tmp_path / "ddp", tmp_path / "ddp" / "checkpoints" / "last.ckpt"
+    p = subprocess.Popen([sys.executable, str(ROOT / "train.py"),
+                          *args(data, "trainer=ddp_cpu", f"hydra.run.dir={run}")], cwd=tmp_path,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                         start_new_session=True)
+    killed_at = wait_for_checkpoint(p, last, timeout=240)
+    os.killpg(p.pid, signal.SIGKILL)  # both processes
+    p.wait()
+    assert 0 < killed_at < 10, killed_at  # 320 rows, batch 16 on each of 2 processes
+    finish([f"resume={run}"], tmp_path)
+    got = json.loads((run / "metrics.json").read_text())
+    assert got["status"] == "finished" and got["steps"] == 20, got
+    assert [s for s, _ in scalars(run, "train/loss_step")] == list(range(20))

@@ -55,8 +55,8 @@ def resume_argv(argv: list[str]) -> list[str]:
     from omegaconf import OmegaConf
 
     given = [a for a in argv if a.startswith("resume=")]
-    if not given:
-        return argv
+    if not given or any(a.startswith("hydra.job.name=train_ddp_process_") for a in argv):
+        return argv  # (Lightning's DDP launcher starts the other processes with the resolved argv)
     folder = Path(given[-1].split("=", 1)[1])
     others = [a for a in argv if a not in given and not a.startswith(("-", "hydra."))]
     if others:
