@@ -143,16 +143,19 @@ def test_training_order_depends_only_on_seed_and_epoch(make_cfg, files):
     # batch count stops short of)
 
 
-def test_resumed_order_deals_out_under_ddp():
-    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+def test_under_ddp_each_process_gets_its_share_and_lightning_keeps_the_sampler():
+    from torch.utils.data import DistributedSampler
 
     lengths = [3 + i % 40 for i in range(200)]
-    full = EpochSampler(200, 0, 2 * 8, lengths).order(0)  # 2 processes, batch 8
+    whole = [EpochSampler(200, 0, 2 * 8, lengths, rank, 2) for rank in (0, 1)]
+    assert all(isinstance(s, DistributedSampler) for s in whole)  # Lightning does not re-wrap it
+    shares = [list(s) for s in whole]
+    assert sorted(shares[0] + shares[1]) == list(range(200)) and len(whole[0]) == 100
     for rank in (0, 1):
-        sampler = EpochSampler(200, 0, 2 * 8, lengths)
-        sampler.skip = 3 * 2 * 8  # 3 steps done
-        dealt = list(DistributedSamplerWrapper(sampler, num_replicas=2, rank=rank, shuffle=False))
-        assert len(dealt) == 100 and dealt[:100 - 24] == full[48:][rank::2]
+        resumed = EpochSampler(200, 0, 2 * 8, lengths, rank, 2)
+        resumed.skip = 3 * 2 * 8  # 3 steps of 8 rows on each of 2 processes done
+        assert list(resumed)[:100 - 24] == shares[rank][24:]  # then the done ones
+
 
 
 def test_cleaning_steps():
@@ -249,15 +252,8 @@ def test_length_grouping_shuffles_whole_batches_of_similar_length():
 
 def test_length_grouping_under_ddp_gives_each_process_batches_of_similar_length():
     lengths = [3 + (i * 7919) % 60 for i in range(1000)]
-
-    def mean_span(order, rank):  # Lightning's DDP sampler wrapper deals row i to rank i % 2
-        mine = order[rank::2]
-        batches = [mine[i:i + 32] for i in range(0, len(mine), 32)]
-        return sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
-
-    g = torch.Generator().manual_seed(0)
-    grouped_for_two = length_grouped(lengths, 2 * 32, g)  # what the datamodule asks for 2 processes
-    grouped_for_one = length_grouped(lengths, 32, g)  # two random batches dealt out together
     for rank in (0, 1):
-        assert mean_span(grouped_for_two, rank) <= 4  # 60 lengths in 16 groups of 64 rows
-        assert mean_span(grouped_for_two, rank) < mean_span(grouped_for_one, rank) / 3
+        mine = list(EpochSampler(1000, 0, 2 * 32, lengths, rank, 2))
+        batches = [mine[i:i + 32] for i in range(0, len(mine), 32)]
+        spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
+        assert sum(spans) / len(spans) <= 4  # 60 lengths in 16 groups of 64 rows

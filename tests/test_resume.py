@@ -185,9 +185,12 @@ def test_ctrl_c_saves_and_stops_and_a_second_exits_at_once(data, tmp_path, monke
     assert exits == [130]
 
 
-def test_ddp_run_killed_mid_epoch_resumes_to_the_end(data, tmp_path):
+def test_ddp_run_killed_mid_epoch_resumes_to_the_same_metrics(data, tmp_path):
     import os
 
+    whole = tmp_path / "whole"
+    finish(args(data, "trainer=ddp_cpu", f"hydra.run.dir={whole}"), tmp_path)
+    expected = json.loads((whole / "metrics.json").read_text())
     run, last = tmp_path / "ddp", tmp_path / "ddp" / "checkpoints" / "last.ckpt"
     p = subprocess.Popen([sys.executable, str(ROOT / "train.py"),
                           *args(data, "trainer=ddp_cpu", f"hydra.run.dir={run}")], cwd=tmp_path,
@@ -199,5 +202,7 @@ def test_ddp_run_killed_mid_epoch_resumes_to_the_end(data, tmp_path):
     assert 0 < killed_at < 10, killed_at  # 320 rows, batch 16 on each of 2 processes
     finish([f"resume={run}"], tmp_path)
     got = json.loads((run / "metrics.json").read_text())
-    assert got["status"] == "finished" and got["steps"] == 20, got
+    assert got["status"] == "finished" and got["steps"] == expected["steps"] == 20, got
     assert [s for s, _ in scalars(run, "train/loss_step")] == list(range(20))
+    for key in FINAL:  # each process got its own random state back, and its own rows
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key

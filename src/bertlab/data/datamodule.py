@@ -414,14 +414,12 @@ class TextDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset["train"]
-        # Under DDP Lightning deals our order out to the processes in turn (row i to rank
-        # i % world), so groups of batch_size * world rows give every process a batch of similar
-        # lengths at each step.
         trainer = getattr(self, "trainer", None)
-        world = trainer.world_size if trainer is not None else 1
-        # length-grouped batches (far less padding) or plain shuffling, by (seed, epoch)
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        # length-grouped batches (far less padding) or plain shuffling, by (seed, epoch); under
+        # DDP, groups of the global batch dealt out to the processes
         sampler = EpochSampler(len(ds), self.seed, self.batch_size * world,
-                               list(ds["length"]) if self.group_by_length else None)
+                               list(ds["length"]) if self.group_by_length else None, rank, world)
         if self.resume_at:  # a checkpoint's place: continue its epoch after its last batch
             epoch, done = self.resume_at
             batches = math.ceil(len(ds) / (self.batch_size * world))

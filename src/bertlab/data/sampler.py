@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DistributedSampler
 
 
 def length_grouped(lengths: list[int], batch_size: int, g: torch.Generator) -> list[int]:
@@ -26,22 +26,25 @@ def length_grouped(lengths: list[int], batch_size: int, g: torch.Generator) -> l
     return [i for b in batches[:1] + shuffled for i in b] + rows[full * batch_size:]
 
 
-class EpochSampler(Sampler[int]):
+class EpochSampler(DistributedSampler):
     """Shuffled rows (length-grouped batches when `lengths` is given), reshuffled each epoch.
 
     Unlike a sampler that draws from one generator for the whole run, epoch e's order depends only
     on (seed, e): a run resumed at epoch e gets it without replaying earlier epochs. `skip` moves
-    the first rows of the next iteration (the batches a resumed run already trained on) to its end.
-    Lightning calls `set_epoch` before each epoch.
+    the first rows of the next iteration (the batches a resumed run already trained on) to its
+    end, where Lightning's batch count stops short of them. Lightning calls `set_epoch`.
+
+    Under DDP (`world` > 1) process `rank` takes rows rank, rank + world, ... of the order, so each
+    group of batch_size rows (pass the global batch: per-process batch x world) gives every
+    process a batch of similar lengths. A DistributedSampler, so that Lightning keeps it: it would
+    otherwise wrap it in one that shuffles positions, undoing the grouping and the resume order.
     """
 
-    def __init__(self, n: int, seed: int, batch_size: int, lengths: list[int] | None = None):
-        self.n, self.seed, self.batch_size, self.lengths = n, seed, batch_size, lengths
-        self.epoch = 0
+    def __init__(self, n: int, seed: int, batch_size: int, lengths: list[int] | None = None,
+                 rank: int = 0, world: int = 1):
+        super().__init__(range(n), num_replicas=world, rank=rank, shuffle=False, seed=seed)
+        self.n, self.batch_size, self.lengths = n, batch_size, lengths
         self.skip = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def order(self, epoch: int) -> list[int]:
         g = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
@@ -52,9 +55,9 @@ class EpochSampler(Sampler[int]):
     def __iter__(self):
         start, self.skip = self.skip, 0
         order = self.order(self.epoch)
-        # The done rows go last rather than away: Lightning ends a resumed epoch by its batch count
-        # before reaching them, and DDP's sampler wrapper needs all n rows to deal out.
-        return iter(order[start:] + order[:start])
+        order = order[start:] + order[:start]
+        order += order[:self.total_size - len(order)]  # every process gets as many rows
+        return iter(order[self.rank::self.num_replicas])
 
     def __len__(self) -> int:
-        return self.n
+        return self.num_samples

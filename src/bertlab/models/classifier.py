@@ -136,7 +136,11 @@ class TextClassifier(L.LightningModule):
             self._rng_to_restore = None
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        self._rng_to_restore = checkpoint.get("rng_states")
+        states = checkpoint.get("rng_states")
+        if states and "per_rank" in states:  # DDP: this process's own (rank 0's if there are fewer)
+            per_rank = states["per_rank"]
+            states = per_rank[self.global_rank if self.global_rank < len(per_rank) else 0]
+        self._rng_to_restore = states
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self.step(batch, "val")
@@ -146,7 +150,12 @@ class TextClassifier(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         if "optimizer_states" in checkpoint:  # a full checkpoint, for resuming
-            checkpoint["rng_states"] = rng_states()
+            states = rng_states()
+            if self.trainer.world_size > 1:  # every process saves together; keep each one's
+                per_rank = [None] * self.trainer.world_size
+                torch.distributed.all_gather_object(per_rank, states)
+                states = {"per_rank": per_rank}
+            checkpoint["rng_states"] = states
         # Pruning keeps weight_orig * weight_mask; store plain weights. (ModelPruning does this
         # in its own hook, which Lightning skips for weights-only checkpoints such as best.ckpt.)
         state = checkpoint["state_dict"]
