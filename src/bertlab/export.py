@@ -1,7 +1,6 @@
 """export(cfg): a trained run as a plain Hugging Face folder that `pipeline()` loads."""
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from transformers import AutoTokenizer
 
 from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
-from bertlab.runs import find_checkpoint, load_model, run_config
+from bertlab.runs import find_checkpoint, load_model, recorded, run_config
 
 CARD = """---
 library_name: transformers
@@ -44,8 +43,7 @@ steps (`bertlab.data.clean.cleaner`) to raw text for the same results as trainin
 
 def model_card(run_dir: Path, out: Path, model) -> str:
     cfg = run_config(run_dir)
-    metrics_file = run_dir / "metrics.json"
-    metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    metrics = recorded(run_dir)
     hp = model.hparams
     keep = ("lr", "batch_size", "max_epochs", "max_length", "weight_decay", "seed")
     hparams = {k: cfg[k] for k in keep} | {"optimizer": cfg.optimizer._target_,

@@ -13,6 +13,12 @@ from omegaconf import DictConfig, OmegaConf
 from bertlab.errors import ConfigError, DataError
 
 
+def recorded(run_dir: Path) -> dict:
+    """The run's metrics.json, or {} if it has none (yet)."""
+    path = Path(run_dir) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
     """`ckpt_path` if given, else the run's checkpoints/best.ckpt (last.ckpt if the run finished
     without validating, so without a best one)."""
@@ -26,9 +32,8 @@ def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
     if not Path(run_dir).is_dir():
         raise ConfigError(f"run_dir={run_dir} is not a folder")
     path = Path(run_dir) / "checkpoints" / "best.ckpt"
-    last, metrics = path.with_name("last.ckpt"), Path(run_dir) / "metrics.json"
-    if not path.is_file() and last.is_file() and metrics.is_file() and \
-            json.loads(metrics.read_text()).get("status") == "finished":
+    last = path.with_name("last.ckpt")
+    if not path.is_file() and last.is_file() and recorded(run_dir).get("status") == "finished":
         return last  # finished without a validation to pick a best one (max_steps < one epoch)
     if not path.is_file():
         found = sorted(p.name for p in Path(run_dir).glob("checkpoints/*.ckpt"))

@@ -30,7 +30,7 @@ from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError, Diverged
 from bertlab.models.classifier import TextClassifier
 from bertlab.plugins import trainer_plugins
-from bertlab.runs import read_checkpoint
+from bertlab.runs import read_checkpoint, recorded
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,6 @@ def claim_run_dir(run_dir: Path) -> None:
 
 
 FINISHED = ("finished", "diverged", "pruned")  # statuses a resumed sweep does not run again
-
-
-def recorded(run_dir: Path) -> dict:
-    """The run's metrics.json, or {} if it has none (yet)."""
-    path = run_dir / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def resume_point(run_dir: Path, status: str | None) -> tuple[Path | None, int]:

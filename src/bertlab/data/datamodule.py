@@ -401,7 +401,7 @@ class TextDataModule(L.LightningDataModule):
 
     def loader(self, ds, batch_size: int, sampler=None) -> DataLoader:
         multiple = self.pad_to_multiple_of
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         if multiple is None and trainer is not None and trainer.strategy.root_device.type == "cuda":
             multiple = 8  # tensor cores want multiples of 8; on a CPU it only adds padding
         if multiple != self.collator.pad_to_multiple_of:
@@ -414,7 +414,7 @@ class TextDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         ds = self.dataset["train"]
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         # length-grouped batches (far less padding) or plain shuffling, by (seed, epoch); under
         # DDP, groups of the global batch dealt out to the processes
@@ -422,15 +422,15 @@ class TextDataModule(L.LightningDataModule):
                                list(ds["length"]) if self.group_by_length else None, rank, world)
         if self.resume_at:  # a checkpoint's place: continue its epoch after its last batch
             epoch, done = self.resume_at
-            batches = math.ceil(len(ds) / (self.batch_size * world))
+            batches = math.ceil(len(ds) / sampler.batch_size)  # sampler.batch_size: all processes'
             sampler.set_epoch(epoch if done < batches else epoch + 1)
-            sampler.skip = done * self.batch_size * world if done < batches else 0
+            sampler.skip = done * sampler.batch_size if done < batches else 0
             self.resume_at = None
         return self.loader(ds, self.batch_size, sampler)
 
     def state_dict(self) -> dict:
         """Where training is in the epoch, saved in checkpoints (Lightning calls this)."""
-        trainer = getattr(self, "trainer", None)
+        trainer = self.trainer
         if trainer is None or trainer.state.fn != "fit":
             return {}
         progress = trainer.fit_loop.epoch_loop.batch_progress.current
