@@ -36,12 +36,14 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def make_cfg(tmp_path):
-    """compose(train, overrides) with the tiny model and this test's own run folder."""
+    """compose(train, overrides) with the tiny model, one epoch (the budget rule has tests of its
+    own) and this test's own run folder."""
 
     def make(*overrides: str, run_dir: Path | None = None):
         run_dir = run_dir or tmp_path / "run"
         with initialize_config_dir(str(CONF), version_base="1.3"):
-            return compose("train", overrides=["model=tiny", f"output_dir={run_dir}", *overrides])
+            return compose("train", overrides=["model=tiny", "max_epochs=1", f"output_dir={run_dir}",
+                                                *overrides])
 
     return make
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT
 
-SMOKE = ["model=tiny", "data.max_samples=120", "batch_size=16"]
+SMOKE = ["model=tiny", "data.max_samples=120", "batch_size=16", "max_epochs=1"]
 
 
 def job(sweep, num):

@@ -192,7 +192,8 @@ def test_optimizer_implementation_by_precision():
 
 
 def test_early_stopping_records_why_and_the_best_epoch(make_cfg, tmp_path):
-    metrics = run(make_cfg, tmp_path, "max_epochs=20", "callbacks.early_stopping.patience=1",
+    metrics = run(make_cfg, tmp_path, "max_epochs=20", "monitor=val/loss",
+                  "callbacks.early_stopping.patience=1",
                   "callbacks.early_stopping.min_delta=10")  # nothing improves by 10
     assert metrics["stopped_by"] == "early stopping" and metrics["epochs"] == 2
     acc = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
@@ -233,7 +234,7 @@ def test_pruning_reaches_the_asked_sparsity(make_cfg, tmp_path):
     from bertlab.runs import load_model
 
     metrics = run(make_cfg, tmp_path, "callbacks=pruning", "callbacks.pruning.sparsity=0.6",
-                  "max_epochs=3", "~callbacks.early_stopping")
+                  "max_epochs=3", "~callbacks.early_stopping", "monitor=val/loss")
     report = metrics["pruning"]
     assert report["sparsity"] == pytest.approx(0.6, abs=0.01)
     assert report["before"]["val/loss"] > 0 and report["after"]["val/loss"] > 0

@@ -5,14 +5,129 @@ from omegaconf import DictConfig
 
 from bertlab.errors import ConfigError
 
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+
+
+def positive(key: str, value, integer: bool, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    number = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not number or not value > 0:
+        kind = "a positive integer" if integer else "a positive number"
+        raise ConfigError(f"{key}={value!r} is not valid; use {kind}"
+                          + (" (or null: the budget decides)" if optional else ""))
+
+
+def number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# key -> (is the value valid, what would be valid); null is valid where the key allows it
+RANGES = {
+    "weight_decay": (lambda v: number(v) and v >= 0, "a number >= 0"),
+    "regularization.l1": (lambda v: number(v) and v >= 0, "a number >= 0"),
+    "scheduler.warmup": (lambda v: v is None or number(v) and v >= 0,
+                         "a fraction of the steps in [0, 1) or a step count >= 1"),
+    "scheduler.gamma": (lambda v: number(v) and 0 < v <= 1, "a factor in (0, 1]"),
+    "scheduler.step_size": (lambda v: integer(v) and v > 0, "a positive integer"),
+    "scheduler.patience": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
+    "scheduler.factor": (lambda v: number(v) and 0 < v < 1, "a factor in (0, 1)"),
+    "optimizer.momentum": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer.alpha": (lambda v: number(v) and 0 < v < 1, "a number in (0, 1)"),
+    "optimizer.eps": (lambda v: number(v) and v > 0, "a small positive number"),
+    "optimizer.layer_decay": (lambda v: v is None or number(v) and 0 < v <= 1,
+                              "a factor in (0, 1], or null"),
+    "loss.gamma": (lambda v: number(v) and v >= 0, "a number >= 0 (0: plain cross-entropy)"),
+    "loss.label_smoothing": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "loss.delta": (lambda v: number(v) and v > 0, "a positive number"),
+    "data.max_samples": (lambda v: v is None or integer(v) and v > 0,
+                         "a positive number of rows, or null (all)"),
+    "data.val_size": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "data.test_size": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "data.num_workers": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
+    "data.pad_to_multiple_of": (lambda v: v is None or integer(v) and v > 0,
+                                "a positive integer, or null"),
+    "trainer.max_steps": (lambda v: v is None or integer(v) and (v == -1 or v > 0),
+                          "a positive integer, or -1 (no limit)"),
+    "trainer.gradient_clip_val": (lambda v: v is None or number(v) and v >= 0,
+                                  "a number >= 0, or null (no clipping)"),
+    "trainer.accumulate_grad_batches": (lambda v: integer(v) and v > 0, "a positive integer"),
+    "trainer.log_every_n_steps": (lambda v: integer(v) and v > 0, "a positive integer"),
+    "trainer.num_sanity_val_steps": (lambda v: integer(v) and v >= -1, "an integer >= -1"),
+    "trainer.val_check_interval": (lambda v: v is None or integer(v) and v > 0
+                                   or number(v) and 0 < v <= 1,
+                                   "a fraction of an epoch in (0, 1], a batch count, or null"),
+    "callbacks.early_stopping.patience": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
+    "callbacks.early_stopping.min_delta": (lambda v: number(v) and v >= 0, "a number >= 0"),
+    "callbacks.preemption.every_n_minutes": (lambda v: v is None or number(v) and v > 0,
+                                             "a positive number, or null"),
+    "callbacks.preemption.every_n_steps": (lambda v: v is None or integer(v) and v > 0,
+                                           "a positive integer, or null"),
+    "callbacks.pruning.sparsity": (lambda v: number(v) and 0 < v < 1, "a fraction in (0, 1)"),
+    "model.freeze_layers": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
+    "model.unfreeze_at_epoch": (lambda v: v is None or integer(v) and v >= 0,
+                                "an epoch >= 0, or null"),
+    "tune_lr.min_lr": (lambda v: number(v) and v > 0, "a positive number"),
+    "tune_lr.max_lr": (lambda v: number(v) and v > 0, "a positive number"),
+    "tune_lr.num_training": (lambda v: integer(v) and v > 1, "an integer > 1"),
+}
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Every key of RANGES that the config has must hold a valid value."""
+    from omegaconf import OmegaConf
+
+    missing = object()
+    for key, (valid, what) in RANGES.items():
+        value = OmegaConf.select(cfg, key, default=missing)
+        if value is not missing and not valid(value):
+            raise ConfigError(f"{key}={value!r} is not valid; use {what}")
+
 
 def check_config(cfg: DictConfig) -> None:
-    for key in ("lr", "batch_size", "max_epochs", "max_length"):
-        value = cfg[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"{key}={value!r} is not valid; use a positive number")
-    for key in ("batch_size", "max_epochs", "max_length"):
-        if not isinstance(cfg[key], int):
-            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use a positive integer")
-    if cfg.mode not in ("min", "max"):
-        raise ConfigError(f"mode={cfg.mode!r} is not valid; use min or max")
+    check_ranges(cfg)
+    positive("lr", cfg.lr, integer=False)
+    for key in ("batch_size", "max_length"):
+        positive(key, cfg[key], integer=True)
+    positive("max_epochs", cfg.max_epochs, integer=True, optional=True)
+    for key, value in (cfg.get("budget") or {}).items():
+        positive(f"budget.{key}", value, integer=True)
+    cv = cfg.get("cv")
+    if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
+        raise ConfigError(f"cv={cv!r} is not valid; use a number of folds >= 2 (e.g. cv=5), or "
+                          f"null for no cross-validation")
+    fold = cfg.get("cv_fold")
+    if fold is not None and (cv is None or isinstance(fold, bool) or not isinstance(fold, int)
+                             or not 0 <= fold < cv):
+        raise ConfigError(f"cv_fold={fold!r} is not valid; use 0..cv-1 together with cv=K")
+    if cfg.mode not in ("min", "max", "auto"):
+        raise ConfigError(f"mode={cfg.mode!r} is not valid; use min, max or auto")
+    precision = str(cfg.trainer.get("precision"))
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision={precision} is not valid; use one of {', '.join(PRECISIONS)}")
+
+
+# What each task logs at validation, and which way each improves.
+METRICS = {"classification": ("acc", "f1", "loss"), "multilabel": ("acc", "f1", "loss"),
+           "regression": ("pearson", "spearman", "mse", "mae", "loss")}
+HIGHER_IS_BETTER = ("acc", "f1", "pearson", "spearman")
+AUTO_MONITOR = {"classification": "val/acc", "multilabel": "val/f1", "regression": "val/loss"}
+
+
+def resolve_monitor(monitor: str, mode: str, task: str) -> tuple[str, str]:
+    """(monitor, mode) for `task`: auto picks accuracy (classes), macro-F1 (multi-label) or the
+    loss (regression); a validation loss picks an over-confident early epoch on small data. A
+    metric the task does not log is refused; mode auto follows the metric."""
+    if monitor == "auto":
+        monitor = AUTO_MONITOR[task]
+    valid = [f"val/{m}" for m in METRICS[task]]
+    if monitor not in valid:
+        raise ConfigError(f"monitor={monitor} is not a metric of this {task} task; "
+                          f"use one of {', '.join(valid)} (or auto)")
+    if mode == "auto":
+        mode = "max" if monitor.split("/")[1] in HIGHER_IS_BETTER else "min"
+    return monitor, mode

@@ -47,7 +47,9 @@ def summarize(sweep_dir: str | Path) -> list[dict]:
     jobs = [read_job(p.parent.parent) for p in sweep.glob("*/.hydra/overrides.yaml")]
     if not jobs:
         raise ConfigError(f"sweep_dir={sweep_dir} holds no jobs (no */.hydra/overrides.yaml)")
-    monitor, mode = jobs[0]["monitor"], jobs[0]["mode"]
+    # a job that failed before its task was known still says "auto": take a resolved one's
+    resolved = [j for j in jobs if j["monitor"] != "auto" and j["mode"] != "auto"]
+    monitor, mode = (resolved[0]["monitor"], resolved[0]["mode"]) if resolved else ("val/loss", "min")
     keys = sorted({k for j in jobs for k in j["overrides"]})
     swept = [k for k in keys if len({j["overrides"].get(k) for j in jobs}) > 1]
     metric_keys = sorted({k for j in jobs for k in j["metrics"] if "/" in k})
@@ -59,7 +61,7 @@ def summarize(sweep_dir: str | Path) -> list[dict]:
                      **{k: m.get(k) for k in metric_keys}, "wall_seconds": m.get("wall_seconds"),
                      "error": m.get("error", "")})
     sign = 1 if mode == "min" else -1
-    rows.sort(key=lambda r: (r[monitor] is None, sign * (r[monitor] or 0), r["job"]))
+    rows.sort(key=lambda r: (r.get(monitor) is None, sign * (r.get(monitor) or 0), r["job"]))
     write_csv(sweep / "summary.csv", rows)
     groups = seed_groups(rows, swept, monitor, mode) if "seed" in swept else []
     write_md(sweep / "summary.md", rows, groups, monitor, mode, swept)
@@ -79,7 +81,7 @@ def seed_groups(rows: list[dict], swept: list[str], monitor: str, mode: str) -> 
     settings = [k for k in swept if k != "seed"]
     by = defaultdict(list)
     for r in rows:
-        if r["status"] == "finished" and r[monitor] is not None:
+        if r["status"] == "finished" and r.get(monitor) is not None:
             by[tuple(r[k] for k in settings)].append(r[monitor])
     out = [{**dict(zip(settings, key)), "seeds": len(v), "mean": statistics.fmean(v),
             "std": statistics.stdev(v) if len(v) > 1 else 0.0} for key, v in by.items()]
@@ -130,7 +132,7 @@ def plot(path: Path, rows, swept: list[str], monitor: str) -> None:
     for ax, key in zip(axes[0], keys):
         points = defaultdict(list)
         for r in rows:
-            if r["status"] == "finished" and r[monitor] is not None:
+            if r["status"] == "finished" and r.get(monitor) is not None:
                 x = parse_value(str(r[key])) if key != "job" else parse_value(r["job"].split("_")[0])
                 points[x].append(r[monitor])
         xs = sorted(points)

@@ -21,15 +21,16 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.analysis import analyse
+from bertlab.budget import plan
 from bertlab.cli import in_multirun
 from bertlab.callbacks.preemption import Preemption
 from bertlab.callbacks.pruning import EncoderPruning
 from bertlab.callbacks.unfreeze import UnfreezeAt
-from bertlab.checks import check_config
+from bertlab.checks import check_config, resolve_monitor
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError, Diverged
 from bertlab.models.classifier import TextClassifier
-from bertlab.plugins import trainer_plugins
+from bertlab.plugins import choose_precision, hardware, trainer_plugins, uses_cuda
 from bertlab.runs import read_checkpoint, recorded
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ def interrupted(run_dir: Path, trainer) -> None:
 def readable_hparams(cfg: DictConfig, choices: dict) -> dict:
     """What a person compares runs by, for TensorBoard's HPARAMS tab."""
     return {
-        "lr": cfg.lr, "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs,
+        "lr": cfg.lr, "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs or -1,
         "weight_decay": cfg.weight_decay, "max_length": cfg.max_length, "seed": cfg.seed,
         "optimizer": choices.get("optimizer") or cfg.optimizer._target_.rsplit(".", 1)[-1],
         "scheduler": choices.get("scheduler") or cfg.scheduler.get("name")
@@ -250,6 +251,25 @@ def find_lr(cfg: DictConfig, model, dm, run_dir: Path) -> float:
     return float(suggestion)
 
 
+def training_length(cfg: DictConfig, rows: int) -> tuple[dict, dict]:
+    """Trainer arguments for how long to train and how often to validate, and their record for
+    metrics.json: the budget rule (bertlab.budget) unless max_epochs or trainer.max_steps is given."""
+    t = cfg.trainer
+    max_steps = t.get("max_steps")
+    if cfg.max_epochs is not None or max_steps not in (None, -1):
+        given = {"max_epochs": cfg.max_epochs, "max_steps": max_steps if max_steps is not None else -1,
+                 "val_check_interval": t.get("val_check_interval") or 1.0}
+        return given, {**given, "rows": rows, "why": "given: " + ", ".join(
+            f"{k}={v}" for k, v in given.items() if k != "val_check_interval" and v not in (None, -1))}
+    devices = t.get("devices", 1)
+    processes = devices if isinstance(devices, int) and devices > 0 else 1
+    b = plan(rows, cfg.batch_size, int(t.get("accumulate_grad_batches") or 1), processes,
+             **OmegaConf.to_container(cfg.budget))
+    args = {"max_epochs": b.epochs, "max_steps": b.max_steps,
+            "val_check_interval": t.get("val_check_interval") or b.val_check_interval}
+    return args, {**b.as_dict(), "val_check_interval": args["val_check_interval"]}
+
+
 def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     """Train as `cfg` says; returns the monitored metric of the best checkpoint (for sweepers).
 
@@ -259,6 +279,14 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     started = time.time()
     check_config(cfg)
     run_dir = Path(cfg.output_dir)
+    if cfg.get("cv") and cfg.get("cv_fold") is None:  # k-fold: one run per fold, inside this one
+        if cfg.get("resume") or tune_lr:
+            raise ConfigError(f"cv={cfg.cv} runs cannot be {'resumed' if cfg.get('resume') else 'tuned'}"
+                              f"; start the cross-validation again")
+        from bertlab.cv import cross_validate
+
+        claim_run_dir(run_dir)
+        return cross_validate(cfg, train)
     resume_ckpt, resume_step = None, 0
     if cfg.get("resume"):
         before = recorded(run_dir)
@@ -286,6 +314,14 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     dm = from_config(cfg)
     dm.setup("fit")
     log.info("task %s, %s", dm.task, ", ".join(f"{s}: {len(d)} rows" for s, d in dm.dataset.items()))
+    cfg.monitor, cfg.mode = resolve_monitor(cfg.monitor, cfg.mode, dm.task)
+    length, budget = training_length(cfg, len(dm.dataset["train"]))
+    log.info("budget: %s (max_epochs=%s, max_steps=%s, val_check_interval=%s)", budget["why"],
+             length["max_epochs"], length["max_steps"], length["val_check_interval"])
+    precision, why = choose_precision(str(cfg.trainer.get("precision")), hardware(uses_cuda(cfg.trainer)))
+    log.info("precision: %s (%s); lr %g%s", precision, why, cfg.lr,
+             "" if cfg.lr == cfg.model.get("lr") else f" (the model's own: {cfg.model.get('lr')})")
+    cfg.trainer.precision = precision
     if dm.task != "regression":
         (run_dir / "labels.json").write_text(json.dumps(dict(enumerate(dm.labels)), indent=1))
 
@@ -335,7 +371,7 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
     logger = instantiate(cfg.logger, **extra) if cfg.get("logger") else False
     plugins, replaced = trainer_plugins(cfg.trainer)  # atomic checkpoints; bf16 with fused steps
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger, plugins=plugins,
-                          **replaced)
+                          **{**replaced, **length})
     fit_start = time.time()
     diverged = None
     try:
@@ -363,7 +399,9 @@ def train(cfg: DictConfig, tune_lr: bool = False) -> float:
                "parameters": {"total": total, "trainable_at_start": trainable},
                "data": {"rows": {s: len(d) for s, d in dm.dataset.items()}, **dm.report},
                "loss": {"name": type(model.loss_fn).__name__, "class_weights": None if weight
-                        is None else [round(w, 4) for w in weight.tolist()]}}
+                        is None else [round(w, 4) for w in weight.tolist()]},
+               "budget": budget, "precision": {"value": precision, "why": why},
+               "lr": {"value": cfg.lr, "model_recommends": cfg.model.get("lr")}}
     log.info("fit: %s", metrics["fit"])
     if best or not diverged:  # after a NaN loss, only a checkpoint from before it is worth scoring
         for results in (trainer.validate(model, datamodule=dm, ckpt_path=best, verbose=False),

@@ -1,6 +1,7 @@
 """TextDataModule: source -> clean -> split -> encode labels -> tokenize (cached) -> batches."""
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
@@ -84,6 +85,7 @@ class TextDataModule(L.LightningDataModule):
         strict: bool = False,
         drop_duplicates: bool = False,
         pad_to_multiple_of: int | None = None,
+        cv: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
         if source not in SOURCES:
@@ -107,7 +109,7 @@ class TextDataModule(L.LightningDataModule):
             text_pair_column=text_pair_column, label_column=label_column, task=task,
             clean=list(clean), val_size=val_size, test_size=test_size, max_samples=max_samples,
             max_length=max_length, seed=seed, labels=labels, strict=strict,
-            drop_duplicates=drop_duplicates)
+            drop_duplicates=drop_duplicates, cv=list(cv) if cv else None)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.group_by_length = group_by_length
@@ -291,7 +293,7 @@ class TextDataModule(L.LightningDataModule):
         n = len(dd["train"])
         stratify = "labels" if task == "classification" else None
         for split, frac in (("test", c["test_size"]), ("validation", c["val_size"])):
-            if split in dd or not frac:
+            if split in dd or not frac or (split == "validation" and c["cv"]):
                 continue
             k = max(1, round(frac * n))
             try:
@@ -301,6 +303,11 @@ class TextDataModule(L.LightningDataModule):
                 raise DataError(f"cannot carve a {k}-row {split} split out of {len(dd['train'])} "
                                 f"training rows ({e}); give data.{split}_file or more data") from e
             dd["train"], dd[split] = parts["train"], parts["test"]
+        if c["cv"]:
+            if "validation" in dd:
+                raise ConfigError("cv makes its validation folds out of data.train_file; drop "
+                                  "data.validation_file (or train without cv)")
+            dd["train"], dd["validation"] = fold(dd["train"], *c["cv"], task, c["seed"])
         if "validation" not in dd:
             raise ConfigError("there is no validation split: give data.validation_file or set "
                               "data.val_size to a fraction in (0, 1)")
@@ -456,10 +463,35 @@ class TextDataModule(L.LightningDataModule):
         return self.eval_dataloader("test")
 
 
+def fold(ds: datasets.Dataset, folds: int, index: int, task: str, seed: int):
+    """(train, validation) of fold `index` of `folds`: seeded, stratified by class for
+    single-label classification; a regression or multi-label target has no classes to
+    stratify by, so its folds are a seeded random partition."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    labels = ds["labels"]
+    if task == "classification":
+        counts = collections.Counter(labels)
+        smallest, n = min(counts.items(), key=lambda kv: kv[1])
+        if folds > n:
+            names = ds.features["labels"].names
+            raise ConfigError(f"cv={folds} is more than the {n} training rows of the smallest "
+                              f"class ({names[smallest]!r}); use cv={max(2, n)} or fewer")
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    else:
+        if folds > len(ds):
+            raise ConfigError(f"cv={folds} is more than the {len(ds)} training rows")
+        splitter = KFold(folds, shuffle=True, random_state=seed)
+    train_idx, val_idx = list(splitter.split(range(len(ds)), labels))[index]
+    return ds.select(train_idx), ds.select(val_idx)
+
+
 def from_config(cfg, **overrides) -> TextDataModule:
     """The data module of a composed train config (`data` plus the top-level tokenizer,
     max_length, batch_size and seed); training, eval.py and shrink.py build it the same way."""
     from hydra.utils import instantiate
 
     return instantiate(cfg.data, **{"tokenizer": cfg.model.tokenizer, "max_length": cfg.max_length,
-                                    "batch_size": cfg.batch_size, "seed": cfg.seed, **overrides})
+                                    "batch_size": cfg.batch_size, "seed": cfg.seed,
+                                    "cv": (cfg.cv, cfg.cv_fold) if cfg.get("cv_fold") is not None
+                                    else None, **overrides})

@@ -38,8 +38,13 @@ FITS: dict[str, tuple[type[nn.Module], ...]] = {
 }
 
 
-def auto(task: str) -> nn.Module:
-    """Cross-entropy for classes, BCE with logits for multi-label, MSE for regression."""
+def auto(task: str, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
+    """Cross-entropy for classes (with class weights and label smoothing if given), BCE with
+    logits for multi-label, MSE for regression."""
+    if task == "classification":
+        return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+    if label_smoothing:
+        raise ConfigError(f"loss.label_smoothing works for classification, not {task}; set it to 0")
     return FITS[task][0]()
 
 

@@ -1,0 +1,57 @@
+"""How long to train when the user does not say: a budget that follows the training-set size.
+
+The rule (constants in conf/train.yaml `budget`, sources in the README):
+- at least `min_steps` optimizer steps, so that small data gets many epochs: few-sample
+  fine-tuning fails from too few updates, not too many epochs (Mosbach et al. 2021, "On the
+  Stability of Fine-tuning BERT"; Zhang et al. 2021, "Revisiting Few-sample BERT Fine-tuning");
+- at most `max_epochs` epochs, so that the smallest sets do not train for ever (early stopping
+  usually ends them sooner);
+- at most `max_steps` steps, so that a large corpus gets one epoch or less;
+- about `validations` validation passes over the run, at least one per epoch, so that early
+  stopping and the best checkpoint see the curve (Dodge et al. 2020 stop bad runs early).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Budget:
+    rows: int                  # training rows
+    batch_size: int            # rows per optimizer step, over all processes and accumulation
+    steps_per_epoch: int       # optimizer steps in one pass
+    epochs: int                # Lightning's max_epochs
+    max_steps: int             # Lightning's max_steps (-1: the epochs decide)
+    val_check_interval: int | float  # training batches between validations, or 1.0: epoch ends
+    validations: int           # validation passes the run will make (fewer if it stops early)
+    why: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def plan(rows: int, batch_size: int, accumulate: int = 1, processes: int = 1,
+         min_steps: int = 600, max_epochs: int = 10, max_steps: int = 2000,
+         validations: int = 8) -> Budget:
+    """The budget for `rows` training rows; a pure function of its arguments."""
+    if rows < 1:
+        raise ValueError(f"rows={rows}: nothing to train on")
+    batches = math.ceil(rows / (batch_size * processes))  # per process, what Lightning counts
+    per_epoch = max(1, batches // accumulate)
+    epochs = min(max_epochs, max(1, math.ceil(min_steps / per_epoch)))
+    rows_per_step = batch_size * accumulate * processes
+    head = f"{rows} rows at {rows_per_step} a step are {per_epoch} steps an epoch"
+    if epochs > 1:  # small data: several epochs, validated at each end
+        capped = epochs == max_epochs and epochs * per_epoch < min_steps
+        why = (f"{head}: {epochs} epochs for {epochs * per_epoch} steps "
+               f"({'the most epochs allowed' if capped else f'at least {min_steps}'})")
+        return Budget(rows, rows_per_step, per_epoch, epochs, -1, 1.0, epochs, why)
+    # one epoch or less: `validations` evenly spaced checks, the last one at the last step
+    total = min(per_epoch, max_steps)
+    every = max(1, total // validations)
+    steps = every * min(validations, total)
+    why = (f"{head}: one pass{'' if steps == per_epoch else f' cut to {steps} steps'} "
+           f"(at most {max_steps}), validated every {every} steps")
+    return Budget(rows, rows_per_step, per_epoch, 1, steps, every * accumulate,
+                  steps // every, why)

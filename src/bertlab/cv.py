@@ -1,0 +1,123 @@
+"""k-fold cross-validation: one normal run per fold, their spread, and the folds' ensemble on test.
+
+With a few hundred labelled rows, fine-tuning varies strongly with the split and the seed; one
+score says little. `cv=5` trains five runs (`<run>/fold_<i>/`, each one a run folder that eval.py
+and predict.py accept), reports every fold's metrics and their mean ± std, and scores the test
+split with the folds' averaged predictions. Hand-written because Lightning has no k-fold loop.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import statistics
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, open_dict
+
+from bertlab.models.classifier import build_metrics
+from bertlab.runs import find_checkpoint, load_model
+
+log = logging.getLogger(__name__)
+
+
+def fold_config(cfg: DictConfig, index: int) -> DictConfig:
+    fold = copy.deepcopy(cfg)
+    with open_dict(fold):
+        fold.cv_fold = index
+        fold.output_dir = str(Path(cfg.output_dir) / f"fold_{index}")
+    return fold
+
+
+def summary(folds: list[dict]) -> dict:
+    """Each metric's mean and (sample) standard deviation over the folds."""
+    keys = [k for k in folds[0] if "/" in k and all(isinstance(f.get(k), float) for f in folds)]
+    return {k: {"mean": statistics.fmean(f[k] for f in folds),
+                "std": statistics.stdev(f[k] for f in folds) if len(folds) > 1 else 0.0}
+            for k in keys}
+
+
+@torch.inference_mode()
+def outputs(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities or values, targets) of `model` over `loader`, in the loader's order."""
+    model.eval()
+    preds, targets = [], []
+    for batch in loader:
+        labels = batch.pop("labels")
+        out = model(**batch).float()
+        preds.append(out.softmax(-1) if model.task == "classification" else
+                     out.sigmoid() if model.task == "multilabel" else out)
+        targets.append(labels)
+    return torch.cat(preds), torch.cat(targets)
+
+
+def ensemble_test(fold_dirs: list[Path], dm) -> dict:
+    """Test metrics of the folds' best models with their predictions averaged."""
+    loader = dm.eval_dataloader("test")
+    total, target = None, None
+    for run in fold_dirs:
+        probs, target = outputs(load_model(find_checkpoint(str(run))), loader)
+        total = probs if total is None else total + probs
+    mean = total / len(fold_dirs)
+    metrics = build_metrics(dm.task, dm.num_labels, "test")
+    if dm.task == "classification":
+        metrics.update(mean, target)
+    elif dm.task == "multilabel":
+        metrics.update(mean, target.int())
+    else:
+        metrics.update(mean.reshape(-1), target.float())
+    return {k: float(v) for k, v in metrics.compute().items()}
+
+
+def write_table(path: Path, folds: list[dict], spread: dict, ensemble: dict) -> None:
+    keys = list(spread)
+    lines = ["# Cross-validation", "", "| fold | best epoch | " + " | ".join(keys) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in keys) + " |"]
+    for i, f in enumerate(folds):
+        lines.append(f"| {i} | {f.get('best_epoch')} | "
+                     + " | ".join(f"{f[k]:.4f}" for k in keys) + " |")
+    lines.append("| mean ± std | | " + " | ".join(
+        f"{spread[k]['mean']:.4f} ± {spread[k]['std']:.4f}" for k in keys) + " |")
+    if ensemble:
+        lines += ["", "Test split scored with the folds' averaged predictions: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in ensemble.items())]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def cross_validate(cfg: DictConfig, train) -> float:
+    """Run `train` on each fold of cfg.cv; returns the mean of the monitored metric."""
+    from bertlab.data.datamodule import from_config
+
+    run_dir = Path(cfg.output_dir)
+    folds, dirs = [], []
+    for i in range(cfg.cv):
+        fold = fold_config(cfg, i)
+        log.info("cv: fold %d of %d -> %s", i + 1, cfg.cv, fold.output_dir)
+        train(fold)
+        record = json.loads((Path(fold.output_dir) / "metrics.json").read_text())
+        if record.get("status") != "finished":
+            raise RuntimeError(f"fold {i} ended with status {record.get('status')}")
+        folds.append(record)
+        dirs.append(Path(fold.output_dir))
+    monitor = folds[0]["monitor"]
+    spread = summary(folds)
+    dm = from_config(fold_config(cfg, 0))
+    dm.setup("test")
+    ensemble = ensemble_test(dirs, dm) if "test" in dm.dataset else {}
+    result = {"status": "finished", "task": folds[0]["task"], "monitor": monitor,
+              "cv": {"folds": cfg.cv, "stratified": folds[0]["task"] == "classification",
+                     "runs": [str(d.relative_to(run_dir)) for d in dirs]},
+              "folds": [{k: v for k, v in f.items() if "/" in k or k == "best_epoch"} for f in folds],
+              "mean": {k: v["mean"] for k, v in spread.items()},
+              "std": {k: v["std"] for k, v in spread.items()},
+              **{f"ensemble_{k}": v for k, v in ensemble.items()}}
+    (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
+    write_table(run_dir / "cv.md", folds, spread, ensemble)
+    log.info("cv: %s", ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in spread.items()))
+    if ensemble:
+        log.info("cv: the folds' averaged predictions on test: %s",
+                 ", ".join(f"{k}={v:.4f}" for k, v in ensemble.items()))
+    score = spread.get(monitor, {}).get("mean", math.nan)
+    return score

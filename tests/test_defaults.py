@@ -1,0 +1,255 @@
+"""Defaults that fit the data, the model and the hardware: the training budget, the per-model lr,
+precision=auto, the monitored metric, and k-fold cross-validation."""
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from pathlib import Path
+
+import pytest
+import torch
+
+from bertlab.budget import plan
+from bertlab.checks import resolve_monitor
+from bertlab.errors import ConfigError
+from bertlab.plugins import choose_precision, trainer_plugins
+from bertlab.train import train
+
+FAST = ["data.max_samples=160", "batch_size=16"]
+
+
+# ---- the budget rule, a pure function ---------------------------------------------------------
+@pytest.mark.parametrize("rows, epochs, max_steps, validations", [
+    (100, 10, -1, 10),        # 4 steps an epoch: the epoch cap, not 600 steps
+    (900, 10, -1, 10),        # 29 steps an epoch: still capped
+    (3600, 6, -1, 6),         # 113 steps an epoch: 6 epochs reach 600 steps
+    (6000, 4, -1, 4),         # 188 steps an epoch
+    (30500, 1, 952, 8),       # the tweets: one pass, 8 validations of 119 steps
+    (54500, 1, 1704, 8),      # SST-2: one pass, 213 steps between validations
+    (1_000_000, 1, 2000, 8),  # a large corpus: 2000 steps, inside the first epoch
+])
+def test_budget_follows_the_row_count(rows, epochs, max_steps, validations):
+    b = plan(rows, 32)
+    assert (b.epochs, b.max_steps, b.validations) == (epochs, max_steps, validations)
+    steps = b.max_steps if b.max_steps != -1 else b.epochs * b.steps_per_epoch
+    assert steps >= min(600, b.epochs * b.steps_per_epoch) and steps <= 2000
+    if b.epochs > 1:
+        assert b.val_check_interval == 1.0  # each epoch's end
+    else:
+        assert b.val_check_interval * b.validations == b.max_steps  # the last step is validated
+    assert str(rows) in b.why
+
+
+def test_budget_counts_accumulation_and_processes():
+    b = plan(6400, 32, accumulate=2, processes=2)
+    assert b.batch_size == 128 and b.steps_per_epoch == 50 and b.epochs == 10
+    one = plan(64_000, 32, accumulate=2, validations=4)
+    assert one.steps_per_epoch == 1000 and one.max_steps == 1000
+    assert one.val_check_interval == 2 * 250  # batches, not optimizer steps
+
+
+def test_budget_constants_come_from_the_config():
+    b = plan(3600, 32, min_steps=100, max_epochs=3, max_steps=50, validations=5)
+    assert (b.epochs, b.max_steps, b.val_check_interval) == (1, 50, 10)
+
+
+# ---- a run follows the budget, and explicit values win -----------------------------------------
+def metrics_of(make_cfg, *overrides):
+    cfg = make_cfg(*FAST, *overrides)
+    train(cfg)
+    return json.loads((Path(cfg.output_dir) / "metrics.json").read_text())
+
+
+def test_a_run_without_max_epochs_follows_the_budget(make_cfg):
+    m = metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=30", "~callbacks.early_stopping")
+    b = m["budget"]
+    # 160 rows: 128 train (16 val, 16 test) at 16 a step = 8 steps; 30 steps need 4 epochs
+    assert (b["rows"], b["steps_per_epoch"], b["epochs"], b["max_steps"]) == (128, 8, 4, -1)
+    assert m["epochs"] == 4 and m["steps"] == 32 and m["stopped_by"] == "max_epochs"
+    assert "128 rows" in b["why"]
+
+
+def test_a_large_budget_validates_inside_the_one_epoch(make_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    m = metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=1", "budget.validations=3",
+                   "~callbacks.early_stopping")
+    b = m["budget"]
+    assert (b["epochs"], b["max_steps"], b["val_check_interval"], b["validations"]) == (1, 6, 2, 3)
+    assert m["steps"] == 6 and m["stopped_by"] == "max_steps"
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/acc")][:3] == [1, 3, 5]  # after steps 2, 4, 6
+
+
+@pytest.mark.parametrize("given, epochs, steps", [("max_epochs=2", 2, 16),
+                                                  ("trainer.max_steps=5", 1, 5)])
+def test_explicit_length_wins_over_the_budget(make_cfg, given, epochs, steps):
+    m = metrics_of(make_cfg, "max_epochs=null", given, "~callbacks.early_stopping")
+    assert m["steps"] == steps and m["budget"]["why"].startswith("given: ")
+    assert m["epochs"] == epochs or m["stopped_by"] == "max_steps"
+
+
+def test_the_schedule_spans_the_chosen_budget(make_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=30", "~callbacks.early_stopping",
+               "trainer.log_every_n_steps=1")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tag = sorted(t for t in events.Tags()["scalars"] if t.startswith("lr-"))[0]  # a param group
+    lrs = [e.value for e in events.Scalars(tag)]
+    assert len(lrs) == 32 and max(lrs) == pytest.approx(1e-4)  # warmup to the model's lr ...
+    assert lrs.index(max(lrs)) == 3 and lrs[-1] < 5e-6  # ... at 10% of 32 steps, then to ~0
+
+
+# ---- the learning rate follows the model ----------------------------------------------------------
+@pytest.mark.parametrize("model, lr", [("minilm", 1e-4), ("bert_base", 3e-5), ("distilbert", 5e-5),
+                                       ("roberta_base", 2e-5), ("xlm_roberta_base", 2e-5)])
+def test_each_model_carries_its_lr(make_cfg, model, lr):
+    assert make_cfg(f"model={model}").lr == lr
+    assert make_cfg(f"model={model}", "lr=7e-6").lr == 7e-6  # the command line wins
+    assert make_cfg(f"model={model}", "optimizer=sgd").optimizer.lr == lr
+
+
+def test_metrics_record_the_lr_and_its_source(make_cfg):
+    m = metrics_of(make_cfg, "lr=3e-4")
+    assert m["lr"] == {"value": 3e-4, "model_recommends": 1e-4}
+
+
+# ---- precision=auto ------------------------------------------------------------------------------
+@pytest.mark.parametrize("facts, expected", [
+    ({"cpu_flags": ["avx512_bf16"]}, "bf16-mixed"),
+    ({"cpu_flags": ["amx_bf16", "amx_tile"]}, "bf16-mixed"),
+    ({"cpu_flags": []}, "32-true"),
+    ({"cuda": "NVIDIA H100", "capability": (9, 0)}, "bf16-mixed"),
+    ({"cuda": "Tesla T4", "capability": (7, 5)}, "32-true"),
+])
+def test_precision_auto_follows_the_hardware(facts, expected):
+    precision, why = choose_precision("auto", facts)
+    assert precision == expected and why
+    assert choose_precision("32-true", facts) == ("32-true", "set in trainer.precision")
+
+
+def test_precision_auto_reaches_the_trainer(monkeypatch):
+    from omegaconf import OmegaConf
+
+    import bertlab.plugins as plugins
+
+    cfg = OmegaConf.create({"precision": "auto", "accelerator": "cpu"})
+    monkeypatch.setattr(plugins, "hardware", lambda cuda: {"cpu_flags": []})
+    assert trainer_plugins(cfg)[1] == {"precision": "32-true"}
+    monkeypatch.setattr(plugins, "hardware", lambda cuda: {"cpu_flags": ["avx512_bf16"]})
+    found, replaced = trainer_plugins(cfg)
+    assert replaced == {"precision": None} and isinstance(found[-1], plugins.BF16Mixed)
+
+
+def test_a_run_records_its_precision(make_cfg, monkeypatch):
+    import bertlab.train as train_module
+
+    monkeypatch.setattr(train_module, "hardware", lambda cuda: {"cpu_flags": []})
+    m = metrics_of(make_cfg, "trainer.precision=auto")
+    assert m["precision"]["value"] == "32-true" and "no AVX-512 BF16" in m["precision"]["why"]
+
+
+# ---- the monitored metric follows the task ------------------------------------------------------
+def test_monitor_auto_follows_the_task():
+    assert resolve_monitor("auto", "auto", "classification") == ("val/acc", "max")
+    assert resolve_monitor("auto", "auto", "multilabel") == ("val/f1", "max")
+    assert resolve_monitor("auto", "auto", "regression") == ("val/loss", "min")
+    assert resolve_monitor("val/pearson", "auto", "regression") == ("val/pearson", "max")
+    assert resolve_monitor("val/loss", "max", "classification") == ("val/loss", "max")  # given
+    with pytest.raises(ConfigError, match=r"monitor=val/accc is not a metric .* val/acc, val/f1"):
+        resolve_monitor("val/accc", "auto", "classification")
+    with pytest.raises(ConfigError, match="monitor=val/acc is not a metric of this regression"):
+        resolve_monitor("val/acc", "auto", "regression")
+
+
+# ---- k-fold cross-validation --------------------------------------------------------------------
+def test_folds_are_disjoint_stratified_and_cover_the_rows():
+    import datasets
+
+    from bertlab.data.datamodule import fold
+
+    labels = [0] * 30 + [1] * 15
+    ds = datasets.Dataset.from_dict({"i": list(range(45)), "labels": labels}).cast_column(
+        "labels", datasets.ClassLabel(names=["a", "b"]))
+    seen = []
+    for k in range(5):
+        train_part, val = fold(ds, 5, k, "classification", seed=0)
+        assert not set(train_part["i"]) & set(val["i"])
+        assert len(train_part) + len(val) == 45
+        assert sorted(val["labels"]) == [0] * 6 + [1] * 3  # the class ratio in every fold
+        seen += val["i"]
+    assert sorted(seen) == list(range(45))
+    regression = datasets.Dataset.from_dict({"i": list(range(10)), "labels": [0.5] * 10})
+    assert sorted(i for k in range(3) for i in fold(regression, 3, k, "regression", 0)[1]["i"]) \
+        == list(range(10))
+    with pytest.raises(ConfigError, match=r"cv=16 is more than the 15 training rows of the "
+                                          r"smallest class \('b'\); use cv=15 or fewer"):
+        fold(ds, 16, 0, "classification", seed=0)
+
+
+def test_cross_validation_runs_folds_and_averages_their_predictions(make_cfg, tmp_path):
+    from bertlab.cv import outputs
+    from bertlab.data.datamodule import from_config
+    from bertlab.runs import load_model
+
+    cfg = make_cfg(*FAST, "cv=3")
+    train(cfg)
+    run = tmp_path / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    folds = [json.loads((run / f"fold_{i}" / "metrics.json").read_text()) for i in range(3)]
+    assert m["cv"]["runs"] == ["fold_0", "fold_1", "fold_2"] and len(m["folds"]) == 3
+    for key in ("val/acc", "test/acc"):
+        assert m["mean"][key] == pytest.approx(statistics.fmean(f[key] for f in folds))
+        assert m["std"][key] == pytest.approx(statistics.stdev(f[key] for f in folds))
+    # every fold validated on its own third; train + validation cover the same 144 rows
+    rows = [f["data"]["rows"] for f in folds]
+    assert all(r["test"] == 16 and r["train"] + r["validation"] == 144 for r in rows)
+    assert sum(r["validation"] for r in rows) == 144
+    # the ensemble: the three best models' probabilities averaged on the shared test split
+    dm = from_config(make_cfg(*FAST, "cv=3", "cv_fold=0"))
+    dm.setup("test")
+    loader = dm.eval_dataloader("test")
+    probs = [outputs(load_model(run / f"fold_{i}" / "checkpoints" / "best.ckpt"), loader)
+             for i in range(3)]
+    mean = sum(p for p, _ in probs) / 3
+    acc = (mean.argmax(-1) == probs[0][1]).float().mean().item()
+    assert m["ensemble_test/acc"] == pytest.approx(acc)
+    table = (run / "cv.md").read_text()
+    assert "| mean ± std |" in table and "averaged predictions" in table
+    assert math.isfinite(m["mean"]["val/loss"])
+
+
+def test_a_fold_is_a_run_folder_that_eval_accepts(make_cfg, tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from bertlab.evaluate import evaluate
+    from conftest import CONF
+
+    train(make_cfg(*FAST, "cv=2"))
+    fold = tmp_path / "run" / "fold_1"
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        cfg = compose("eval", overrides=[f"run_dir={fold}", f"output_dir={tmp_path / 'eval'}",
+                                         "split=validation"])
+    (tmp_path / "eval").mkdir()
+    result = evaluate(cfg)
+    recorded = json.loads((fold / "metrics.json").read_text())
+    assert result["validation/acc"] == pytest.approx(recorded["val/acc"], abs=1e-6)
+
+
+@pytest.mark.parametrize("bad, words", [("cv=1", "cv=1 is not valid; use a number of folds >= 2"),
+                                        ("cv=true", "cv=True is not valid"),
+                                        ("cv_fold=0", "cv_fold=0 is not valid")])
+def test_bad_cv_values_are_refused(make_cfg, bad, words):
+    with pytest.raises(ConfigError, match=words):
+        train(make_cfg(*FAST, bad))
+
+
+def test_regression_cv_is_a_random_partition(make_cfg, tmp_path):
+    train(make_cfg("data=valence", "data.max_samples=120", "batch_size=16", "cv=2"))
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["cv"]["stratified"] is False and "ensemble_test/pearson" in m
+    assert torch.isfinite(torch.tensor(m["mean"]["val/pearson"]))
