@@ -64,7 +64,7 @@ def main() -> None:
         run_dir, export = tmp / "run", tmp / "export"
         run([sys.executable, str(ROOT / "train.py"), "data=files", f"data.train_file={tmp / 'train.tsv'}",
              f"data.validation_file={SST2 / 'test.tsv'}", "data.test_size=0",
-             "data.text_column=sentence", "+data.read_kwargs.quoting=3", "data.clean=[]",
+             "data.text_column=sentence", "data.read_kwargs={quoting: 3}", "data.clean=[]",
              "trainer.max_steps=20", "trainer.enable_progress_bar=false",
              f"hydra.run.dir={run_dir}"], cwd=tmp)
         run([sys.executable, str(ROOT / "export.py"), f"run_dir={run_dir}", f"out={export}"], cwd=tmp)

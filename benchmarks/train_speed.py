@@ -70,7 +70,7 @@ def ours(train_tsv: Path, precision: str, scratch: Path, extra: list[str]) -> di
     cmd = [sys.executable, str(ROOT / "train.py"), "model=minilm", "data=files",
            f"data.train_file={train_tsv}", f"data.validation_file={SST2 / 'test.tsv'}",
            "data.test_size=0", "data.text_column=sentence", "data.label_column=label",
-           "+data.read_kwargs.quoting=3", "data.clean=[]", "lr=5e-5", "weight_decay=0",
+           "data.read_kwargs={quoting: 3}", "data.clean=[]", "lr=5e-5", "weight_decay=0",
            "batch_size=32", "max_epochs=1", "max_length=128", "seed=0", "scheduler.warmup=0",
            f"trainer.precision={precision}", "~callbacks.early_stopping",
            f"hydra.run.dir={run_dir}", *extra]

@@ -45,7 +45,7 @@ def test_multirun_lr_sweep(tmp_path):
     sweeps = list((tmp_path / "outputs" / "multiruns").iterdir())
     assert len(sweeps) == 1
     jobs = [job(sweeps[0], i) for i in range(3)]
-    assert jobs[1].name == "1_batch_size=16,data.max_samples=120,lr=3e-05,model=tiny"
+    assert jobs[1].name == "1_lr=3e-05"  # named by the swept key only
     lrs = []
     for folder in jobs:
         assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
@@ -91,7 +91,7 @@ def test_hub_model_offline_is_one_line(tmp_path):
     r = cli(["model=bert_base", "data.max_samples=120"], tmp_path, env={"HF_HUB_OFFLINE": "1"})
     assert r.returncode == 1 and "Traceback" not in r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: model.tokenizer='google-bert/bert-base-uncased' is neither")
+    assert last.startswith("error: model.name_or_path='google-bert/bert-base-uncased' is neither")
     assert "model=minilm" in last
 
 

@@ -145,7 +145,22 @@ def test_mixed_label_types_become_class_names(tmp_path):
     path.write_text("\n".join(json.dumps({"text": t, "label": [1, "pos"][i % 2]})
                               for i, (t, _) in enumerate(sentences(20))))
     dm = module(path, tmp_path)
-    assert dm.labels == ["1", "pos"] and dm.report["mixed_label_types"]["train"] == 20
+    assert dm.labels == ["1", "pos"] and dm.report["mixed_label_types"]["train"] == 10
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_mixed_labels_count_the_rows_of_the_rarer_kind(tmp_path, suffix):
+    rows = [(t, "1.5" if i % 10 == 3 else y) for i, (t, y) in enumerate(sentences(40))]
+    path = tmp_path / f"t{suffix}"
+    if suffix == ".csv":
+        path.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    else:
+        path.write_text("\n".join(json.dumps({"text": t, "label": 1.5 if y == "1.5" else y})
+                                  for t, y in rows))
+    dm = module(path, tmp_path)
+    assert dm.report["mixed_label_types"]["train"] == 4  # the four "1.5" rows, not all 40
+    with pytest.raises(DataError, match=r"4 rows hold numbers \(e.g. '?1.5'?\).*strict=true refuses"):
+        module(path, tmp_path, strict=True)
 
 
 def test_a_file_that_is_not_utf8_is_one_line_with_the_fix(tmp_path):

@@ -106,6 +106,10 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"cv_fold={fold!r} is not valid; use 0..cv-1 together with cv=K")
     if cfg.mode not in ("min", "max", "auto"):
         raise ConfigError(f"mode={cfg.mode!r} is not valid; use min, max or auto")
+    known = sorted({f"val/{m}" for names in METRICS.values() for m in names})
+    if cfg.monitor != "auto" and cfg.monitor not in known:
+        raise ConfigError(f"monitor={cfg.monitor} is not a metric bertlab logs; use one of "
+                          f"{', '.join(known)} or auto")
     precision = str(cfg.trainer.get("precision"))
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision} is not valid; use one of {', '.join(PRECISIONS)}")

@@ -14,6 +14,10 @@ class DataError(BertlabError):
     """Data that cannot be read or used."""
 
 
+class Unavailable(BertlabError):
+    """Something the run needs cannot be reached here (the Hub, offline)."""
+
+
 def user_error(exc: BaseException) -> BertlabError | None:
     """The BertlabError behind `exc`, if any (OmegaConf and Hydra wrap what resolvers raise)."""
     seen = set()

@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 from bertlab.analysis import analyse
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
+from bertlab.plugins import trainer_plugins
 from bertlab.runs import find_checkpoint, load_model, run_config
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,11 @@ def evaluate(cfg: DictConfig) -> dict:
     if not cfg.file and dm.labels != list(model.hparams.labels):
         raise ConfigError(f"the run's data now gives labels {dm.labels}, the checkpoint has "
                           f"{list(model.hparams.labels)}; evaluate on a file instead (file=...)")
+    # the run's own precision (recorded resolved), so that its metrics come out the same
+    plugins, replaced = trainer_plugins({"accelerator": "cpu", "precision": str(
+        train_cfg.trainer.get("precision", "32-true"))})
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False)
+                        enable_model_summary=False, plugins=plugins, **replaced)
     raw = trainer.test(model, dataloaders=dm.eval_dataloader(split), verbose=False)[0]
     metrics = {"checkpoint": str(ckpt), "data": name, "rows": len(dm.dataset[split]),
                **{k.replace("test/", f"{split if not cfg.file else 'test'}/", 1): v

@@ -19,7 +19,7 @@ tags: [bertlab]
 ---
 # {name}
 
-Fine-tuned with bertlab from `{base}` for {task}{labels}.
+Fine-tuned with bertlab from {base} for {task}{labels}.
 
 ```python
 from transformers import pipeline
@@ -41,6 +41,24 @@ steps (`bertlab.data.clean.cleaner`) to raw text for the same results as trainin
 """
 
 
+def base_model(m: dict) -> str:
+    """The model's public name for the card, never a path on this machine."""
+    import json
+
+    if not m.get("pretrained", True):
+        return "a randomly initialised encoder (no pretrained weights)"
+    if m.get("id"):
+        return f"`{m['id']}`"
+    path = Path(m["name_or_path"])
+    if path.is_dir():  # a local copy: the Hub id it was saved from, if it says
+        try:
+            name = json.loads((path / "config.json").read_text()).get("_name_or_path", "")
+        except (OSError, ValueError):
+            name = ""
+        return f"`{name}`" if name and not Path(name).is_absolute() else f"a local model (`{path.name}`)"
+    return f"`{m['name_or_path']}`"
+
+
 def model_card(run_dir: Path, out: Path, model) -> str:
     cfg = run_config(run_dir)
     metrics = recorded(run_dir)
@@ -48,6 +66,8 @@ def model_card(run_dir: Path, out: Path, model) -> str:
     keep = ("lr", "batch_size", "max_epochs", "max_length", "weight_decay", "seed")
     hparams = {k: cfg[k] for k in keep} | {"optimizer": cfg.optimizer._target_,
                                            "scheduler": cfg.scheduler.get("name")}
+    if hparams["max_epochs"] is None:  # the budget chose
+        hparams["max_epochs"] = f"{metrics.get('epochs')} epochs, {metrics.get('steps')} steps (budget)"
     data = {k: v for k, v in OmegaConf.to_container(cfg.data).items()
             if k in ("source", "train_file", "validation_file", "test_file", "path", "name",
                      "text_column", "text_pair_column", "label_column", "val_size", "test_size")
@@ -55,7 +75,7 @@ def model_card(run_dir: Path, out: Path, model) -> str:
     table = lambda d: "\n".join(f"| {k} | {v} |" for k, v in d.items())  # noqa: E731
     head = "| key | value |\n| --- | --- |\n"
     return CARD.format(
-        name=out.name, base=hp.model["name_or_path"], task=model.task, out=out,
+        name=out.name, base=base_model(hp.model), task=model.task, out=out,
         labels=f" ({', '.join(hp.labels)})" if hp.labels else "", clean=", ".join(hp.clean),
         data=head + table(data), hparams=head + table(hparams),
         metrics=head + table({k: round(v, 4) for k, v in metrics.items() if "/" in k}))

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
-from bertlab.errors import ConfigError
+from bertlab.errors import ConfigError, Unavailable
 
 
 @functools.cache
@@ -39,12 +39,16 @@ def ensure_hub_or_offline() -> None:
 
 def from_pretrained(loader, name_or_path: str, what: str = "model.name_or_path", **kwargs):
     """`loader.from_pretrained(name_or_path)`, a local folder or a Hub id, with a one-line error."""
-    if not Path(name_or_path).is_dir():
+    path = Path(os.path.expanduser(name_or_path))
+    if name_or_path.startswith(("/", ".", "~")) and not path.is_dir():  # a local path, not a Hub id
+        raise ConfigError(f"{what}={name_or_path} " + ("is a file; give the model's folder"
+                          if path.exists() else "does not exist") + " (a local model folder, or a Hub id)")
+    if not path.is_dir():
         ensure_hub_or_offline()
     try:
         return loader.from_pretrained(name_or_path, **kwargs)
     except OSError as e:
-        raise ConfigError(
+        raise Unavailable(
             f"{what}={name_or_path!r} is neither a local folder nor a Hub id that is cached or "
             f"reachable (offline?); use model=minilm or a local folder ({str(e).splitlines()[0]})"
         ) from e

@@ -28,7 +28,8 @@ def read_texts(source: str, text_column: str) -> list[str]:
     else:
         path = Path(source)
         if not path.is_file():
-            raise ConfigError(f"input={source} does not exist")
+            raise ConfigError(f"input={source} " + ("is a folder; give a file (or - for stdin)"
+                                                    if path.is_dir() else "does not exist"))
         name, suffix = source, path.suffix.lower()
         raw = path.read_text(encoding="utf-8", errors="replace")
     if suffix in TABLES:
@@ -43,6 +44,8 @@ def read_texts(source: str, text_column: str) -> list[str]:
         rows = None
     if rows is None:
         texts = raw.splitlines()
+        while texts and not texts[-1].strip():  # blank lines at the end are no texts
+            texts.pop()
     else:
         if rows and text_column not in rows[0]:
             raise DataError(f"text_column={text_column!r} is not a column of {name}; its columns "

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 from collections import OrderedDict
 import zipfile
 from pathlib import Path
@@ -25,7 +26,8 @@ def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
     if ckpt_path:
         path = Path(ckpt_path)
         if not path.is_file():
-            raise ConfigError(f"ckpt_path={ckpt_path} does not exist")
+            raise ConfigError(f"ckpt_path={ckpt_path} " + ("is a folder; give a .ckpt file"
+                                                           if path.is_dir() else "does not exist"))
         return path
     if not run_dir:
         raise ConfigError("give run_dir=outputs/runs/<run> (or ckpt_path=<file.ckpt>)")
@@ -34,7 +36,10 @@ def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
     path = Path(run_dir) / "checkpoints" / "best.ckpt"
     last = path.with_name("last.ckpt")
     if not path.is_file() and last.is_file() and recorded(run_dir).get("status") == "finished":
-        return last  # finished without a validation to pick a best one (max_steps < one epoch)
+        # finished without a validation to pick a best one (max_steps < one epoch)
+        print(f"note: {run_dir} has no checkpoints/best.ckpt (it finished before a validation "
+              f"picked one); using checkpoints/last.ckpt", file=sys.stderr)
+        return last
     if not path.is_file():
         found = sorted(p.name for p in Path(run_dir).glob("checkpoints/*.ckpt"))
         raise DataError(f"run_dir={run_dir} has no checkpoints/best.ckpt (found: "

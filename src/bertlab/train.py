@@ -37,14 +37,27 @@ log = logging.getLogger(__name__)
 
 
 def claim_run_dir(run_dir: Path) -> None:
-    """Refuse a folder that already holds a run: nothing a user made is overwritten."""
+    """Make the folder this run's alone: refused if it holds a run or another command claimed it
+    (an exclusive create of .claim; train.py's entry point usually claimed it already)."""
+    from bertlab.cli import CLAIM
+
     if os.environ.get("LOCAL_RANK", "0") != "0":
         return  # a DDP process that Lightning started for the run that rank 0 claimed
-    for name in ("metrics.json", "checkpoints"):
+    claim = run_dir / CLAIM
+    if claim.is_file() and claim.read_text() == str(os.getpid()):
+        return  # claimed by this process before Hydra started
+    for name in ("metrics.json", "checkpoints", CLAIM):
         if (run_dir / name).exists():
             raise ConfigError(f"output_dir={run_dir} already holds a run ({name}); "
                               f"choose a new folder")
     run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        raise ConfigError(f"output_dir={run_dir} was claimed by another run at the same moment; "
+                          f"choose a new folder") from None
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
 
 
 FINISHED = ("finished", "diverged", "pruned")  # statuses a resumed sweep does not run again

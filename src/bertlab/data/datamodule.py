@@ -86,6 +86,7 @@ class TextDataModule(L.LightningDataModule):
         drop_duplicates: bool = False,
         pad_to_multiple_of: int | None = None,
         cv: tuple[int, int] | None = None,
+        tokenizer_key: str = "model.tokenizer",
     ) -> None:
         super().__init__()
         if source not in SOURCES:
@@ -116,7 +117,11 @@ class TextDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.cache_root = Path(os.path.expanduser(cache_dir or "~/.cache/bertlab"))
-        self.tokenizer = from_pretrained(AutoTokenizer, tokenizer, what="model.tokenizer")
+        self.tokenizer = from_pretrained(AutoTokenizer, tokenizer, what=tokenizer_key)
+        limit = self.tokenizer.model_max_length
+        if limit < 1_000_000 and max_length > limit:  # (no limit known: a huge placeholder)
+            raise ConfigError(f"max_length={max_length} is more than this model's limit of {limit} "
+                              f"tokens; use max_length={limit} or less")
         self.collator = DataCollatorWithPadding(self.tokenizer)  # pads each batch to its longest
         self.pad_to_multiple_of = pad_to_multiple_of  # None: 8 on a GPU, nothing on a CPU
         # Keyed before the first call: tokenizing with truncation changes the tokenizer's state.
@@ -243,6 +248,29 @@ class TextDataModule(L.LightningDataModule):
         if n:
             self.report.setdefault(what, {})[split] = int(n)
 
+    def mixed_labels(self, split: str, values: list) -> None:
+        """Count the labels of the rarer kind when a column mixes numbers and words ("1", "2",
+        "pos"; in a csv every value is a string): those rows are probably mistakes, and each
+        distinct value becomes a class of its own."""
+        kinds: dict[str, list] = {"numbers": [], "words": []}
+        for v in values:
+            if v is None:
+                continue
+            try:
+                float(v)
+                kinds["numbers"].append(v)
+            except (TypeError, ValueError):
+                kinds["words"].append(v)
+        if not kinds["numbers"] or not kinds["words"]:
+            return
+        rare = min(kinds, key=lambda k: len(kinds[k]))
+        message = (f"{split}: the label column mixes numbers and words; {len(kinds[rare])} rows "
+                   f"hold {rare} (e.g. {kinds[rare][0]!r}), all read as class names")
+        if self.cfg["strict"]:
+            raise DataError(f"{message}; data.strict=true refuses them")
+        log.warning("%s", message)
+        self.count("mixed_label_types", split, len(kinds[rare]))
+
     def encode_labels(self, dd: datasets.DatasetDict, task: str) -> datasets.DatasetDict:
         """Class names <-> ids from the training labels; other splits may only use those names."""
         if task == "regression":
@@ -253,11 +281,8 @@ class TextDataModule(L.LightningDataModule):
                 raise DataError(f"data.label_column={self.cfg['label_column']!r} has values that "
                                 f"are not numbers, so it cannot be a regression target") from e
         for split in dd:
-            kinds = {type(v).__name__ for v in dd[split]["labels"]} - {"NoneType"}
-            if len(kinds) > 1 and task != "multilabel":
-                log.warning("%s: the label column mixes %s values; all are read as class names",
-                            split, " and ".join(sorted(kinds)))
-                self.count("mixed_label_types", split, len(dd[split]))
+            if task != "multilabel":
+                self.mixed_labels(split, list(dd[split]["labels"]))
         given = self.cfg["labels"]  # a trained model's label names (eval on a new file)
         self.labels = list(given) if given is not None else label_names(
             list(dd["train"]["labels"]), task)
@@ -494,4 +519,8 @@ def from_config(cfg, **overrides) -> TextDataModule:
     return instantiate(cfg.data, **{"tokenizer": cfg.model.tokenizer, "max_length": cfg.max_length,
                                     "batch_size": cfg.batch_size, "seed": cfg.seed,
                                     "cv": (cfg.cv, cfg.cv_fold) if cfg.get("cv_fold") is not None
-                                    else None, **overrides})
+                                    else None,
+                                    # the key the user set, for an error naming it
+                                    "tokenizer_key": "model.tokenizer" if cfg.model.tokenizer
+                                    != cfg.model.name_or_path else "model.name_or_path",
+                                    **overrides})

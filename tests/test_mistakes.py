@@ -1,0 +1,174 @@
+"""Two rules for every command: a run never changes a folder it does not own, and a mistake is
+one line (`error: ...`) naming the bad value and what would be valid: exit 2 for a usage mistake,
+1 for a failure while running, no traceback, nothing left behind."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, sentences
+
+SMOKE = ["model=tiny", "data.max_samples=120", "batch_size=16", "max_epochs=1",
+         "trainer.enable_progress_bar=false"]
+
+
+def command(script, args, cwd, env=None):
+    return subprocess.run([sys.executable, str(ROOT / f"{script}.py"), *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def snapshot(root: Path) -> dict:
+    """Every path under `root` with its content's hash: what a refused command must not change."""
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file()
+            else "dir" for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def place(tmp_path_factory):
+    """A folder with a finished run, a crashed one (no metrics.json), data files and a folder."""
+    root = tmp_path_factory.mktemp("place")
+    env = {"BERTLAB_CACHE": str(root / "cache")}
+    data = root / "data.csv"
+    data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in sentences(120)))
+    r = command("train", [*SMOKE, "data=files", f"data.train_file={data}",
+                          f"hydra.run.dir={root / 'finished'}"], root, env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    shutil.copytree(root / "finished", root / "crashed")
+    (root / "crashed" / "metrics.json").unlink()
+    (root / "empty.csv").write_text("text,label\n")
+    (root / "a_folder").mkdir()
+    (root / "exported").mkdir()
+    return root, env
+
+
+RUN = "{root}/finished"
+# (script, arguments, exit code, the words the one line must hold)
+REFUSED = [
+    ("train", ["hydra.run.dir={root}/finished"], 2, "hydra.run.dir={root}/finished is in use"),
+    ("train", ["hydra.run.dir={root}/crashed"], 2, "resume={root}/crashed"),
+    ("train", ["output_dir={root}/finished"], 2, "output_dir={root}/finished is in use"),
+    ("train", ["-m", "lr=1e-4,2e-4", "hydra.sweep.dir={root}/finished"], 2, "is in use"),
+    ("train", ["resume={root}/finished"], 2, "has already finished (status finished)"),
+    ("train", ["resume={root}/crashed", "lr=1"], 2, "drop lr=1"),
+    ("train", ["lrr=1"], 2, "lrr is not a key of this config; did you mean lr"),
+    ("train", ["trainer.precison=32"], 2, "did you mean trainer.precision"),
+    ("train", ["~trainer.nope"], 2, "~trainer.nope removes a key that is not in this config"),
+    ("train", ["eval"], 2, "'eval' is not an override"),
+    ("train", ["lr=-1"], 2, "lr=-1 is not valid"),
+    ("train", ["scheduler.warmup=-1"], 2, "scheduler.warmup=-1 is not valid; use a fraction"),
+    ("train", ["data.max_samples=0"], 2, "data.max_samples=0 is not valid; use a positive number"),
+    ("train", ["loss=focal", "loss.gamma=-1"], 2, "loss.gamma=-1 is not valid; use a number >= 0"),
+    ("train", ["weight_decay=-0.1"], 2, "weight_decay=-0.1 is not valid"),
+    ("train", ["trainer.accumulate_grad_batches=0"], 2, "trainer.accumulate_grad_batches=0"),
+    ("train", ["trainer.precision=fp16"], 2, "trainer.precision=fp16 is not valid; use one of auto"),
+    ("train", ["monitor=val/accc"], 2, "monitor=val/accc is not a metric bertlab logs; use one of"),
+    ("train", ["monitor=val/pearson"], 2, "monitor=val/pearson is not a metric of this classification"),
+    ("train", ["max_length=1000"], 2, "max_length=1000 is more than this model's limit of 512"),
+    ("train", ["cv=1"], 2, "cv=1 is not valid; use a number of folds >= 2"),
+    ("train", ["model.name_or_path=/nonexistent"], 2, "model.name_or_path=/nonexistent does not exist"),
+    ("train", ["data=files", "data.train_file={root}/a_folder"], 2, "is a folder"),
+    ("train", ["data=files", "data.train_file={root}/empty.csv"], 1, "holds no rows (only a header)"),
+    ("train", ["-m", "--cfg", "job"], 2, "-m and --cfg cannot be used together"),
+    ("eval", ["run_dir={root}/finished", "split=nosuch"], 2, "split=nosuch is not in this run's data"),
+    ("eval", ["run_dir={root}/finished", "file={root}/missing.csv"], 2, "does not exist"),
+    ("eval", ["run_dir={root}/nowhere"], 2, "run_dir={root}/nowhere does not exist"),
+    ("eval", ["run_dir={root}/finished", "lrr=1"], 2, "lrr is not a key"),
+    ("shrink", ["run_dir={root}/finished", "drop_layers=-3"], 2, "drop_layers=-3"),
+    ("predict", ["run_dir={root}/finished", "input={root}/a_folder"], 2,
+     "input={root}/a_folder is a folder"),
+    ("export", ["run_dir={root}/finished", "out={root}/exported"], 2, "exists already"),
+]
+
+
+@pytest.mark.parametrize("script, args, code, words", REFUSED,
+                         ids=[f"{s}:{' '.join(a)}" for s, a, _, _ in REFUSED])
+def test_a_mistake_is_one_line_and_changes_nothing(place, script, args, code, words):
+    root, env = place
+    args = [a.format(root=root) for a in args]
+    before = snapshot(root)
+    smoke = SMOKE if script == "train" and not any(a.startswith("resume=") for a in args) else []
+    r = command(script, [*smoke, *args], root, env)
+    lines = [line for line in r.stderr.splitlines() if line.strip() and "Warning" not in line
+             and not line.startswith(("  warnings.warn", "[20"))]
+    assert r.returncode == code, r.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-2000:]
+    assert words.format(root=root) in lines[0]
+    assert "Traceback" not in r.stderr
+    after = snapshot(root)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)
+                     and not k.startswith("cache"))
+    assert changed == [], changed  # no file changed, created or removed (eval/, shrink/ too)
+
+
+def test_two_runs_claiming_one_folder_at_once(place, tmp_path):
+    root, env = place
+    target = tmp_path / "shared_run"
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SMOKE, f"lr={lr}",
+                               f"hydra.run.dir={target}"], cwd=tmp_path, env={**os.environ, **env},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for lr in (1e-4, 2e-4)]
+    results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    (winner,) = [i for i, (code, _) in enumerate(results) if code == 0]
+    config = (target / ".hydra" / "config.yaml").read_text()
+    assert f"lr: {(1e-4, 2e-4)[winner]}" in config  # one run's files, not a mix
+    assert [p.name for p in (target / "checkpoints").iterdir()] in (["best.ckpt", "last.ckpt"],
+                                                                    ["last.ckpt", "best.ckpt"])
+
+
+def test_documented_forms_work_as_typed(tmp_path):
+    for args, expected in [
+        (["data=files", "data.read_kwargs={encoding: latin-1}"], "encoding: latin-1"),
+        (["data.read_kwargs={quoting: 3}"], "quoting: 3"),  # added to the tweets' own kwargs
+        (["model.config_overrides.hidden_dropout_prob=0.2"], "hidden_dropout_prob: 0.2"),
+        (["+model.config_overrides.classifier_dropout=0.3"], "classifier_dropout: 0.3"),
+        (["loss.class_weights=balanced", "loss.label_smoothing=0.1"], "class_weights: balanced"),
+        (["lr=3e-5", "--cfg", "job"], "lr: 3.0e-05"),  # the flag after the overrides
+    ]:
+        r = command("train", [*args, "--cfg", "job"] if "--cfg" not in args else args, tmp_path)
+        assert r.returncode == 0 and expected in r.stdout, (args, r.stderr[-1500:])
+    assert not list(tmp_path.iterdir())  # --cfg makes no folder
+
+
+def test_multirun_flag_after_the_overrides(tmp_path):
+    r = command("train", [*SMOKE, "lr=1e-4,2e-4", "-m"], tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    assert sorted(p.name for p in sweep.glob("*_lr=*")) == ["0_lr=0.0001", "1_lr=0.0002"]
+
+
+def test_class_weights_and_smoothing_with_the_default_loss(make_cfg, tmp_path):
+    from bertlab.train import train
+
+    train(make_cfg("data.max_samples=160", "batch_size=16", "loss.class_weights=balanced",
+                   "loss.label_smoothing=0.1"))
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["loss"]["name"] == "CrossEntropyLoss" and len(m["loss"]["class_weights"]) == 3
+
+
+def test_a_diverged_run_exits_non_zero(tmp_path):
+    r = command("train", [*SMOKE, "optimizer=sgd", "lr=1e12", "trainer.gradient_clip_val=null"],
+                tmp_path)
+    assert r.returncode == 3, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("error: training diverged")
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert json.loads((run / "metrics.json").read_text())["status"] == "diverged"
+
+
+def test_command_line_mistakes_answer_before_torch(tmp_path):
+    probe = ("import sys, runpy; sys.argv = ['train.py', 'lrr=1']\n"
+             "try:\n    runpy.run_path(%r, run_name='__main__')\n"
+             "except SystemExit as e:\n    print('torch' in sys.modules, e.code)\n"
+             % str(ROOT / "train.py"))
+    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120)
+    assert r.stdout.split() == ["False", "2"], r.stderr[-1500:]
