@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bertlab.errors import ConfigError
+from bertlab.errors import ConfigError, Unavailable
 from bertlab.train import train
 
 FAST = ["data.max_samples=160", "batch_size=16"]
@@ -173,7 +173,7 @@ def test_hub_models_offline_fail_with_one_clear_error(make_cfg, monkeypatch, mod
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     cfg = make_cfg(f"model={model}")
-    with pytest.raises(ConfigError, match=r"model.name_or_path='[\w/-]+' is neither a local "
+    with pytest.raises(Unavailable, match=r"model.name_or_path='[\w/-]+' is neither a local "
                                           r"folder nor a Hub id .*use model=minilm"):
         build_network(OmegaConf.to_container(cfg.model), "classification", ["a", "b"])
 

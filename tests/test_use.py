@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ def trained(tmp_path_factory, *overrides):
     run_dir = tmp_path_factory.mktemp("run")
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=["model=tiny", "data.max_samples=160", "batch_size=16",
-                                          f"output_dir={run_dir}", *overrides])
+                                          "max_epochs=1", f"output_dir={run_dir}", *overrides])
     train(cfg)
     return run_dir
 
@@ -115,16 +116,17 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     assert [set(row) for row in rows] == [{"text", "value"}] * 2
 
 
-@pytest.mark.parametrize("setup, args, words", [
-    ("empty", ["input={tmp}/empty.txt"], "holds no texts"),
-    ("blank", ["input={tmp}/blank.txt"], "has 1 blank text(s), the first at row 2"),
-    ("column", ["input={tmp}/t.csv", "text_column=body"], "text_column='body' is not a column"),
-    ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], "exists already"),
-    ("nockpt", ["input={tmp}/ok.txt", "run_dir={tmp}"], "has no checkpoints/best.ckpt"),
-    ("truncated", ["input={tmp}/ok.txt", "ckpt_path={tmp}/cut.ckpt"], "truncated, corrupted"),
-    ("precision", ["input={tmp}/ok.txt", "precision=fp16"], "precision=fp16 is not valid"),
+@pytest.mark.parametrize("setup, args, code, words", [  # 2: a usage mistake, 1: bad input
+    ("empty", ["input={tmp}/empty.txt"], 1, "holds no texts"),
+    ("blank", ["input={tmp}/blank.txt"], 1, "has 1 blank text(s), the first at row 2"),
+    ("column", ["input={tmp}/t.csv", "text_column=body"], 1, "text_column='body' is not a column"),
+    ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], 2, "exists already"),
+    ("nockpt", ["input={tmp}/ok.txt", "run_dir={tmp}"], 1, "has no checkpoints/best.ckpt"),
+    ("truncated", ["input={tmp}/ok.txt", "ckpt_path={tmp}/cut.ckpt"], 1, "truncated, corrupted"),
+    ("precision", ["input={tmp}/ok.txt", "precision=fp16"], 2, "precision=fp16 is not valid"),
+    ("folder", ["input={tmp}"], 2, "is a folder; give a file"),
 ])
-def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, words):
+def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, code, words):
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "blank.txt").write_text("good\n   \nbad\n")
     (tmp_path / "t.csv").write_text("text,x\nhello,1\n")
@@ -138,7 +140,7 @@ def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, words):
     if not any(a.startswith("output=") for a in args):
         args.append(f"output={out}")
     r = tool("predict.py", *args)
-    assert r.returncode == 1
+    assert r.returncode == code, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and words in r.stderr
     assert "Traceback" not in r.stderr and not out.exists()
     assert (tmp_path / "old.jsonl").read_text() == "{}\n"  # never overwritten
@@ -192,7 +194,18 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
         for s in scores:
             assert s["score"] == pytest.approx(mine[f"p_{s['label']}"], abs=1e-4)
     r = tool("export.py", f"run_dir={run_dir}", f"out={out}")  # never over an existing folder
-    assert r.returncode == 1 and "exists already" in r.stderr
+    assert r.returncode == 2 and "exists already" in r.stderr
+    card = (out / "README.md").read_text()
+    assert "from a randomly initialised encoder" in card and str(Path.home()) not in card
+    assert "site-packages" not in card  # no path of this machine
+
+
+def test_a_trailing_blank_line_is_not_a_text(run_dir, tmp_path):
+    (tmp_path / "in.txt").write_text("good film\nbad film\n\n")
+    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
+             f"output={tmp_path / 'p.jsonl'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [row["text"] for row in predictions(tmp_path / "p.jsonl")] == ["good film", "bad film"]
 
 
 def test_error_analysis_after_training(run_dir):

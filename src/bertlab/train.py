@@ -22,7 +22,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from bertlab.analysis import analyse
 from bertlab.budget import plan
-from bertlab.cli import in_multirun
+from bertlab import cli
+from bertlab.cli import CLAIM, in_multirun
 from bertlab.callbacks.preemption import Preemption
 from bertlab.callbacks.pruning import EncoderPruning
 from bertlab.callbacks.unfreeze import UnfreezeAt
@@ -39,17 +40,17 @@ log = logging.getLogger(__name__)
 def claim_run_dir(run_dir: Path) -> None:
     """Make the folder this run's alone: refused if it holds a run or another command claimed it
     (an exclusive create of .claim; train.py's entry point usually claimed it already)."""
-    from bertlab.cli import CLAIM
-
     if os.environ.get("LOCAL_RANK", "0") != "0":
         return  # a DDP process that Lightning started for the run that rank 0 claimed
     claim = run_dir / CLAIM
-    if claim.is_file() and claim.read_text() == str(os.getpid()):
-        return  # claimed by this process before Hydra started
-    for name in ("metrics.json", "checkpoints", CLAIM):
+    for name in ("metrics.json", "checkpoints"):
         if (run_dir / name).exists():
             raise ConfigError(f"output_dir={run_dir} already holds a run ({name}); "
                               f"choose a new folder")
+    if claim.is_file():
+        if cli.OWNED is not None and cli.OWNED.resolve() == run_dir.resolve():
+            return  # claimed by this command before Hydra started
+        raise ConfigError(f"output_dir={run_dir} already holds a run ({CLAIM}); choose a new folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)

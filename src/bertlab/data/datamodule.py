@@ -506,6 +506,8 @@ def fold(ds: datasets.Dataset, folds: int, index: int, task: str, seed: int):
     else:
         if folds > len(ds):
             raise ConfigError(f"cv={folds} is more than the {len(ds)} training rows")
+        log.info("cv: a %s target has no classes to stratify by; the folds are a seeded random "
+                 "partition", task)
         splitter = KFold(folds, shuffle=True, random_state=seed)
     train_idx, val_idx = list(splitter.split(range(len(ds)), labels))[index]
     return ds.select(train_idx), ds.select(val_idx)
