@@ -11,7 +11,8 @@ measure (it could only end the run sooner). The peer: ../shared/bench/hf_trainer
 (one epoch, batch 32). Prints one line: each side's first time at or above the target (or its
 best accuracy if never), and the ratio of the peer's best time to ours. Asserts nothing.
 
-    python benchmarks/time_to_quality.py [--target 0.88] [--every 100] [--results RESULTS.md]
+    python benchmarks/time_to_quality.py [--target 0.88] [--every 100] [--peers "grouped bf16 lr 5e-5"]
+        [--results RESULTS.md]
 """
 from __future__ import annotations
 
@@ -69,13 +70,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--target", type=float, default=0.88)
     ap.add_argument("--every", type=int, default=100, help="steps between evaluations")
+    ap.add_argument("--peers", default=",".join(PEERS),
+                    help="which peer settings to run, comma-separated (default: all three)")
     ap.add_argument("--results", help="append the line to this markdown file")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bertlab_ttq_") as tmp:
         us = ours(a.every, Path(tmp))
     ours_s = first_at(us, "val/acc", a.target)
     parts, best = [], None
-    for name, args in PEERS.items():
+    for name in a.peers.split(","):
+        args = PEERS[name]
         curve = peer(args, a.every)
         t = first_at(curve, "accuracy", a.target)
         best = t if t is not None and (best is None or t < best) else best

@@ -68,7 +68,8 @@ def model_card(run_dir: Path, out: Path, model) -> str:
                                            "scheduler": cfg.scheduler.get("name")}
     if hparams["max_epochs"] is None:  # the budget chose
         hparams["max_epochs"] = f"{metrics.get('epochs')} epochs, {metrics.get('steps')} steps (budget)"
-    data = {k: v for k, v in OmegaConf.to_container(cfg.data).items()
+    data = {k: Path(v).name if k.endswith("_file") else v  # a file's name, not this machine's path
+            for k, v in OmegaConf.to_container(cfg.data).items()
             if k in ("source", "train_file", "validation_file", "test_file", "path", "name",
                      "text_column", "text_pair_column", "label_column", "val_size", "test_size")
             and v is not None}
