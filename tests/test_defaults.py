@@ -192,7 +192,7 @@ def test_folds_are_disjoint_stratified_and_cover_the_rows():
 
 
 def test_cross_validation_runs_folds_and_averages_their_predictions(make_cfg, tmp_path):
-    from bertlab.cv import outputs
+    from bertlab.analysis import collect
     from bertlab.data.datamodule import from_config
     from bertlab.runs import load_model
 
@@ -213,7 +213,7 @@ def test_cross_validation_runs_folds_and_averages_their_predictions(make_cfg, tm
     dm = from_config(make_cfg(*FAST, "cv=3", "cv_fold=0"))
     dm.setup("test")
     loader = dm.eval_dataloader("test")
-    probs = [outputs(load_model(run / f"fold_{i}" / "checkpoints" / "best.ckpt"), loader)
+    probs = [collect(load_model(run / f"fold_{i}" / "checkpoints" / "best.ckpt"), loader)
              for i in range(3)]
     mean = sum(p for p, _ in probs) / 3
     acc = (mean.argmax(-1) == probs[0][1]).float().mean().item()

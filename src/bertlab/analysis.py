@@ -12,6 +12,21 @@ import torch  # noqa: E402
 import torchmetrics.functional as tmf  # noqa: E402
 
 
+def score(task: str, num_labels: int, stage: str, scores: torch.Tensor,
+          target: torch.Tensor) -> dict[str, float]:
+    """`stage/metric` values of `scores` (from collect) against `target`."""
+    from bertlab.models.classifier import build_metrics
+
+    metrics = build_metrics(task, num_labels, stage)
+    if task == "classification":
+        metrics.update(scores, target)
+    elif task == "multilabel":
+        metrics.update(scores, target.int())
+    else:
+        metrics.update(scores.reshape(-1), target.float())
+    return {k: float(v) for k, v in metrics.compute().items()}
+
+
 @torch.inference_mode()
 def collect(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores (probabilities, or values for regression) and targets over `loader`, in order."""

@@ -14,10 +14,9 @@ import math
 import statistics
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, open_dict
 
-from bertlab.models.classifier import build_metrics
+from bertlab.analysis import collect, score
 from bertlab.runs import find_checkpoint, load_model
 
 log = logging.getLogger(__name__)
@@ -39,36 +38,14 @@ def summary(folds: list[dict]) -> dict:
             for k in keys}
 
 
-@torch.inference_mode()
-def outputs(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
-    """(probabilities or values, targets) of `model` over `loader`, in the loader's order."""
-    model.eval()
-    preds, targets = [], []
-    for batch in loader:
-        labels = batch.pop("labels")
-        out = model(**batch).float()
-        preds.append(out.softmax(-1) if model.task == "classification" else
-                     out.sigmoid() if model.task == "multilabel" else out)
-        targets.append(labels)
-    return torch.cat(preds), torch.cat(targets)
-
-
 def ensemble_test(fold_dirs: list[Path], dm) -> dict:
     """Test metrics of the folds' best models with their predictions averaged."""
     loader = dm.eval_dataloader("test")
     total, target = None, None
     for run in fold_dirs:
-        probs, target = outputs(load_model(find_checkpoint(str(run))), loader)
+        probs, target = collect(load_model(find_checkpoint(str(run))), loader)
         total = probs if total is None else total + probs
-    mean = total / len(fold_dirs)
-    metrics = build_metrics(dm.task, dm.num_labels, "test")
-    if dm.task == "classification":
-        metrics.update(mean, target)
-    elif dm.task == "multilabel":
-        metrics.update(mean, target.int())
-    else:
-        metrics.update(mean.reshape(-1), target.float())
-    return {k: float(v) for k, v in metrics.compute().items()}
+    return score(dm.task, dm.num_labels, "test", total / len(fold_dirs), target)
 
 
 def write_table(path: Path, folds: list[dict], spread: dict, ensemble: dict) -> None:

@@ -10,10 +10,9 @@ import datasets
 import torch
 from omegaconf import DictConfig
 
-from bertlab.analysis import collect
+from bertlab.analysis import collect, score
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
-from bertlab.models.classifier import build_metrics
 from bertlab.models.compress import compress
 from bertlab.runs import find_checkpoint, load_model, run_config
 
@@ -45,15 +44,7 @@ def latency_ms(model, batch: dict, repeats: int = 5) -> float:
 
 def measure(model, dm, path: Path, monitor: str) -> dict:
     loader = dm.eval_dataloader("validation")
-    scores, target = collect(model, loader)
-    metrics = build_metrics(model.task, model.num_labels, "val")
-    if model.task == "classification":
-        metrics.update(scores, target)
-    elif model.task == "multilabel":
-        metrics.update(scores, target.int())
-    else:
-        metrics.update(scores, target.float())
-    values = {k: float(v) for k, v in metrics.compute().items()}
+    values = score(model.task, model.num_labels, "val", *collect(model, loader))
     key = monitor if monitor in values else next(iter(values))
     return {"size_mb": round(path.stat().st_size / 2**20, 2), "parameters": parameter_count(model),
             "latency_ms": round(latency_ms(model, next(iter(loader))), 2),
