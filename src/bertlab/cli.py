@@ -47,6 +47,11 @@ def flags_first(argv: list[str]) -> list[str]:
     return flags + overrides
 
 
+def override_args(argv: list[str]) -> list[str]:
+    """The overrides of a command line: what is neither a flag nor a flag's value."""
+    return [a for i, a in enumerate(argv) if not a.startswith("-") and not (i and argv[i - 1] in VALUED)]
+
+
 def usage(message: str) -> None:
     """A usage mistake: one line, exit 2, before anything is written."""
     print(f"error: {message}", file=sys.stderr)
@@ -131,8 +136,7 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
     from hydra.core.override_parser.types import OverrideType
     from omegaconf import DictConfig
 
-    args = [a for i, a in enumerate(argv) if not a.startswith("-")
-            and not (i and argv[i - 1] in VALUED)]
+    args = override_args(argv)
     for a in args:
         if "=" not in a and not a.startswith("~"):
             usage(f"{a!r} is not an override; use key=value or group=option (--help lists them)")
@@ -266,6 +270,17 @@ OWNED_TOP: Path | None = None  # ... and the first of its parents that it create
 CLAIM = ".claim"  # in a run folder: the pid of the run that owns it, created exclusively
 
 
+def create_claim(folder: Path) -> bool:
+    """Create folder/.claim holding this pid, exclusively: False if it exists already."""
+    try:
+        fd = os.open(folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
 def claim(folder: Path, key: str) -> None:
     """Make `folder` this command's, atomically: refused if it holds anything, or if another
     command claims it at the same moment (an exclusive create of .claim)."""
@@ -278,13 +293,7 @@ def claim(folder: Path, key: str) -> None:
         usage(f"{key}={folder} is a file; give a new folder")
     if not used:
         folder.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            used = True
-        else:
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
+        if create_claim(folder):
             OWNED, OWNED_TOP = folder, top
             return
     what = ", ".join(sorted(p.name for p in folder.iterdir())[:4])
@@ -302,8 +311,7 @@ def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]
     from omegaconf.errors import MissingMandatoryValue
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = [a for i, a in enumerate(argv) if not a.startswith("-")
-                 and not (i and argv[i - 1] in VALUED)]
+    overrides = override_args(argv)
     if multirun:  # sweep values cannot be composed; the sweep's own keys are enough here
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -346,8 +354,7 @@ def name_jobs_by_swept_keys(argv: list[str], conf_dir: Path) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
 
-    overrides = [a for i, a in enumerate(argv) if not a.startswith("-")
-                 and not (i and argv[i - 1] in VALUED)]
+    overrides = override_args(argv)
     parsed = OverridesParser.create().parse_overrides(overrides)
     fixed = [o.key_or_group for o in parsed if not o.is_sweep_override()
              and not o.key_or_group.startswith("hydra")]

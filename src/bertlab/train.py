@@ -52,13 +52,9 @@ def claim_run_dir(run_dir: Path) -> None:
             return  # claimed by this command before Hydra started
         raise ConfigError(f"output_dir={run_dir} already holds a run ({CLAIM}); choose a new folder")
     run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+    if not cli.create_claim(run_dir):
         raise ConfigError(f"output_dir={run_dir} was claimed by another run at the same moment; "
-                          f"choose a new folder") from None
-    os.write(fd, str(os.getpid()).encode())
-    os.close(fd)
+                          f"choose a new folder")
 
 
 FINISHED = ("finished", "diverged", "pruned")  # statuses a resumed sweep does not run again
