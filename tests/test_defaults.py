@@ -146,9 +146,9 @@ def test_precision_auto_reaches_the_trainer(monkeypatch):
 
 
 def test_a_run_records_its_precision(make_cfg, monkeypatch):
-    import bertlab.train as train_module
+    import bertlab.trainer as trainer_module
 
-    monkeypatch.setattr(train_module, "hardware", lambda cuda: {"cpu_flags": []})
+    monkeypatch.setattr(trainer_module, "hardware", lambda cuda: {"cpu_flags": []})
     m = metrics_of(make_cfg, "trainer.precision=auto")
     assert m["precision"]["value"] == "32-true" and "no AVX-512 BF16" in m["precision"]["why"]
 
@@ -170,7 +170,7 @@ def test_monitor_auto_follows_the_task():
 def test_folds_are_disjoint_stratified_and_cover_the_rows():
     import datasets
 
-    from bertlab.data.datamodule import fold
+    from bertlab.data.labels import fold
 
     labels = [0] * 30 + [1] * 15
     ds = datasets.Dataset.from_dict({"i": list(range(45)), "labels": labels}).cast_column(
@@ -194,7 +194,7 @@ def test_folds_are_disjoint_stratified_and_cover_the_rows():
 def test_cross_validation_runs_folds_and_averages_their_predictions(make_cfg, tmp_path):
     from bertlab.analysis import collect
     from bertlab.data.datamodule import from_config
-    from bertlab.runs import load_model
+    from bertlab.checkpoints import load_model
 
     cfg = make_cfg(*FAST, "cv=3")
     train(cfg)

@@ -9,7 +9,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from bertlab.errors import ConfigError
 from bertlab.models.losses import FocalLoss, class_weights
-from bertlab.train import diagnose, train
+from bertlab.results import diagnose
+from bertlab.train import train
 
 FAST = ["data.max_samples=160", "batch_size=16"]  # 128 training rows: 8 steps an epoch
 
@@ -165,7 +166,7 @@ def test_focal_loss(make_cfg, tmp_path):
 
 def test_label_smoothing_reaches_the_loss(make_cfg, tmp_path):
     run(make_cfg, tmp_path, "loss=cross_entropy", "loss.label_smoothing=0.1")
-    from bertlab.runs import load_model
+    from bertlab.checkpoints import load_model
 
     assert load_model(tmp_path / "run" / "checkpoints" / "best.ckpt").loss_fn.label_smoothing == 0.1
 
@@ -214,10 +215,10 @@ def test_fit_diagnosis():
 
 
 def test_lr_range_test_saves_a_plot_and_can_train_with_it(make_cfg, tmp_path):
-    from bertlab.train import train as run_train
+    from bertlab.tune import tune_lr
 
     cfg = make_cfg(*FAST, "tune_lr.num_training=30", "tune_lr.apply=true")
-    run_train(cfg, tune_lr=True)
+    tune_lr(cfg)
     found = json.loads((tmp_path / "run" / "lr_find.json").read_text())
     assert (tmp_path / "run" / "lr_find.png").stat().st_size > 1000
     assert len(found["lr"]) <= 30 and 1e-7 <= found["suggestion"] <= 1
@@ -231,7 +232,7 @@ def test_lr_range_test_saves_a_plot_and_can_train_with_it(make_cfg, tmp_path):
 
 
 def test_pruning_reaches_the_asked_sparsity(make_cfg, tmp_path):
-    from bertlab.runs import load_model
+    from bertlab.checkpoints import load_model
 
     metrics = run(make_cfg, tmp_path, "callbacks=pruning", "callbacks.pruning.sparsity=0.6",
                   "max_epochs=3", "~callbacks.early_stopping", "monitor=val/loss")
@@ -277,7 +278,7 @@ def test_shrink_writes_a_smaller_model_that_loads_and_predicts(make_cfg, tmp_pat
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
-    from bertlab.runs import load_model
+    from bertlab.checkpoints import load_model
 
     small = load_model(out / "model.ckpt")
     assert len(small.net.bert.encoder.layer) == 1  # tiny has 2; the top one is gone
@@ -293,7 +294,7 @@ def test_divergence_stops_the_run_and_says_so(make_cfg, tmp_path):
 
 
 def test_dropout_rates_and_monitoring_accuracy(make_cfg, tmp_path):
-    from bertlab.runs import load_model
+    from bertlab.checkpoints import load_model
 
     metrics = run(make_cfg, tmp_path, "+model.config_overrides.hidden_dropout_prob=0.3",
                   "+model.config_overrides.classifier_dropout=0.4", "monitor=val/acc",
@@ -308,7 +309,7 @@ def test_dropout_rates_and_monitoring_accuracy(make_cfg, tmp_path):
 
 
 def test_compile_trains_the_compiled_network_and_keeps_plain_checkpoint_keys(make_cfg, tmp_path):
-    from bertlab.runs import load_model
+    from bertlab.checkpoints import load_model
 
     metrics = run(make_cfg, tmp_path, "model.compile=true", "trainer.max_steps=2")
     assert metrics["steps"] == 2 and metrics["val/loss"] == metrics["val/loss"]

@@ -200,7 +200,7 @@ def test_max_steps_shorter_than_an_epoch(make_cfg, tmp_path):
     assert metrics["status"] == "finished" and metrics["stopped_by"] == "max_steps"
     assert metrics["steps"] == 3 and metrics["val/loss"] > 0 and metrics["test/acc"] >= 0
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
-    from bertlab.runs import find_checkpoint
+    from bertlab.checkpoints import find_checkpoint
 
     assert find_checkpoint(str(tmp_path / "run")).name == "last.ckpt"  # for eval, predict, export
 

@@ -150,7 +150,7 @@ def test_predict_in_bf16_agrees_with_fp32(run_dir):
     from transformers import AutoTokenizer
 
     from bertlab.predict import predict_texts
-    from bertlab.runs import find_checkpoint, load_network
+    from bertlab.checkpoints import find_checkpoint, load_network
 
     model = load_network(find_checkpoint(str(run_dir)))
     tok = AutoTokenizer.from_pretrained(model.hparams.model["tokenizer"])
@@ -164,7 +164,7 @@ def test_predict_in_bf16_agrees_with_fp32(run_dir):
 def test_checkpoint_of_another_kind_is_refused(tmp_path):
     import torch
 
-    from bertlab.runs import load_model
+    from bertlab.checkpoints import load_model
 
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(BertlabError, match="not a bertlab checkpoint"):
@@ -233,7 +233,8 @@ def test_confusion_matrix_counts_sum_to_the_split(run_dir):
     from hydra.utils import instantiate
 
     from bertlab.analysis import collect
-    from bertlab.runs import load_model, run_config
+    from bertlab.checkpoints import load_model
+    from bertlab.runs import run_config
 
     cfg = run_config(run_dir)
     model = load_model(run_dir / "checkpoints" / "best.ckpt")
@@ -272,7 +273,7 @@ def test_explanations_give_one_score_per_token(run_dir):
     from transformers import AutoTokenizer
 
     from bertlab.explain import explain_texts
-    from bertlab.runs import load_model
+    from bertlab.checkpoints import load_model
 
     model = load_model(run_dir / "checkpoints" / "best.ckpt")
     tokenizer = AutoTokenizer.from_pretrained(model.hparams.model["tokenizer"])

@@ -1,7 +1,6 @@
 """Error analysis of one split: confusion matrix, per-class report, and the worst mistakes."""
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import matplotlib
@@ -11,19 +10,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torchmetrics.functional as tmf  # noqa: E402
 
+from bertlab.files import write_csv  # noqa: E402
+from bertlab.task import Task, task_of  # noqa: E402
 
-def score(task: str, num_labels: int, stage: str, scores: torch.Tensor,
+
+def score(task: str | Task, num_labels: int, stage: str, scores: torch.Tensor,
           target: torch.Tensor) -> dict[str, float]:
     """`stage/metric` values of `scores` (from collect) against `target`."""
-    from bertlab.models.classifier import build_metrics
-
-    metrics = build_metrics(task, num_labels, stage)
-    if task == "classification":
-        metrics.update(scores, target)
-    elif task == "multilabel":
-        metrics.update(scores, target.int())
-    else:
-        metrics.update(scores.reshape(-1), target.float())
+    task = task_of(task)
+    metrics = task.build_metrics(num_labels, stage)
+    metrics.update(*task.metric_inputs(scores, target))
     return {k: float(v) for k, v in metrics.compute().items()}
 
 
@@ -36,32 +32,19 @@ def collect(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
     for batch in loader:
         batch = {k: v.to(model.device) for k, v in batch.items()}
         labels = batch.pop("labels")
-        logits = model(**batch).float()
-        if model.task == "classification":
-            logits = logits.softmax(-1)
-        elif model.task == "multilabel":
-            logits = logits.sigmoid()
-        scores.append(logits.cpu())
+        scores.append(model.task.scores(model(**batch)).cpu())
         targets.append(labels.cpu())
     model.train(was_training)
     return torch.cat(scores), torch.cat(targets)
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def per_class_report(preds, target, labels: list[str], task: str) -> list[dict]:
+def per_class_report(preds, target, labels: list[str], task: Task) -> list[dict]:
     n = len(labels)
-    kw = dict(num_classes=n) if task == "classification" else dict(num_labels=n)
-    kind = "multiclass" if task == "classification" else "multilabel"
+    kw = dict(num_labels=n) if task.multi_hot else dict(num_classes=n)
+    kind = "multilabel" if task.multi_hot else "multiclass"
     cols = {name: getattr(tmf.classification, f"{kind}_{name}")(preds, target, average=None, **kw)
             for name in ("precision", "recall", "f1_score")}
-    support = (torch.bincount(target, minlength=n) if task == "classification"
-               else target.sum(0).long())
+    support = target.sum(0).long() if task.multi_hot else torch.bincount(target, minlength=n)
     rows = [{"label": label, "precision": round(float(cols["precision"][i]), 4),
              "recall": round(float(cols["recall"][i]), 4),
              "f1": round(float(cols["f1_score"][i]), 4), "support": int(support[i])}
@@ -106,7 +89,7 @@ def analyse(model, dm, split: str, out_dir: Path, writer=None, step: int = 0) ->
     labels = list(model.hparams.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}
-    if model.task == "regression":
+    if not model.task.has_classes:
         fig = scatter_figure(scores, target)
         error = (scores - target).abs()
         rows = [{"text": texts[i], "true": round(float(target[i]), 4),
@@ -114,7 +97,7 @@ def analyse(model, dm, split: str, out_dir: Path, writer=None, step: int = 0) ->
                 for i in error.argsort(descending=True).tolist()]
         files["plot"] = "predicted_vs_true.png"
     else:
-        if model.task == "classification":
+        if not model.task.multi_hot:
             preds = scores.argmax(-1)
             cm = tmf.confusion_matrix(preds, target, task="multiclass", num_classes=len(labels))
             fig = confusion_figure(cm, labels)

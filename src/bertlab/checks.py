@@ -4,6 +4,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from bertlab.errors import ConfigError
+from bertlab.task import TASKS, Task, task_of
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 
@@ -106,7 +107,7 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"cv_fold={fold!r} is not valid; use 0..cv-1 together with cv=K")
     if cfg.mode not in ("min", "max", "auto"):
         raise ConfigError(f"mode={cfg.mode!r} is not valid; use min, max or auto")
-    known = sorted({f"val/{m}" for names in METRICS.values() for m in names})
+    known = sorted({f"val/{m}" for t in TASKS.values() for m in (*t.metrics, "loss")})
     if cfg.monitor != "auto" and cfg.monitor not in known:
         raise ConfigError(f"monitor={cfg.monitor} is not a metric bertlab logs; use one of "
                           f"{', '.join(known)} or auto")
@@ -115,20 +116,17 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.precision={precision} is not valid; use one of {', '.join(PRECISIONS)}")
 
 
-# What each task logs at validation, and which way each improves.
-METRICS = {"classification": ("acc", "f1", "loss"), "multilabel": ("acc", "f1", "loss"),
-           "regression": ("pearson", "spearman", "mse", "mae", "loss")}
-HIGHER_IS_BETTER = ("acc", "f1", "pearson", "spearman")
-AUTO_MONITOR = {"classification": "val/acc", "multilabel": "val/f1", "regression": "val/loss"}
+HIGHER_IS_BETTER = ("acc", "f1", "pearson", "spearman")  # which way each metric improves
 
 
-def resolve_monitor(monitor: str, mode: str, task: str) -> tuple[str, str]:
+def resolve_monitor(monitor: str, mode: str, task: str | Task) -> tuple[str, str]:
     """(monitor, mode) for `task`: auto picks accuracy (classes), macro-F1 (multi-label) or the
     loss (regression); a validation loss picks an over-confident early epoch on small data. A
     metric the task does not log is refused; mode auto follows the metric."""
+    task = task_of(task)
     if monitor == "auto":
-        monitor = AUTO_MONITOR[task]
-    valid = [f"val/{m}" for m in METRICS[task]]
+        monitor = task.monitor
+    valid = [f"val/{m}" for m in (*task.metrics, "loss")]
     if monitor not in valid:
         raise ConfigError(f"monitor={monitor} is not a metric of this {task} task; "
                           f"use one of {', '.join(valid)} (or auto)")

@@ -17,7 +17,9 @@ from pathlib import Path
 from omegaconf import DictConfig, open_dict
 
 from bertlab.analysis import collect, score
-from bertlab.runs import find_checkpoint, load_model
+from bertlab.files import markdown_table
+from bertlab.checkpoints import find_checkpoint, load_model
+from bertlab.task import task_of
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +52,10 @@ def ensemble_test(fold_dirs: list[Path], dm) -> dict:
 
 def write_table(path: Path, folds: list[dict], spread: dict, ensemble: dict) -> None:
     keys = list(spread)
-    lines = ["# Cross-validation", "", "| fold | best epoch | " + " | ".join(keys) + " |",
-             "| --- | --- | " + " | ".join("---" for _ in keys) + " |"]
-    for i, f in enumerate(folds):
-        lines.append(f"| {i} | {f.get('best_epoch')} | "
-                     + " | ".join(f"{f[k]:.4f}" for k in keys) + " |")
-    lines.append("| mean ± std | | " + " | ".join(
-        f"{spread[k]['mean']:.4f} ± {spread[k]['std']:.4f}" for k in keys) + " |")
+    rows = [[i, f.get("best_epoch"), *(f"{f[k]:.4f}" for k in keys)] for i, f in enumerate(folds)]
+    rows.append(["mean ± std", "", *(f"{spread[k]['mean']:.4f} ± {spread[k]['std']:.4f}"
+                                     for k in keys)])
+    lines = ["# Cross-validation", "", *markdown_table(["fold", "best epoch", *keys], rows)]
     if ensemble:
         lines += ["", "Test split scored with the folds' averaged predictions: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in ensemble.items())]
@@ -84,7 +83,7 @@ def cross_validate(cfg: DictConfig, train) -> float:
     dm.setup("test")
     ensemble = ensemble_test(dirs, dm) if "test" in dm.dataset else {}
     result = {"status": "finished", "task": folds[0]["task"], "monitor": monitor,
-              "cv": {"folds": cfg.cv, "stratified": folds[0]["task"] == "classification",
+              "cv": {"folds": cfg.cv, "stratified": task_of(folds[0]["task"]).stratified,
                      "runs": [str(d.relative_to(run_dir)) for d in dirs]},
               "folds": [{k: v for k, v in f.items() if "/" in k or k == "best_epoch"} for f in folds],
               "mean": {k: v["mean"] for k, v in spread.items()},

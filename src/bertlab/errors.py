@@ -1,6 +1,9 @@
 """User-facing errors: the entry points print them as one line `error: ...` and exit non-zero."""
 from __future__ import annotations
 
+import sys
+from typing import NoReturn
+
 
 class BertlabError(Exception):
     """A mistake the user can fix; the message names the bad value and what would be valid."""
@@ -32,3 +35,9 @@ def user_error(exc: BaseException) -> BertlabError | None:
 class Diverged(Exception):
     """The training loss became NaN or infinite: training stops at that step."""
 
+
+
+def exit_usage(message: str) -> NoReturn:
+    """A usage mistake found on the command line: one line, exit 2, before anything is written."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)

@@ -14,7 +14,8 @@ from bertlab.analysis import analyse
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.plugins import trainer_plugins
-from bertlab.runs import find_checkpoint, load_model, run_config
+from bertlab.checkpoints import find_checkpoint, load_model
+from bertlab.runs import run_config
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if cfg.file:  # a new labelled file, read with the run's columns and cleaning
         data.update(train_file=None, validation_file=None, test_file=str(cfg.file),
                     format=None, read_kwargs={}, labels=list(model.hparams.labels),
-                    task=model.task, val_size=0, test_size=0)
+                    task=model.task.name, val_size=0, test_size=0)
         for key in ("text_column", "text_pair_column", "label_column"):
             if cfg.get(key):
                 data[key] = cfg[key]

@@ -1,7 +1,6 @@
 """export(cfg): a trained run as a plain Hugging Face folder that `pipeline()` loads."""
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -9,8 +8,10 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
 from bertlab.errors import ConfigError
+from bertlab.files import markdown_table, written_whole
 from bertlab.hub import from_pretrained
-from bertlab.runs import find_checkpoint, load_model, recorded, run_config
+from bertlab.checkpoints import find_checkpoint, load_model
+from bertlab.runs import recorded, run_config
 
 CARD = """---
 library_name: transformers
@@ -73,13 +74,12 @@ def model_card(run_dir: Path, out: Path, model) -> str:
             if k in ("source", "train_file", "validation_file", "test_file", "path", "name",
                      "text_column", "text_pair_column", "label_column", "val_size", "test_size")
             and v is not None}
-    table = lambda d: "\n".join(f"| {k} | {v} |" for k, v in d.items())  # noqa: E731
-    head = "| key | value |\n| --- | --- |\n"
+    table = lambda d: "\n".join(markdown_table(["key", "value"], list(d.items())))  # noqa: E731
     return CARD.format(
         name=out.name, base=base_model(hp.model), task=model.task, out=out,
         labels=f" ({', '.join(hp.labels)})" if hp.labels else "", clean=", ".join(hp.clean),
-        data=head + table(data), hparams=head + table(hparams),
-        metrics=head + table({k: round(v, 4) for k, v in metrics.items() if "/" in k}))
+        data=table(data), hparams=table(hparams),
+        metrics=table({k: round(v, 4) for k, v in metrics.items() if "/" in k}))
 
 
 def export(cfg: DictConfig) -> Path:
@@ -91,11 +91,9 @@ def export(cfg: DictConfig) -> Path:
     tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
                                 what="model.tokenizer")
     tokenizer.model_max_length = model.hparams.max_length  # pipeline(truncation=True) agrees
-    tmp = out.with_name(f".{out.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.net.save_pretrained(tmp)  # safetensors, config with id2label / label2id / problem_type
-    tokenizer.save_pretrained(tmp)
-    (tmp / "README.md").write_text(model_card(Path(cfg.run_dir), out, model))
-    tmp.rename(out)
+    with written_whole(out) as tmp:
+        model.net.save_pretrained(tmp)  # safetensors, config with id2label / label2id / problem_type
+        tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(model_card(Path(cfg.run_dir), out, model))
     print(f"exported {ckpt} to {out}", file=sys.stderr)
     return out

@@ -2,12 +2,13 @@
 optimizer clip gradients."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
+
+from bertlab.files import written_whole
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -15,12 +16,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     the previous checkpoint whole."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())  # on disk before the rename makes it the checkpoint
-        os.replace(tmp, path)
+        with written_whole(Path(path), fsync=True) as tmp:  # on disk before it is the checkpoint
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 class BF16Mixed(MixedPrecision):

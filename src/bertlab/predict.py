@@ -4,7 +4,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -15,8 +14,9 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from bertlab.data.clean import cleaner
 from bertlab.errors import ConfigError, DataError
+from bertlab.files import write_csv, written_whole
 from bertlab.hub import from_pretrained
-from bertlab.runs import find_checkpoint, load_network
+from bertlab.checkpoints import find_checkpoint, load_network
 
 TABLES = {".csv": ",", ".tsv": "\t"}
 
@@ -78,12 +78,8 @@ def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
     for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="predict"):
         idx = order[start:start + batch_size]
         with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(**collate([rows[i] for i in idx])).float()
-        if model.task == "classification":
-            logits = logits.softmax(-1)
-        elif model.task == "multilabel":
-            logits = logits.sigmoid()
-        for i, value in zip(idx, logits):
+            scores = model.task.scores(model(**collate([rows[i] for i in idx])))
+        for i, value in zip(idx, scores):
             out[i] = value
     return torch.stack(out)
 
@@ -92,9 +88,9 @@ def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float)
     labels, task = list(model.hparams.labels), model.task
     rows = []
     for text, s in zip(texts, scores.tolist()):
-        if task == "regression":
+        if not task.has_classes:
             rows.append({"text": text, "value": s})
-        elif task == "multilabel":
+        elif task.multi_hot:
             chosen = [n for n, p in zip(labels, s) if p > threshold]
             rows.append({"text": text, "labels": chosen, **{f"p_{n}": p for n, p in zip(labels, s)}})
         else:
@@ -119,18 +115,13 @@ def write_rows(rows: list[dict], output: str) -> None:
     """csv or jsonl by suffix; written to a temporary name first, so no half file is left."""
     path = output_path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with written_whole(path) as tmp:
         if path.suffix.lower() == ".jsonl":
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
+                           encoding="utf-8")
         else:
-            flat = [{k: "|".join(v) if isinstance(v, list) else v for k, v in r.items()}
-                    for r in rows]
-            writer = csv.DictWriter(f, fieldnames=list(flat[0]))
-            writer.writeheader()
-            writer.writerows(flat)
-    tmp.rename(path)
+            write_csv(tmp, [{k: "|".join(v) if isinstance(v, list) else v for k, v in r.items()}
+                            for r in rows])
 
 
 def predict(cfg: DictConfig) -> list[dict]:
@@ -152,7 +143,7 @@ def predict(cfg: DictConfig) -> list[dict]:
     if cfg.explain:
         from bertlab.explain import explain_texts, top_tokens, write_html
 
-        targets = ([None] * len(texts) if model.task == "regression" else
+        targets = ([None] * len(texts) if not model.task.has_classes else
                    scores.argmax(-1).tolist())  # multi-label: the most likely label
         explanations = explain_texts(model, tokenizer, texts, targets)
         for row, scores_ in zip(rows, explanations):

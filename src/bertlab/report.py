@@ -6,7 +6,6 @@ the sweep folder. Works on any sweep folder, finished or interrupted.
 """
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from collections import defaultdict
@@ -15,6 +14,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from bertlab.errors import ConfigError
+from bertlab.files import markdown_table, write_csv
 
 
 def parse_value(text: str):
@@ -69,13 +69,6 @@ def summarize(sweep_dir: str | Path) -> list[dict]:
     return rows
 
 
-def write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def seed_groups(rows: list[dict], swept: list[str], monitor: str, mode: str) -> list[dict]:
     """Finished jobs that differ only by seed: mean ± std of the monitored metric."""
     settings = [k for k in swept if k != "seed"]
@@ -98,16 +91,14 @@ def write_md(path: Path, rows, groups, monitor: str, mode: str, swept: list[str]
              f"({'lower' if mode == 'min' else 'higher'} is better)", ""]
     if groups:
         settings = [k for k in swept if k != "seed"]
-        lines += [f"## Mean ± std of {monitor} over seeds", "",
-                  "| " + " | ".join(settings + ["seeds", monitor]) + " |",
-                  "| --- " * (len(settings) + 2) + "|"]
-        lines += ["| " + " | ".join([str(g[k]) for k in settings] + [
-            str(g["seeds"]), f"{g['mean']:.4f} ± {g['std']:.4f}"]) + " |" for g in groups]
+        lines += [f"## Mean ± std of {monitor} over seeds", ""]
+        lines += markdown_table(settings + ["seeds", monitor], [
+            [g[k] for k in settings] + [g["seeds"], f"{g['mean']:.4f} ± {g['std']:.4f}"]
+            for g in groups])
         lines += [""]
     cols = [c for c in rows[0] if c != "error"] + (["error"] if any(r["error"] for r in rows)
                                                    else [])
-    lines += ["## Jobs", "", "| " + " | ".join(cols) + " |", "| --- " * len(cols) + "|"]
-    lines += ["| " + " | ".join(fmt(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["## Jobs", ""] + markdown_table(cols, [[fmt(r[c]) for c in cols] for r in rows])
     best = path.parent / "best.json"  # written by the Optuna sweeper
     if best.exists():
         b = json.loads(best.read_text())

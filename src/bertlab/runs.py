@@ -1,106 +1,173 @@
-"""Reading a finished run folder: its checkpoint, its model and its config."""
+"""A run folder's whole life: claimed for one command (atomically), its records (config,
+provenance), its resume point, its status and metrics.json, and reading it back.
+
+The rule: a command never changes a folder it does not own. A folder is owned by an exclusive
+create of `<run>/.claim`; a folder that holds anything is refused; a refused command removes
+the folder it made unless that already holds results.
+"""
 from __future__ import annotations
 
 import json
-import pickle
-import sys
-from collections import OrderedDict
-import zipfile
+import math
+import os
+import shutil
+import subprocess
+import time
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.errors import ConfigError, DataError
 
+CLAIM = ".claim"  # in a run folder: the pid of the run that owns it, created exclusively
+FINISHED = ("finished", "diverged", "pruned")  # statuses a resumed sweep does not run again
+RESULTS = ("checkpoints", "tensorboard", "metrics.json", "model.ckpt")  # never removed
+OWNED: Path | None = None  # the run folder this command created (removed if it fails a check)
+OWNED_TOP: Path | None = None  # ... and the first of its parents that it created
 
+
+# ---- claim ----------------------------------------------------------------------------------
+def create_claim(folder: Path) -> bool:
+    """Create folder/.claim holding this pid, exclusively: False if it exists already."""
+    try:
+        fd = os.open(folder / CLAIM, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return False
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    return True
+
+
+def claim(folder: Path, key: str) -> None:
+    """Make `folder` this command's before anything is written: refused (ConfigError) if it
+    holds anything, or if another command claims it at the same moment. `key` is the setting
+    that named it, for the message."""
+    global OWNED, OWNED_TOP
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{key}={folder} is a file; give a new folder")
+    top = folder
+    while not top.parent.exists():
+        top = top.parent  # the first folder this command creates
+    if not (folder.is_dir() and any(folder.iterdir())):
+        folder.mkdir(parents=True, exist_ok=True)
+        if create_claim(folder):
+            OWNED, OWNED_TOP = folder, top
+            return
+    what = ", ".join(sorted(p.name for p in folder.iterdir())[:4])
+    raise ConfigError(f"{key}={folder} is in use ({what}); a new run needs a new folder"
+                      + (f" (continue a stopped run with resume={folder})"
+                         if key == "hydra.run.dir" else ""))
+
+
+def claim_run_dir(run_dir: Path) -> None:
+    """Make the folder this run's alone: refused if it holds a run or another command claimed it
+    (the entry point usually claimed it already, before Hydra wrote its records)."""
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return  # a DDP process that Lightning started for the run that rank 0 claimed
+    for name in ("metrics.json", "checkpoints"):
+        if (run_dir / name).exists():
+            raise ConfigError(f"output_dir={run_dir} already holds a run ({name}); "
+                              f"choose a new folder")
+    if (run_dir / CLAIM).is_file():
+        if OWNED is not None and OWNED.resolve() == run_dir.resolve():
+            return  # claimed by this command before Hydra started
+        raise ConfigError(f"output_dir={run_dir} already holds a run ({CLAIM}); choose a new folder")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not create_claim(run_dir):
+        raise ConfigError(f"output_dir={run_dir} was claimed by another run at the same moment; "
+                          f"choose a new folder")
+
+
+def remove_unused_folder() -> None:
+    """After a refused command: the folder it made goes, unless it already holds results."""
+    if OWNED is None or not OWNED.is_dir() or any((OWNED / p).exists() for p in RESULTS):
+        return
+    shutil.rmtree(OWNED, ignore_errors=True)
+    if OWNED_TOP and OWNED_TOP != OWNED and OWNED_TOP.is_dir() and \
+            all(p.is_dir() for p in OWNED_TOP.rglob("*")):
+        shutil.rmtree(OWNED_TOP, ignore_errors=True)  # the empty parents it made
+
+
+# ---- resume ---------------------------------------------------------------------------------
+def resume_point(run_dir: Path, status: str | None) -> tuple[Path | None, int]:
+    """The run's checkpoints/last.ckpt (None: start over in the same folder) and its step."""
+    from bertlab.checkpoints import read_checkpoint
+
+    if not run_dir.is_dir():
+        return None, 0  # a sweep job that never started
+    if status in FINISHED:
+        raise ConfigError(f"resume={run_dir} has already finished (status {status}); "
+                          f"start a new run instead")
+    for stale in run_dir.glob("checkpoints/.*.tmp*"):  # a write that a crash cut short
+        stale.unlink()
+    last = run_dir / "checkpoints" / "last.ckpt"
+    if not last.is_file():
+        return None, 0
+    return last, read_checkpoint(last, mmap=True).get("global_step", 0)
+
+
+# ---- records --------------------------------------------------------------------------------
+def provenance() -> dict:
+    """Versions and the git commit (with a dirty flag), so that a result can be traced."""
+    import importlib.metadata as md
+
+    versions = {}
+    for dist in ("bertlab", "torch", "transformers", "lightning", "datasets", "hydra-core"):
+        try:
+            versions[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            versions[dist] = None
+    here = Path(__file__).resolve().parent
+    git = lambda *a: subprocess.run(["git", *a], cwd=here, capture_output=True,  # noqa: E731
+                                    text=True, timeout=10)
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+        code = ({"commit": commit.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+                if commit.returncode == 0 else None)
+    except (OSError, subprocess.TimeoutExpired):
+        code = None  # no git, or not a checkout: the versions still say what ran
+    return {"versions": versions, "git": code}
+
+
+def write_records(run_dir: Path, cfg: DictConfig, resume_step: int | None) -> None:
+    """A new run: its resolved config and provenance. A resumed one: what ran the resumed
+    part, beside what ran the first one (`resume_step` None: a new run)."""
+    from bertlab import hydra_state
+
+    if resume_step is None and not (run_dir / "provenance.json").exists():
+        (run_dir / ".hydra").mkdir(exist_ok=True)
+        if cfg.get("resume"):  # a sweep job that never started: Hydra wrote its records aside
+            hydra_state.copy_records(run_dir / ".hydra")
+        OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml", resolve=True)
+        (run_dir / "provenance.json").write_text(json.dumps(provenance(), indent=1))
+        return
+    record = json.loads((run_dir / "provenance.json").read_text())
+    record.setdefault("resumed", []).append({"at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                             "from_step": resume_step or 0, **provenance()})
+    (run_dir / "provenance.json").write_text(json.dumps(record, indent=1))
+
+
+def write_metrics(run_dir: Path, metrics: dict) -> None:
+    """metrics.json as strict JSON (a NaN or infinite value is written as null)."""
+    finite = {k: None if isinstance(v, float) and not math.isfinite(v) else v
+              for k, v in metrics.items()}
+    (run_dir / "metrics.json").write_text(json.dumps(finite, indent=1, allow_nan=False))
+
+
+# ---- reading --------------------------------------------------------------------------------
 def recorded(run_dir: Path) -> dict:
     """The run's metrics.json, or {} if it has none (yet)."""
     path = Path(run_dir) / "metrics.json"
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
-    """`ckpt_path` if given, else the run's checkpoints/best.ckpt (last.ckpt if the run finished
-    without validating, so without a best one)."""
-    if ckpt_path:
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise ConfigError(f"ckpt_path={ckpt_path} " + ("is a folder; give a .ckpt file"
-                                                           if path.is_dir() else "does not exist"))
-        return path
-    if not run_dir:
-        raise ConfigError("give run_dir=outputs/runs/<run> (or ckpt_path=<file.ckpt>)")
-    if not Path(run_dir).is_dir():
-        raise ConfigError(f"run_dir={run_dir} is not a folder")
-    path = Path(run_dir) / "checkpoints" / "best.ckpt"
-    last = path.with_name("last.ckpt")
-    if not path.is_file() and last.is_file() and recorded(run_dir).get("status") == "finished":
-        # finished without a validation to pick a best one (max_steps < one epoch)
-        print(f"note: {run_dir} has no checkpoints/best.ckpt (it finished before a validation "
-              f"picked one); using checkpoints/last.ckpt", file=sys.stderr)
-        return last
-    if not path.is_file():
-        found = sorted(p.name for p in Path(run_dir).glob("checkpoints/*.ckpt"))
-        raise DataError(f"run_dir={run_dir} has no checkpoints/best.ckpt (found: "
-                        f"{', '.join(found) or 'no checkpoint'}); did its training finish?")
-    return path
-
-
-def read_checkpoint(path: Path, mmap: bool = False) -> dict:
-    """The checkpoint's contents, loaded without running pickled code (weights_only)."""
+def read_status(folder: Path) -> str | None:
+    """The status in the folder's metrics.json (None: none, or not readable)."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as e:
-        raise DataError(f"cannot load checkpoint {path}: it is truncated, corrupted or not a "
-                        f"bertlab checkpoint ({str(e).splitlines()[0][:160]})") from e
-
-
-def checkpoint_hparams(path: Path) -> tuple[dict, dict]:
-    """(checkpoint, its hyper-parameters), refusing files that are not bertlab checkpoints."""
-    ckpt = read_checkpoint(path)
-    hp = ckpt.get("hyper_parameters")
-    if not hp or "task" not in hp or "state_dict" not in ckpt:
-        raise DataError(f"{path} is not a bertlab checkpoint (no task or weights in it)")
-    return ckpt, dict(hp)
-
-
-def rebuild(path: Path, build) -> tuple:
-    """(model, state_dict): `build(hparams)` made from the checkpoint's settings, in the smaller
-    shape shrink.py gave it if it did; the weights are for the caller to load."""
-    ckpt, hp = checkpoint_hparams(path)
-    shrink = hp.pop("shrink", None)  # set by shrink.py: rebuild the same smaller shape
-    model = build(hp)
-    if shrink:
-        from bertlab.models.compress import compress
-
-        compress(model, shrink["drop_layers"], shrink["int8"])
-        model.hparams["shrink"] = shrink
-    return model, ckpt["state_dict"]
-
-
-def load_model(path: Path):
-    """A TextClassifier rebuilt from the checkpoint alone, in eval mode on the CPU."""
-    from bertlab.models.classifier import TextClassifier
-
-    # the weights come from the checkpoint: build the network without loading pretrained ones
-    model, state = rebuild(path, lambda hp: TextClassifier(
-        **{**hp, "model": {**hp["model"], "pretrained": False}}))
-    model.load_state_dict(state)
-    return model.eval()
-
-
-def load_network(path: Path):
-    """The checkpoint's network and settings without Lightning (TrainedNetwork), for predict.py."""
-    from bertlab.models.network import TrainedNetwork
-
-    model, state = rebuild(path, TrainedNetwork)
-    metadata = getattr(state, "_metadata", None)  # module versions: int8 layers read theirs
-    state = OrderedDict((k, v) for k, v in state.items() if k.startswith("net."))  # not the loss's
-    if metadata is not None:
-        state._metadata = metadata
-    model.load_state_dict(state)
-    return model.eval()
+        return json.loads((folder / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def run_config(run_dir: str | Path) -> DictConfig:

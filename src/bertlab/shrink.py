@@ -13,8 +13,10 @@ from omegaconf import DictConfig
 from bertlab.analysis import collect, score
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
+from bertlab.files import markdown_table
 from bertlab.models.compress import compress
-from bertlab.runs import find_checkpoint, load_model, run_config
+from bertlab.checkpoints import find_checkpoint, load_model
+from bertlab.runs import run_config
 
 
 def parameter_count(model) -> int:
@@ -73,9 +75,7 @@ def shrink(cfg: DictConfig) -> dict:
     rows = {"before": measure(model, dm, ckpt, monitor),
             "after": measure(small, dm, out / "model.ckpt", monitor)}
     keys = list(rows["before"])
-    table = ["| | " + " | ".join(keys) + " |", "| --- " * (len(keys) + 1) + "|"]
-    table += [f"| {name} | " + " | ".join(str(r[k]) for k in keys) + " |"
-              for name, r in rows.items()]
+    table = markdown_table(["", *keys], [[name, *(r[k] for k in keys)] for name, r in rows.items()])
     (out / "shrink.md").write_text("\n".join(table) + "\n")
     (out / "shrink.json").write_text(json.dumps(rows, indent=1))
     print("\n".join(table))

@@ -1,13 +1,11 @@
-"""TextDataModule: source -> clean -> split -> encode labels -> tokenize (cached) -> batches."""
+"""TextDataModule: the data's way through, read -> clean and count -> labels and splits ->
+tokenize and cache -> batches. The stages before batches are plain functions (sources, hygiene,
+labels, tokens); this module runs them once per data config and serves the batches."""
 from __future__ import annotations
 
-import collections
-import hashlib
-import json
 import logging
 import math
 import os
-import shutil
 from pathlib import Path
 
 import datasets
@@ -16,39 +14,19 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-from bertlab.data.clean import cleaner
+from bertlab.data import tokens
+from bertlab.data.hygiene import leakage, standardize
+from bertlab.data.labels import carve, encode_labels, task_named
 from bertlab.data.sampler import EpochSampler
-from bertlab.data.sources import SOURCES, multiline_rows, read_files, read_hub
+from bertlab.data.sources import SOURCES, read
+from bertlab.data.tokens import tokenize
 from bertlab.errors import ConfigError, DataError
 from bertlab.hub import from_pretrained
+from bertlab.task import TASKS, Task
 
 log = logging.getLogger(__name__)
 
-TASKS = ("classification", "multilabel", "regression")
-SPLITS = ("train", "validation", "test")
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
-CACHE_VERSION = 3  # bump when the cached layout changes
-
-
-def infer_task(feature) -> str:
-    """A float column means regression, a list column multi-label, anything else classes."""
-    if isinstance(feature, (datasets.Sequence, datasets.List, list)):
-        return "multilabel"
-    if isinstance(feature, datasets.Value) and feature.dtype.startswith("float"):
-        return "regression"
-    return "classification"
-
-
-def label_names(values: list, task: str) -> list[str]:
-    """Sorted class names; integer labels sort as numbers ("2" before "10")."""
-    flat = {v for row in values for v in row} if task == "multilabel" else set(values)
-    if all(isinstance(v, (int, bool)) for v in flat):
-        return [str(v) for v in sorted(flat)]
-    return sorted(str(v) for v in flat)
-
-
-def is_missing(v) -> bool:
-    return v is None or (isinstance(v, float) and not math.isfinite(v)) or v == ""
 
 
 class TextDataModule(L.LightningDataModule):
@@ -125,298 +103,55 @@ class TextDataModule(L.LightningDataModule):
         self.collator = DataCollatorWithPadding(self.tokenizer)  # pads each batch to its longest
         self.pad_to_multiple_of = pad_to_multiple_of  # None: 8 on a GPU, nothing on a CPU
         # Keyed before the first call: tokenizing with truncation changes the tokenizer's state.
-        self.cache_folder = self.cache_root / self.cache_key()
+        self.cache_folder = self.cache_root / tokens.cache_key(self.cfg, self.tokenizer)
         self.dataset: datasets.DatasetDict | None = None
         self.labels: list[str] = []
-        self.task: str | None = None
+        self.task: Task | None = None
         self.resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
         self.report: dict[str, dict[str, int]] = {}  # rows dropped, duplicated, truncated, ...
 
-    # ---- the one-way pipeline -------------------------------------------------------------
-    def read(self) -> datasets.DatasetDict:
-        c = self.cfg
-        if c["source"] == "hub":
-            dd = read_hub(c["path"], c["name"], c["read_kwargs"])
-            wanted = c["splits"] or {s: s for s in SPLITS}
-            return datasets.DatasetDict({ours: dd[theirs] for ours, theirs in wanted.items()
-                                         if theirs is not None and theirs in dd})
-        files = {split: str(p) for split, p in c["files"].items() if p}
-        dd = read_files(files, c["format"], c["read_kwargs"])
-        for split, n in multiline_rows(files, dd, c["format"]).items():
-            message = (f"{split}: {n} rows of {files[split]} span several lines: quoted fields with "
-                       f"line breaks, or a stray quote that merged rows")
-            if c["strict"]:
-                raise DataError(f"{message}; data.strict=true refuses them")
-            log.warning("%s; check them, or set data.strict=true to refuse such files", message)
-            self.count("multiline_rows", split, n)
-        return dd
-
-    def standardize(self, dd: datasets.DatasetDict) -> datasets.DatasetDict:
-        """Keep text, text_pair and labels (renamed), cleaned; drop unusable rows with a count
-        (or refuse them under data.strict); count, and optionally drop, duplicates."""
-        c = self.cfg
-        wanted = [c["text_column"], c["label_column"]] + (
-            [c["text_pair_column"]] if c["text_pair_column"] else [])
-        for split, ds in dd.items():
-            missing = [col for col in wanted if col not in ds.column_names]
-            if missing:
-                key = {c["text_column"]: "text_column", c["label_column"]: "label_column"}.get(
-                    missing[0], "text_pair_column")
-                raise DataError(f"data.{key}={missing[0]!r} is not a column of the {split} data; "
-                                f"its columns are: {', '.join(ds.column_names)}")
-        clean = cleaner(c["clean"])
-        pair = c["text_pair_column"]
-
-        def standard(batch):
-            raw = batch[c["text_column"]]
-            out = {"text": [clean(t) for t in raw], "labels": batch[c["label_column"]]}
-            changed = [str(r) != t for r, t in zip(raw, out["text"])]
-            if pair:
-                out["text_pair"] = [clean(t) for t in batch[pair]]
-                changed = [ch or str(r) != t for ch, r, t in
-                           zip(changed, batch[pair], out["text_pair"])]
-            out["changed"] = changed
-            return out
-
-        out = {}
-        for split, ds in dd.items():
-            ds = ds.map(standard, batched=True, remove_columns=ds.column_names,
-                        desc=f"clean {split}")
-            n = len(ds)
-            self.count("cleaned", split, sum(ds["changed"]))
-            ds = ds.remove_columns("changed")
-            usable = [bool(t) and not is_missing(y) for t, y in zip(ds["text"], ds["labels"])]
-            if not all(usable):
-                first = usable.index(False)
-                if c["strict"]:
-                    raise DataError(f"{split} data: {n - sum(usable)} of {n} rows have blank text "
-                                    f"or a missing/NaN label (the first is data row {first + 1}); "
-                                    f"data.strict=true refuses them (false: drop and count them)")
-                ds = ds.select([i for i, ok in enumerate(usable) if ok])
-                log.warning("%s: dropped %d of %d rows with blank text or a missing label (the "
-                            "first is data row %d)", split, n - len(ds), n, first + 1)
-                self.count("dropped", split, n - len(ds))
-            if len(ds) == 0:
-                raise DataError(f"the {split} data is empty after dropping blank rows and missing "
-                                f"labels (columns {c['text_column']!r}, {c['label_column']!r})")
-            out[split] = self.duplicates(split, ds)
-        return datasets.DatasetDict(out)
-
-    def text_keys(self, ds: datasets.Dataset) -> list:
-        """What makes two rows the same input: the text, or the (text, text_pair) pair."""
-        if self.cfg["text_pair_column"]:
-            return list(zip(ds["text"], ds["text_pair"]))
-        return list(ds["text"])
-
-    def leakage(self, dd: datasets.DatasetDict) -> None:
-        """Count evaluation rows whose text (and pair) also occurs in train: they overstate the
-        scores. Done after the split, so carved validation/test splits are checked too."""
-        seen = set(self.text_keys(dd["train"]))
-        for split, ds in dd.items():
-            n = sum(k in seen for k in self.text_keys(ds)) if split != "train" else 0
-            if n:
-                log.warning("%s: %d of %d rows also occur in train", split, n, len(ds))
-                self.count("also_in_train", split, n)
-
-    def duplicates(self, split: str, ds: datasets.Dataset) -> datasets.Dataset:
-        """Count rows whose text (and pair) occurred earlier in the split, and those among them
-        with another label; drop them (keeping the first) under data.drop_duplicates."""
-        keys = self.text_keys(ds)
-        first: dict = {}
-        repeats, conflicts = [], 0
-        labels = list(ds["labels"])
-        for i, key in enumerate(keys):
-            if key in first:
-                repeats.append(i)
-                conflicts += str(labels[first[key]]) != str(labels[i])
-            else:
-                first[key] = i
-        if not repeats:
-            return ds
-        self.count("duplicates", split, len(repeats))
-        self.count("duplicates_with_another_label", split, conflicts)
-        action = "dropped" if self.cfg["drop_duplicates"] else "kept (data.drop_duplicates=true drops them)"
-        log.warning("%s: %d rows repeat an earlier text (%d of them with another label); %s",
-                    split, len(repeats), conflicts, action)
-        if self.cfg["drop_duplicates"]:
-            gone = set(repeats)
-            ds = ds.select([i for i in range(len(ds)) if i not in gone])
-        return ds
-
-    def count(self, what: str, split: str, n: int) -> None:
-        """The data report (metrics.json "data"): what happened to how many rows, per split."""
-        if n:
-            self.report.setdefault(what, {})[split] = int(n)
-
-    def mixed_labels(self, split: str, values: list) -> None:
-        """Count the labels of the rarer kind when a column mixes numbers and words ("1", "2",
-        "pos"; in a csv every value is a string): those rows are probably mistakes, and each
-        distinct value becomes a class of its own."""
-        kinds: dict[str, list] = {"numbers": [], "words": []}
-        for v in values:
-            if v is None:
-                continue
-            try:
-                float(v)
-                kinds["numbers"].append(v)
-            except (TypeError, ValueError):
-                kinds["words"].append(v)
-        if not kinds["numbers"] or not kinds["words"]:
-            return
-        rare = min(kinds, key=lambda k: len(kinds[k]))
-        message = (f"{split}: the label column mixes numbers and words; {len(kinds[rare])} rows "
-                   f"hold {rare} (e.g. {kinds[rare][0]!r}), all read as class names")
-        if self.cfg["strict"]:
-            raise DataError(f"{message}; data.strict=true refuses them")
-        log.warning("%s", message)
-        self.count("mixed_label_types", split, len(kinds[rare]))
-
-    def encode_labels(self, dd: datasets.DatasetDict, task: str) -> datasets.DatasetDict:
-        """Class names <-> ids from the training labels; other splits may only use those names."""
-        if task == "regression":
-            self.labels = []
-            try:
-                return dd.cast_column("labels", datasets.Value("float32"))
-            except (ValueError, TypeError) as e:
-                raise DataError(f"data.label_column={self.cfg['label_column']!r} has values that "
-                                f"are not numbers, so it cannot be a regression target") from e
-        for split in dd:
-            if task != "multilabel":
-                self.mixed_labels(split, list(dd[split]["labels"]))
-        given = self.cfg["labels"]  # a trained model's label names (eval on a new file)
-        self.labels = list(given) if given is not None else label_names(
-            list(dd["train"]["labels"]), task)
-        ids = {name: i for i, name in enumerate(self.labels)}
-        for split in dd:
-            values = list(dd[split]["labels"])
-            seen = {str(v) for row in values for v in row} if task == "multilabel" else {
-                str(v) for v in values}
-            unknown = sorted(seen - ids.keys())
-            if unknown:
-                raise DataError(f"label {unknown[0]!r} in the {split} data never occurs in training;"
-                                f" training labels: {', '.join(self.labels)}")
-
-        def to_ids(batch):
-            if task == "multilabel":
-                hot = [[0.0] * len(ids) for _ in batch["labels"]]
-                for row, names in zip(hot, batch["labels"]):
-                    for n in names:
-                        row[ids[str(n)]] = 1.0
-                return {"labels": hot}
-            return {"labels": [ids[str(v)] for v in batch["labels"]]}
-
-        feature = (datasets.Sequence(datasets.Value("float32")) if task == "multilabel"
-                   else datasets.ClassLabel(names=self.labels))
-        return datasets.DatasetDict({
-            split: ds.map(to_ids, batched=True,
-                          features=datasets.Features({**ds.features, "labels": feature}))
-            for split, ds in dd.items()})
-
-    def split(self, dd: datasets.DatasetDict, task: str) -> datasets.DatasetDict:
-        """Carve missing validation/test splits out of train: seeded, stratified for classes."""
-        c = self.cfg
-        n = len(dd["train"])
-        stratify = "labels" if task == "classification" else None
-        for split, frac in (("test", c["test_size"]), ("validation", c["val_size"])):
-            if split in dd or not frac or (split == "validation" and c["cv"]):
-                continue
-            k = max(1, round(frac * n))
-            try:
-                parts = dd["train"].train_test_split(test_size=k, seed=c["seed"],
-                                                     stratify_by_column=stratify)
-            except ValueError as e:
-                raise DataError(f"cannot carve a {k}-row {split} split out of {len(dd['train'])} "
-                                f"training rows ({e}); give data.{split}_file or more data") from e
-            dd["train"], dd[split] = parts["train"], parts["test"]
-        if c["cv"]:
-            if "validation" in dd:
-                raise ConfigError("cv makes its validation folds out of data.train_file; drop "
-                                  "data.validation_file (or train without cv)")
-            dd["train"], dd["validation"] = fold(dd["train"], *c["cv"], task, c["seed"])
-        if "validation" not in dd:
-            raise ConfigError("there is no validation split: give data.validation_file or set "
-                              "data.val_size to a fraction in (0, 1)")
-        return dd
-
-    def tokenize(self, dd: datasets.DatasetDict) -> datasets.DatasetDict:
-        tok, max_length, pair = self.tokenizer, self.cfg["max_length"], self.cfg["text_pair_column"]
-
-        def encode(batch):
-            full = tok(batch["text"], batch["text_pair"] if pair else None, truncation=False)
-            enc = tok(batch["text"], batch["text_pair"] if pair else None, truncation=True,
-                      max_length=max_length)
-            enc["length"] = [len(x) for x in enc["input_ids"]]
-            enc["truncated"] = [len(x) > max_length for x in full["input_ids"]]
-            return enc
-
-        dd = datasets.DatasetDict({s: ds.map(encode, batched=True, desc=f"tokenize {s}")
-                                   for s, ds in dd.items()})
-        for split, ds in dd.items():
-            n = sum(ds["truncated"])
-            if n:
-                log.info("%s: %d of %d rows truncated to max_length=%d", split, n, len(ds),
-                         max_length)
-                self.count("truncated", split, n)
-        return dd
-
+    # ---- the one-way pipeline: each stage is a plain function in its own module -------------
     def build(self) -> datasets.DatasetDict:
-        dd = self.read()
-        if self.cfg["labels"] is not None and "train" not in dd:  # only scoring a given file
-            dd = self.standardize(dd)
-            self.task = self.cfg["task"] or infer_task(next(iter(dd.values())).features["labels"])
-            return self.tokenize(self.encode_labels(dd, self.task))
+        """read a table -> clean and count -> labels and splits -> tokenize."""
+        c, report = self.cfg, self.report
+        dd = read(c, report)
+        if c["labels"] is not None and "train" not in dd:  # only scoring a given file
+            dd = standardize(dd, c, report)
+            self.task = task_named(c["task"], next(iter(dd.values())).features["labels"])
+            dd, self.labels = encode_labels(dd, self.task, c, report)
+            return tokenize(dd, self.tokenizer, c["max_length"], report)
         if "train" not in dd:
             raise DataError(f"the data has no train split; its splits are: {', '.join(dd)}")
-        c = self.cfg
         if c["max_samples"]:
             dd["train"] = dd["train"].shuffle(seed=c["seed"]).select(
                 range(min(c["max_samples"], len(dd["train"]))))
-        dd = self.standardize(dd)
-        self.task = c["task"] or infer_task(dd["train"].features["labels"])
-        dd = self.encode_labels(dd, self.task)
-        dd = self.split(dd, self.task)
-        self.leakage(dd)
-        return self.tokenize(dd)
+        dd = standardize(dd, c, report)
+        self.task = task_named(c["task"], dd["train"].features["labels"])
+        dd, self.labels = encode_labels(dd, self.task, c, report)
+        dd = carve(dd, self.task, c)
+        leakage(dd, report)
+        return tokenize(dd, self.tokenizer, c["max_length"], report)
 
     # ---- cache ----------------------------------------------------------------------------
-    def cache_key(self) -> str:
-        """Changes with the data config, the input files' size and mtime, and the tokenizer."""
-        stats = {s: [str(Path(p).resolve()), os.path.getsize(p), os.path.getmtime(p)]
-                 for s, p in self.cfg["files"].items() if p and Path(p).is_file()}
-        tok = self.tokenizer
-        tok_id = tok.backend_tokenizer.to_str() if tok.is_fast else repr(tok.get_vocab())
-        blob = json.dumps([CACHE_VERSION, self.cfg, stats, type(tok).__name__,
-                           hashlib.sha256(tok_id.encode()).hexdigest()], sort_keys=True,
-                          default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
     def prepare_data(self) -> None:
-        folder = self.cache_folder
-        if (folder / "meta.json").exists():
-            return
-        dd = self.build()
-        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
-        dd.save_to_disk(str(tmp))
-        (tmp / "meta.json").write_text(json.dumps({"task": self.task, "labels": self.labels,
-                                                   "report": self.report}))
-        try:
-            tmp.rename(folder)  # atomic: a half-written cache is never read
-        except OSError:  # another process finished the same cache first
-            shutil.rmtree(tmp, ignore_errors=True)
+        if tokens.load(self.cache_folder) is None:
+            dd = self.build()
+            tokens.save(self.cache_folder, dd, {"task": self.task.name, "labels": self.labels,
+                                                "report": self.report})
 
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
-        folder = self.cache_folder
-        if not (folder / "meta.json").exists():
+        cached = tokens.load(self.cache_folder)
+        if cached is None:
             self.prepare_data()
+            cached = tokens.load(self.cache_folder)
         else:
-            log.info("tokenized data from cache %s", folder)
-        meta = json.loads((folder / "meta.json").read_text())
-        self.task, self.labels, self.report = meta["task"], meta["labels"], meta["report"]
+            log.info("tokenized data from cache %s", self.cache_folder)
+        dd, meta = cached
+        self.task, self.labels, self.report = TASKS[meta["task"]], meta["labels"], meta["report"]
         if self.report:  # on every run, cached or not: what happened to which rows
             log.info("data: %s", "; ".join(f"{what} {counts}" for what, counts in self.report.items()))
-        dd = datasets.load_from_disk(str(folder))
         self.texts = {s: list(ds["text"]) for s, ds in dd.items()}  # for error analysis
         self.dataset = datasets.DatasetDict({
             s: ds.select_columns([c for c in MODEL_INPUTS + ("length",) if c in ds.column_names])
@@ -424,7 +159,7 @@ class TextDataModule(L.LightningDataModule):
 
     @property
     def num_labels(self) -> int:
-        return 1 if self.task == "regression" else len(self.labels)
+        return self.task.num_outputs(self.labels)
 
     # ---- batches --------------------------------------------------------------------------
     def collate(self, features: list[dict]) -> dict[str, torch.Tensor]:
@@ -486,31 +221,6 @@ class TextDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")
-
-
-def fold(ds: datasets.Dataset, folds: int, index: int, task: str, seed: int):
-    """(train, validation) of fold `index` of `folds`: seeded, stratified by class for
-    single-label classification; a regression or multi-label target has no classes to
-    stratify by, so its folds are a seeded random partition."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    labels = ds["labels"]
-    if task == "classification":
-        counts = collections.Counter(labels)
-        smallest, n = min(counts.items(), key=lambda kv: kv[1])
-        if folds > n:
-            names = ds.features["labels"].names
-            raise ConfigError(f"cv={folds} is more than the {n} training rows of the smallest "
-                              f"class ({names[smallest]!r}); use cv={max(2, n)} or fewer")
-        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
-    else:
-        if folds > len(ds):
-            raise ConfigError(f"cv={folds} is more than the {len(ds)} training rows")
-        log.info("cv: a %s target has no classes to stratify by; the folds are a seeded random "
-                 "partition", task)
-        splitter = KFold(folds, shuffle=True, random_state=seed)
-    train_idx, val_idx = list(splitter.split(range(len(ds)), labels))[index]
-    return ds.select(train_idx), ds.select(val_idx)
 
 
 def from_config(cfg, **overrides) -> TextDataModule:

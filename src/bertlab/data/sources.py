@@ -13,6 +13,9 @@ from bertlab.hub import ensure_hub_or_offline
 FORMATS = {".csv": "csv", ".tsv": "csv", ".txt": "csv", ".json": "json", ".jsonl": "json",
            ".parquet": "parquet"}
 SOURCES = ("files", "hub")
+SPLITS = ("train", "validation", "test")
+
+log = logging.getLogger(__name__)
 
 
 def file_format(path: str, fmt: str | None) -> str:
@@ -105,3 +108,25 @@ def read_hub(path: str, name: str | None, read_kwargs: dict) -> datasets.Dataset
             f"cannot load the Hub dataset {what!r} (the Hub is unreachable and it is not in the "
             f"local cache: {first_line(e)}); train offline on your own files with "
             f"data=files data.train_file=...") from e
+
+
+def read(c: dict, report: dict) -> datasets.DatasetDict:
+    """The raw splits that the data config `c` names (a hub data set, or local files); rows of
+    a file that span several lines are counted in `report` (or refused under data.strict)."""
+    from bertlab.data.hygiene import count
+
+    if c["source"] == "hub":
+        dd = read_hub(c["path"], c["name"], c["read_kwargs"])
+        wanted = c["splits"] or {s: s for s in SPLITS}
+        return datasets.DatasetDict({ours: dd[theirs] for ours, theirs in wanted.items()
+                                     if theirs is not None and theirs in dd})
+    files = {split: str(p) for split, p in c["files"].items() if p}
+    dd = read_files(files, c["format"], c["read_kwargs"])
+    for split, n in multiline_rows(files, dd, c["format"]).items():
+        message = (f"{split}: {n} rows of {files[split]} span several lines: quoted fields with "
+                   f"line breaks, or a stray quote that merged rows")
+        if c["strict"]:
+            raise DataError(f"{message}; data.strict=true refuses them")
+        log.warning("%s; check them, or set data.strict=true to refuse such files", message)
+        count(report, "multiline_rows", split, n)
+    return dd

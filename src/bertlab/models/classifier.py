@@ -8,26 +8,14 @@ import time
 
 import lightning as L
 import torch
-import torchmetrics as tm
 from hydra.utils import get_class, instantiate
 
 from bertlab.errors import ConfigError, Diverged
 from bertlab.models.losses import build_loss
 from bertlab.models.network import build_network, freeze, layer_depths, logits
+from bertlab.task import task_of
 
 log = logging.getLogger(__name__)
-
-def build_metrics(task: str, num_labels: int, stage: str) -> tm.MetricCollection:
-    if task == "regression":
-        metrics = {"mse": tm.MeanSquaredError(), "mae": tm.MeanAbsoluteError(),
-                   "pearson": tm.PearsonCorrCoef(), "spearman": tm.SpearmanCorrCoef()}
-    elif task == "multilabel":
-        metrics = {"acc": tm.classification.MultilabelAccuracy(num_labels),
-                   "f1": tm.classification.MultilabelF1Score(num_labels, average="macro")}
-    else:
-        metrics = {"acc": tm.classification.MulticlassAccuracy(num_labels, average="micro"),
-                   "f1": tm.classification.MulticlassF1Score(num_labels, average="macro")}
-    return tm.MetricCollection(metrics, prefix=f"{stage}/")
 
 
 def implementation(opt: dict, precision: str, clip: float | None) -> dict:
@@ -69,17 +57,18 @@ class TextClassifier(L.LightningModule):
                  scheduler: dict, max_length: int = 128, clean: list[str] = (),
                  class_counts: list[int] | None = None, l1: float = 0.0) -> None:
         super().__init__()
+        task = task_of(task).name  # saved by name: checkpoints hold plain values
         self.save_hyperparameters()
-        self.task = task
-        self.num_labels = 1 if task == "regression" else len(labels)
+        self.task = task_of(task)
+        self.num_labels = self.task.num_outputs(labels)
         self.net = build_network(model, task, labels)
         self.frozen = freeze(self.net, model)
         if model.get("compile"):  # torch.compile in place: the state dict keeps its key names
             self.net.compile()
         self.loss_fn = build_loss(loss, task, class_counts)
-        self.train_metrics = build_metrics(task, self.num_labels, "train")
-        self.val_metrics = build_metrics(task, self.num_labels, "val")
-        self.test_metrics = build_metrics(task, self.num_labels, "test")
+        self.train_metrics = self.task.build_metrics(self.num_labels, "train")
+        self.val_metrics = self.task.build_metrics(self.num_labels, "val")
+        self.test_metrics = self.task.build_metrics(self.num_labels, "test")
         self._rng_to_restore: dict | None = None
         self.fit_validation_seconds = 0.0
 
@@ -90,19 +79,13 @@ class TextClassifier(L.LightningModule):
     def step(self, batch: dict, stage: str) -> torch.Tensor:
         labels = batch.pop("labels")
         logits = self(**batch)
-        if self.task == "classification":
-            loss, preds, target = self.loss_fn(logits, labels), logits, labels
-        elif self.task == "multilabel":
-            loss = self.loss_fn(logits, labels.float())
-            preds, target = torch.sigmoid(logits), labels.int()
-        else:
-            loss = self.loss_fn(logits.float(), labels.float())
-            preds, target = logits.float(), labels.float()
+        loss = self.loss_fn(*self.task.loss_inputs(logits, labels))
+        preds, target = self.task.metric_inputs(self.task.scores(logits.detach()), labels)
         n = labels.shape[0]
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
                  prog_bar=stage != "test", batch_size=n, sync_dist=stage != "train")
         metrics = getattr(self, f"{stage}_metrics")
-        metrics.update(preds.detach(), target)
+        metrics.update(preds, target)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=n)
         return loss
 

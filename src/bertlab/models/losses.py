@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from bertlab.errors import ConfigError
+from bertlab.task import Task, task_of
 
 
 class FocalLoss(nn.Module):
@@ -40,12 +41,13 @@ FITS: dict[str, tuple[type[nn.Module], ...]] = {
 
 def auto(task: str, weight: torch.Tensor | None = None, label_smoothing: float = 0.0) -> nn.Module:
     """Cross-entropy for classes (with class weights and label smoothing if given), BCE with
-    logits for multi-label, MSE for regression."""
-    if task == "classification":
-        return nn.CrossEntropyLoss(weight=weight, label_smoothing=label_smoothing)
+    logits for multi-label, MSE for regression: the first loss that FITS the task."""
+    first = FITS[task][0]
+    if first is nn.CrossEntropyLoss:
+        return first(weight=weight, label_smoothing=label_smoothing)
     if label_smoothing:
         raise ConfigError(f"loss.label_smoothing works for classification, not {task}; set it to 0")
-    return FITS[task][0]()
+    return first()
 
 
 def class_weights(spec, counts: list[int]) -> torch.Tensor:
@@ -60,17 +62,17 @@ def class_weights(spec, counts: list[int]) -> torch.Tensor:
                       f"{k} numbers (one per label)")
 
 
-def build_loss(cfg: dict, task: str, counts: list[int] | None = None) -> nn.Module:
-    cfg = dict(cfg)
+def build_loss(cfg: dict, task: str | Task, counts: list[int] | None = None) -> nn.Module:
+    cfg, task = dict(cfg), task_of(task)
     spec = cfg.pop("class_weights", None)
-    kwargs = {"task": task} if cfg["_target_"].endswith(".auto") else {}
+    kwargs = {"task": task.name} if cfg["_target_"].endswith(".auto") else {}
     if spec is not None:
-        if task != "classification":
+        if not task.has_classes or task.multi_hot:
             raise ConfigError(f"loss.class_weights works for classification, not {task}")
         kwargs["weight"] = class_weights(spec, counts or [])
     loss = instantiate(cfg, **kwargs)
-    if not isinstance(loss, FITS[task]):
-        valid = ", ".join(c.__name__ for c in FITS[task])
+    if not isinstance(loss, FITS[task.name]):
+        valid = ", ".join(c.__name__ for c in FITS[task.name])
         raise ConfigError(f"loss {type(loss).__name__} does not fit a {task} task; use loss=auto "
                           f"or one of: {valid}")
     return loss

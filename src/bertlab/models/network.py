@@ -11,26 +11,24 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
+from bertlab.task import Task, task_of
 
 # Model types whose sequence-classification head reads only the first ([CLS]/<s>) position and
 # whose layers have BERT's layout (attention.self.query/key/value, attention.output,
 # feed_forward_chunk): for these the top layer can compute that one position alone.
 FIRST_TOKEN_HEADS = {"bert", "roberta", "xlm-roberta", "camembert", "electra"}
 
-PROBLEM_TYPES = {"classification": "single_label_classification",
-                 "multilabel": "multi_label_classification", "regression": "regression"}
-
-
-def build_network(cfg: dict, task: str, labels: list[str]) -> nn.Module:
+def build_network(cfg: dict, task: str | Task, labels: list[str]) -> nn.Module:
     """A Hugging Face *ForSequenceClassification model: the encoder plus its standard head.
 
     Standard, so that an export is a plain Hugging Face folder that `pipeline()` loads.
     `pretrained=false` gives random weights of the same (or an overridden) shape.
     """
-    names = {} if task == "regression" else {
+    task = task_of(task)
+    names = {} if not task.has_classes else {
         "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
-    config = from_pretrained(AutoConfig, cfg["name_or_path"], num_labels=max(1, len(labels)),
-                             problem_type=PROBLEM_TYPES[task], **names,
+    config = from_pretrained(AutoConfig, cfg["name_or_path"], num_labels=task.num_outputs(labels),
+                             problem_type=task.problem_type, **names,
                              **cfg.get("config_overrides", {}))
     if cfg.get("pretrained", True):
         net = from_pretrained(AutoModelForSequenceClassification, cfg["name_or_path"],
@@ -117,11 +115,11 @@ def layer_depths(net: nn.Module) -> dict[str, int]:
     return {name: depth.get(id(p), len(layers) + 1) for name, p in net.named_parameters()}
 
 
-def logits(net: nn.Module, task: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+def logits(net: nn.Module, task: Task, input_ids: torch.Tensor, attention_mask: torch.Tensor,
            token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
     kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
     out = net(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
-    return out.squeeze(-1) if task == "regression" else out
+    return task.logits(out)
 
 
 class HParams(dict):
@@ -137,7 +135,7 @@ class TrainedNetwork(nn.Module):
     def __init__(self, hparams: dict) -> None:
         super().__init__()
         self.hparams = HParams(hparams)
-        self.task = hparams["task"]
+        self.task = task_of(hparams["task"])
         self.net = build_network({**hparams["model"], "pretrained": False}, self.task,
                                  list(hparams["labels"]))
 

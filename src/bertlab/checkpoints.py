@@ -1,0 +1,97 @@
+"""A run's checkpoints: found, read safely, and rebuilt into a model (with or without Lightning)."""
+from __future__ import annotations
+
+import pickle
+import sys
+from collections import OrderedDict
+import zipfile
+from pathlib import Path
+
+import torch
+
+from bertlab.errors import ConfigError, DataError
+from bertlab.runs import recorded
+
+
+def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
+    """`ckpt_path` if given, else the run's checkpoints/best.ckpt (last.ckpt if the run finished
+    without validating, so without a best one)."""
+    if ckpt_path:
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path={ckpt_path} " + ("is a folder; give a .ckpt file"
+                                                           if path.is_dir() else "does not exist"))
+        return path
+    if not run_dir:
+        raise ConfigError("give run_dir=outputs/runs/<run> (or ckpt_path=<file.ckpt>)")
+    if not Path(run_dir).is_dir():
+        raise ConfigError(f"run_dir={run_dir} is not a folder")
+    path = Path(run_dir) / "checkpoints" / "best.ckpt"
+    last = path.with_name("last.ckpt")
+    if not path.is_file() and last.is_file() and recorded(run_dir).get("status") == "finished":
+        # finished without a validation to pick a best one (max_steps < one epoch)
+        print(f"note: {run_dir} has no checkpoints/best.ckpt (it finished before a validation "
+              f"picked one); using checkpoints/last.ckpt", file=sys.stderr)
+        return last
+    if not path.is_file():
+        found = sorted(p.name for p in Path(run_dir).glob("checkpoints/*.ckpt"))
+        raise DataError(f"run_dir={run_dir} has no checkpoints/best.ckpt (found: "
+                        f"{', '.join(found) or 'no checkpoint'}); did its training finish?")
+    return path
+
+
+def read_checkpoint(path: Path, mmap: bool = False) -> dict:
+    """The checkpoint's contents, loaded without running pickled code (weights_only)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as e:
+        raise DataError(f"cannot load checkpoint {path}: it is truncated, corrupted or not a "
+                        f"bertlab checkpoint ({str(e).splitlines()[0][:160]})") from e
+
+
+def checkpoint_hparams(path: Path) -> tuple[dict, dict]:
+    """(checkpoint, its hyper-parameters), refusing files that are not bertlab checkpoints."""
+    ckpt = read_checkpoint(path)
+    hp = ckpt.get("hyper_parameters")
+    if not hp or "task" not in hp or "state_dict" not in ckpt:
+        raise DataError(f"{path} is not a bertlab checkpoint (no task or weights in it)")
+    return ckpt, dict(hp)
+
+
+def rebuild(path: Path, build) -> tuple:
+    """(model, state_dict): `build(hparams)` made from the checkpoint's settings, in the smaller
+    shape shrink.py gave it if it did; the weights are for the caller to load."""
+    ckpt, hp = checkpoint_hparams(path)
+    shrink = hp.pop("shrink", None)  # set by shrink.py: rebuild the same smaller shape
+    model = build(hp)
+    if shrink:
+        from bertlab.models.compress import compress
+
+        compress(model, shrink["drop_layers"], shrink["int8"])
+        model.hparams["shrink"] = shrink
+    return model, ckpt["state_dict"]
+
+
+def load_model(path: Path):
+    """A TextClassifier rebuilt from the checkpoint alone, in eval mode on the CPU."""
+    from bertlab.models.classifier import TextClassifier
+
+    # the weights come from the checkpoint: build the network without loading pretrained ones
+    model, state = rebuild(path, lambda hp: TextClassifier(
+        **{**hp, "model": {**hp["model"], "pretrained": False}}))
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def load_network(path: Path):
+    """The checkpoint's network and settings without Lightning (TrainedNetwork), for predict.py."""
+    from bertlab.models.network import TrainedNetwork
+
+    model, state = rebuild(path, TrainedNetwork)
+    metadata = getattr(state, "_metadata", None)  # module versions: int8 layers read theirs
+    state = OrderedDict((k, v) for k, v in state.items() if k.startswith("net."))  # not the loss's
+    if metadata is not None:
+        state._metadata = metadata
+    model.load_state_dict(state)
+    return model.eval()
+

@@ -1,0 +1,154 @@
+"""Labels and splits: the task a label column means, class names <-> ids, carved validation and
+test splits, and cross-validation folds. Plain functions on `datasets` objects."""
+from __future__ import annotations
+
+import collections
+import logging
+
+import datasets
+
+from bertlab.data.hygiene import count
+from bertlab.errors import ConfigError, DataError
+from bertlab.task import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task
+
+log = logging.getLogger(__name__)
+
+
+def task_named(name: str | None, feature) -> Task:
+    """data.task if given (checked), else what the label column holds: floats mean regression,
+    lists multi-label, anything else classes."""
+    if name is not None:
+        if name not in TASKS:
+            raise ConfigError(f"data.task={name!r} is not valid; use one of {', '.join(TASKS)}")
+        return TASKS[name]
+    if isinstance(feature, (datasets.Sequence, datasets.List, list)):
+        return MULTILABEL
+    if isinstance(feature, datasets.Value) and feature.dtype.startswith("float"):
+        return REGRESSION
+    return CLASSIFICATION
+
+
+def label_names(values: list, task: Task) -> list[str]:
+    """Sorted class names; integer labels sort as numbers ("2" before "10")."""
+    flat = {v for row in values for v in row} if task.multi_hot else set(values)
+    if all(isinstance(v, (int, bool)) for v in flat):
+        return [str(v) for v in sorted(flat)]
+    return sorted(str(v) for v in flat)
+
+
+def mixed_labels(split: str, values: list, strict: bool, report: dict) -> None:
+    """Count the labels of the rarer kind when a column mixes numbers and words ("1", "2",
+    "pos"; in a csv every value is a string): those rows are probably mistakes, and each
+    distinct value becomes a class of its own."""
+    kinds: dict[str, list] = {"numbers": [], "words": []}
+    for v in values:
+        if v is None:
+            continue
+        try:
+            float(v)
+            kinds["numbers"].append(v)
+        except (TypeError, ValueError):
+            kinds["words"].append(v)
+    if not kinds["numbers"] or not kinds["words"]:
+        return
+    rare = min(kinds, key=lambda k: len(kinds[k]))
+    message = (f"{split}: the label column mixes numbers and words; {len(kinds[rare])} rows "
+               f"hold {rare} (e.g. {kinds[rare][0]!r}), all read as class names")
+    if strict:
+        raise DataError(f"{message}; data.strict=true refuses them")
+    log.warning("%s", message)
+    count(report, "mixed_label_types", split, len(kinds[rare]))
+
+
+def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
+                  report: dict) -> tuple[datasets.DatasetDict, list[str]]:
+    """(splits with label ids, class names): names from the training labels (or the trained
+    model's, c["labels"]); other splits may only use those names. Regression: floats, no names."""
+    if not task.has_classes:
+        try:
+            return dd.cast_column("labels", datasets.Value("float32")), []
+        except (ValueError, TypeError) as e:
+            raise DataError(f"data.label_column={c['label_column']!r} has values that are not "
+                            f"numbers, so it cannot be a regression target") from e
+    if not task.multi_hot:
+        for split in dd:
+            mixed_labels(split, list(dd[split]["labels"]), c["strict"], report)
+    given = c["labels"]  # a trained model's label names (eval on a new file)
+    names = list(given) if given is not None else label_names(list(dd["train"]["labels"]), task)
+    ids = {name: i for i, name in enumerate(names)}
+    for split in dd:
+        values = list(dd[split]["labels"])
+        seen = {str(v) for row in values for v in row} if task.multi_hot else {str(v) for v in values}
+        unknown = sorted(seen - ids.keys())
+        if unknown:
+            raise DataError(f"label {unknown[0]!r} in the {split} data never occurs in training;"
+                            f" training labels: {', '.join(names)}")
+
+    def to_ids(batch):
+        if task.multi_hot:
+            hot = [[0.0] * len(ids) for _ in batch["labels"]]
+            for row, row_names in zip(hot, batch["labels"]):
+                for n in row_names:
+                    row[ids[str(n)]] = 1.0
+            return {"labels": hot}
+        return {"labels": [ids[str(v)] for v in batch["labels"]]}
+
+    feature = (datasets.Sequence(datasets.Value("float32")) if task.multi_hot
+               else datasets.ClassLabel(names=names))
+    return datasets.DatasetDict({
+        split: ds.map(to_ids, batched=True,
+                      features=datasets.Features({**ds.features, "labels": feature}))
+        for split, ds in dd.items()}), names
+
+
+def carve(dd: datasets.DatasetDict, task: Task, c: dict) -> datasets.DatasetDict:
+    """Carve missing validation/test splits out of train: seeded, stratified for classes; under
+    cv (c["cv"] = (folds, index)) the validation split is fold `index`."""
+    n = len(dd["train"])
+    stratify = "labels" if task.stratified else None
+    for split, frac in (("test", c["test_size"]), ("validation", c["val_size"])):
+        if split in dd or not frac or (split == "validation" and c["cv"]):
+            continue
+        k = max(1, round(frac * n))
+        try:
+            parts = dd["train"].train_test_split(test_size=k, seed=c["seed"],
+                                                 stratify_by_column=stratify)
+        except ValueError as e:
+            raise DataError(f"cannot carve a {k}-row {split} split out of {len(dd['train'])} "
+                            f"training rows ({e}); give data.{split}_file or more data") from e
+        dd["train"], dd[split] = parts["train"], parts["test"]
+    if c["cv"]:
+        if "validation" in dd:
+            raise ConfigError("cv makes its validation folds out of data.train_file; drop "
+                              "data.validation_file (or train without cv)")
+        dd["train"], dd["validation"] = fold(dd["train"], *c["cv"], task, c["seed"])
+    if "validation" not in dd:
+        raise ConfigError("there is no validation split: give data.validation_file or set "
+                          "data.val_size to a fraction in (0, 1)")
+    return dd
+
+
+def fold(ds: datasets.Dataset, folds: int, index: int, task: Task | str, seed: int):
+    """(train, validation) of fold `index` of `folds`: seeded, stratified by class for
+    single-label classification; a regression or multi-label target has no classes to
+    stratify by, so its folds are a seeded random partition."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    task = TASKS[str(task)]
+    labels = ds["labels"]
+    if task.stratified:
+        counts = collections.Counter(labels)
+        smallest, n = min(counts.items(), key=lambda kv: kv[1])
+        if folds > n:
+            names = ds.features["labels"].names
+            raise ConfigError(f"cv={folds} is more than the {n} training rows of the smallest "
+                              f"class ({names[smallest]!r}); use cv={max(2, n)} or fewer")
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    else:
+        if folds > len(ds):
+            raise ConfigError(f"cv={folds} is more than the {len(ds)} training rows")
+        log.info("cv: a %s target has no classes to stratify by; the folds are a seeded random "
+                 "partition", task)
+        splitter = KFold(folds, shuffle=True, random_state=seed)
+    train_idx, val_idx = list(splitter.split(range(len(ds)), labels))[index]
+    return ds.select(train_idx), ds.select(val_idx)

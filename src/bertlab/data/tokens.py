@@ -1,0 +1,67 @@
+"""Tokenize and cache: token ids per row (with lengths and truncation counted), kept on disk under
+a key of everything that shaped them, so the next run with the same data starts at once."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+
+import datasets
+
+from bertlab.data.hygiene import count
+from bertlab.files import written_whole
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 3  # bump when the cached layout changes
+
+
+def tokenize(dd: datasets.DatasetDict, tokenizer, max_length: int, report: dict) -> datasets.DatasetDict:
+    """input_ids etc. truncated to `max_length`, each row's `length`, and whether it was cut."""
+    def encode(batch):
+        pair = batch["text_pair"] if "text_pair" in batch else None
+        full = tokenizer(batch["text"], pair, truncation=False)
+        enc = tokenizer(batch["text"], pair, truncation=True, max_length=max_length)
+        enc["length"] = [len(x) for x in enc["input_ids"]]
+        enc["truncated"] = [len(x) > max_length for x in full["input_ids"]]
+        return enc
+
+    dd = datasets.DatasetDict({s: ds.map(encode, batched=True, desc=f"tokenize {s}")
+                               for s, ds in dd.items()})
+    for split, ds in dd.items():
+        n = sum(ds["truncated"])
+        if n:
+            log.info("%s: %d of %d rows truncated to max_length=%d", split, n, len(ds), max_length)
+            count(report, "truncated", split, n)
+    return dd
+
+
+def cache_key(c: dict, tokenizer) -> str:
+    """Changes with the data config `c`, the input files' size and mtime, and the tokenizer."""
+    stats = {s: [str(Path(p).resolve()), os.path.getsize(p), os.path.getmtime(p)]
+             for s, p in c["files"].items() if p and Path(p).is_file()}
+    tok_id = tokenizer.backend_tokenizer.to_str() if tokenizer.is_fast else repr(tokenizer.get_vocab())
+    blob = json.dumps([CACHE_VERSION, c, stats, type(tokenizer).__name__,
+                       hashlib.sha256(tok_id.encode()).hexdigest()], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def save(folder: Path, dd: datasets.DatasetDict, meta: dict) -> None:
+    """The tokenized splits and their meta.json, whole or not at all (another process that
+    finished the same cache first wins)."""
+    try:
+        with written_whole(folder) as tmp:
+            dd.save_to_disk(str(tmp))
+            (tmp / "meta.json").write_text(json.dumps(meta))
+    except OSError:
+        if not (folder / "meta.json").exists():
+            raise
+
+
+def load(folder: Path) -> tuple[datasets.DatasetDict, dict] | None:
+    """(splits, meta) from the cache, or None when there is none yet."""
+    if not (folder / "meta.json").exists():
+        return None
+    return datasets.load_from_disk(str(folder)), json.loads((folder / "meta.json").read_text())

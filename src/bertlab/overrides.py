@@ -1,0 +1,242 @@
+"""The command line, checked before Hydra starts: unknown keys named with the closest valid
+ones, group options checked, dict values spread, and the run folder decided and claimed."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from bertlab import runs
+from bertlab.errors import ConfigError, exit_usage
+
+# Hydra's options that take a value (the next word)
+VALUED = {"--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+          "--config-dir", "-cd", "--experimental-rerun"}
+
+
+def override_args(argv: list[str]) -> list[str]:
+    """The overrides of a command line: what is neither a flag nor a flag's value."""
+    return [a for i, a in enumerate(argv) if not a.startswith("-") and not (i and argv[i - 1] in VALUED)]
+
+
+def keys_of(node, prefix: str = "") -> list[str]:
+    from omegaconf import DictConfig
+
+    out = []
+    for k in node.keys() if isinstance(node, DictConfig) else []:
+        path = f"{prefix}{k}"
+        out.append(path)
+        child = node._get_node(k, validate_access=False)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            out += keys_of(child, path + ".")
+    return out
+
+
+def get_node(cfg, key: str):
+    """The config node at `key`, unresolved (None if there is none)."""
+    from omegaconf import DictConfig
+
+    node = cfg
+    for part in key.split("."):
+        child = node._get_node(part, validate_access=False) if isinstance(node, DictConfig) else None
+        if child is None:
+            return None
+        node = child
+    return node
+
+
+def has_key(cfg, key: str) -> bool:
+    return get_node(cfg, key) is not None
+
+
+def open_dict_node(node) -> bool:
+    """A dict that is empty or null by default: users add their own keys to it."""
+    from omegaconf import DictConfig
+
+    if node is None or node._is_interpolation():
+        return False
+    return node._is_none() or isinstance(node, DictConfig) and len(node) == 0
+
+
+def closest(key: str, keys: list[str]) -> str:
+    import difflib
+
+    leaf: dict[str, str] = {}
+    for k in sorted(keys, key=len, reverse=True):  # a leaf name stands for its shortest key
+        leaf[k.rsplit(".", 1)[-1]] = k
+    found = difflib.get_close_matches(key, keys, n=3, cutoff=0.8)
+    found += [leaf[m] for m in difflib.get_close_matches(key.rsplit(".", 1)[-1], list(leaf), n=3,
+                                                          cutoff=0.75) if leaf[m] not in found]
+    return ", ".join(found[:3])
+
+
+def compose_for_check(conf_dir: Path, config_name: str, overrides: list[str]):
+    """The config these overrides make; what Hydra would refuse is one line here."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    try:
+        with initialize_config_dir(str(conf_dir), version_base="1.3"):
+            return compose(config_name, overrides=overrides, return_hydra_config=True)
+    except Exception as e:
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        cause = str(e.__cause__ or "").strip().splitlines()
+        exit_usage(" ".join(lines[:1] + ([cause[0]] if cause and cause[0] not in lines[:1] else []))
+              or type(e).__name__)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
+    """Refuse unknown keys with the closest valid ones (Hydra's struct error suggests `+key=`,
+    which then trains with a key nothing reads); let a key inside an open dict (one that is
+    empty by default, like model.config_overrides) be set without `+`; and spread a dict value
+    over an existing dict key by key (`data.read_kwargs={encoding: latin-1}` adds to the
+    defaults instead of failing). Returns the rewritten argv."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import OverrideType
+    from omegaconf import DictConfig
+
+    args = override_args(argv)
+    for a in args:
+        if "=" not in a and not a.startswith("~"):
+            exit_usage(f"{a!r} is not an override; use key=value or group=option (--help lists them)")
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+    except Exception as e:
+        exit_usage(str(e).strip().splitlines()[0])
+    groups, plain = [], []
+    for o in parsed:
+        is_group = (conf_dir / o.key_or_group).is_dir() or o.key_or_group.startswith("hydra/")
+        if o.key_or_group.startswith("hydra") or is_group:
+            if is_group and not o.key_or_group.startswith("hydra") and o.is_sweep_override():
+                first = next(iter(o.sweep_string_iterator()), None)
+                if first is not None:
+                    groups.append(f"{o.get_key_element()}={first}")
+                continue
+            groups.append(o.input_line)
+        else:
+            plain.append(o)
+    cfg = compose_for_check(conf_dir, config_name, groups)
+    keys = [k for k in keys_of(cfg) if not k.startswith("hydra")]
+    rewritten = {}
+    for o in plain:
+        key = o.key_or_group
+        missing = not has_key(cfg, key)
+        parent = key.rsplit(".", 1)[0] if "." in key else None
+        open_dict = parent and open_dict_node(get_node(cfg, parent))
+        if o.type == OverrideType.CHANGE and missing:
+            if open_dict:
+                rewritten[o.input_line] = ["+" + o.input_line]  # an open dict: add the key
+                continue
+            hint = closest(key, keys)
+            exit_usage(f"{key} is not a key of this config" + (f"; did you mean {hint}?" if hint else
+                  "") + f" (`python {config_name}.py --cfg job` lists them all)")
+        if o.type == OverrideType.DEL and missing:
+            exit_usage(f"~{key} removes a key that is not in this config; keys near it: "
+                  f"{closest(key, keys) or 'none'}")
+        value = o.value() if not o.is_sweep_override() else None
+        node = None if missing else get_node(cfg, key)
+        if o.type == OverrideType.CHANGE and isinstance(value, dict) and \
+                isinstance(node, DictConfig) and value:
+            rewritten[o.input_line] = [
+                f"{'' if k in node else '+'}{key}.{k}={json.dumps(v)}" for k, v in value.items()]
+    if rewritten:
+        argv = [x for a in argv for x in rewritten.get(a, [a])]
+    return argv
+
+
+def check_group_choices(argv: list[str], conf_dir: Path) -> None:
+    """Exit with one line when an override names a config-group option that does not exist.
+
+    Hydra reports this too, but over a dozen lines, after its start-up; this runs first.
+    """
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [a for a in argv if not a.startswith("-") and "=" in a]
+    try:
+        overrides = OverridesParser.create().parse_overrides(args)
+    except Exception:
+        return  # Hydra will report the syntax error itself
+    for o in overrides:
+        group = o.key_or_group
+        folder = conf_dir / group
+        if o.is_delete() or not folder.is_dir() or o.package or group.startswith("hydra"):
+            continue  # hydra/* groups also have options from plugins: Hydra checks those
+        values = o.value()
+        values = getattr(values, "list", None) or ([values] if isinstance(values, str) else [])
+        valid = sorted(p.stem for p in folder.glob("*.yaml"))
+        for v in values:
+            if isinstance(v, str) and v not in valid:
+                print(f"error: {group}={v} is not an option; valid: {', '.join(valid)}",
+                      file=sys.stderr)
+                sys.exit(2)
+
+
+def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]:
+    """Decide the job's folder before Hydra writes into it: claimed for this command alone (a
+    used one is refused), pinned so that Hydra uses the same one."""
+    if any(a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i",
+                                "-sc", "--shell-completion") for a in argv):
+        return argv
+    from omegaconf import OmegaConf
+    from omegaconf.errors import MissingMandatoryValue
+
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    overrides = override_args(argv)
+    if multirun:  # sweep values cannot be composed; the sweep's own keys are enough here
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        overrides = [o.input_line for o in OverridesParser.create().parse_overrides(overrides)
+                     if not o.is_sweep_override()]
+    cfg = compose_for_check(conf_dir, config_name, overrides)
+    run_dir = OmegaConf.select(cfg, "run_dir", default=None, throw_on_missing=False)
+    if run_dir is not None and not Path(run_dir).is_dir():
+        exit_usage(f"run_dir={run_dir} " + ("is a file, not a run folder" if Path(run_dir).exists()
+                                       else "does not exist") + "; give outputs/runs/<run>")
+    if multirun:
+        given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")]
+        resumed = any(a.startswith("resume=") for a in argv)
+        searching = OmegaConf.select(cfg, "hydra.sweeper.study_name", default=None)
+        if given and not resumed and not searching and Path(given[-1]).is_dir() \
+                and any(Path(given[-1]).iterdir()):
+            exit_usage(f"hydra.sweep.dir={given[-1]} is in use; a new sweep needs a new folder "
+                  f"(run a stopped sweep's unfinished jobs with resume={given[-1]})")
+        return argv
+    if any(a.startswith("resume=") for a in argv):
+        return argv  # continues in the run's own folder
+    given = [a for a in argv if a.startswith(("hydra.run.dir=", "output_dir="))]
+    key = given[-1].split("=", 1)[0] if given else "hydra.run.dir"
+    try:
+        folder = given[-1].split("=", 1)[1] if given else str(cfg.hydra.run.dir)
+    except MissingMandatoryValue as e:
+        exit_usage(f"{e.full_key} is not set; give it on the command line ({e.full_key}=...)")
+    if folder in (".", ""):
+        return argv  # a command that makes no folder of its own
+    try:
+        runs.claim(Path(folder), key)
+    except ConfigError as e:
+        exit_usage(str(e))
+    argv = [a for a in argv if a not in given]
+    return [*argv, f"hydra.run.dir={folder}"]
+
+
+def name_jobs_by_swept_keys(argv: list[str], conf_dir: Path) -> list[str]:
+    """A sweep's job folders are named by the swept keys only (`3_lr=3e-05`), not by every
+    override: the keys that are the same in every job go to override_dirname's exclude list."""
+    if not any(a in ("-m", "--multirun") for a in argv):
+        return argv
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    overrides = override_args(argv)
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.key_or_group for o in parsed if not o.is_sweep_override()
+             and not o.key_or_group.startswith("hydra")]
+    if not fixed:
+        return argv
+    base = OmegaConf.load(conf_dir / "hydra" / "default.yaml")
+    keys = list(base.job.config.override_dirname.exclude_keys) + \
+        [k for k in fixed if k not in base.job.config.override_dirname.exclude_keys]
+    setting = "hydra.job.config.override_dirname.exclude_keys="
+    return [a for a in argv if not a.startswith(setting)] + [f"{setting}[{','.join(keys)}]"]
