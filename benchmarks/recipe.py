@@ -24,9 +24,9 @@ ROWS = [  # (name, overrides)
     ("no warmup", ["scheduler.warmup=0"]),
     ("cosine schedule", ["scheduler=cosine"]),
     ("step decay (x0.5 per epoch)", ["scheduler=step"]),
-    ("layer-wise lr decay 0.9", ["optimizer.layer_decay=0.9"]),
+    ("layer-wise lr decay 0.9", ["layer_decay=0.9"]),
     ("frozen encoder (linear probe, lr 1e-3)", ["model.freeze_encoder=true", "lr=1e-3"]),
-    ("balanced class weights", ["loss=cross_entropy", "loss.class_weights=balanced"]),
+    ("balanced class weights", ["loss=cross_entropy", "class_weights=balanced"]),
     ("50% pruning (epoch 1)", ["callbacks=pruning", "callbacks.pruning.sparsity=0.5"]),
 ]
 

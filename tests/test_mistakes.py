@@ -73,6 +73,10 @@ REFUSED = [
     ("train", ["monitor=val/pearson"], 2, "monitor=val/pearson is not a metric of this classification"),
     ("train", ["max_length=1000"], 2, "max_length=1000 is more than this model's limit of 512"),
     ("train", ["cv=1"], 2, "cv=1 is not valid; use a number of folds >= 2"),
+    ("train", ["optimizer.layer_decay=0.9"], 2, "did you mean layer_decay"),  # moved to the top
+    ("train", ["loss.class_weights=balanced"], 2, "did you mean class_weights"),
+    ("train", ["scheduler=step", "scheduler.gamma=0.5"], 2, "did you mean scheduler.schedule.gamma"),
+    ("train", ["data.max_length=64"], 2, "data.max_length=64 differs from max_length=128"),
     ("train", ["model.name_or_path=/nonexistent"], 2, "model.name_or_path=/nonexistent does not exist"),
     ("train", ["data=files", "data.train_file={root}/a_folder"], 2, "is a folder"),
     ("train", ["data=files", "data.train_file={root}/empty.csv"], 1, "holds no rows (only a header)"),
@@ -131,7 +135,7 @@ def test_documented_forms_work_as_typed(tmp_path):
         (["data.read_kwargs={quoting: 3}"], "quoting: 3"),  # added to the tweets' own kwargs
         (["model.config_overrides.hidden_dropout_prob=0.2"], "hidden_dropout_prob: 0.2"),
         (["+model.config_overrides.classifier_dropout=0.3"], "classifier_dropout: 0.3"),
-        (["loss.class_weights=balanced", "loss.label_smoothing=0.1"], "class_weights: balanced"),
+        (["class_weights=balanced", "loss.label_smoothing=0.1"], "class_weights: balanced"),
         (["lr=3e-5", "--cfg", "job"], "lr: 3.0e-05"),  # the flag after the overrides
     ]:
         r = command("train", [*args, "--cfg", "job"] if "--cfg" not in args else args, tmp_path)
@@ -149,7 +153,7 @@ def test_multirun_flag_after_the_overrides(tmp_path):
 def test_class_weights_and_smoothing_with_the_default_loss(make_cfg, tmp_path):
     from bertlab.train import train
 
-    train(make_cfg("data.max_samples=160", "batch_size=16", "loss.class_weights=balanced",
+    train(make_cfg("data.max_samples=160", "batch_size=16", "class_weights=balanced",
                    "loss.label_smoothing=0.1"))
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["loss"]["name"] == "CrossEntropyLoss" and len(m["loss"]["class_weights"]) == 3

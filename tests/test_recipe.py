@@ -36,14 +36,14 @@ def test_linear_schedule_warms_up_then_decays(make_cfg, tmp_path):
 
 
 def test_step_and_exponential_decay_per_epoch(make_cfg, tmp_path):
-    run(make_cfg, tmp_path, "lr=5e-5", "scheduler=step", "scheduler.gamma=0.5", "max_epochs=3",
+    run(make_cfg, tmp_path, "lr=5e-5", "scheduler=step", "scheduler.schedule.gamma=0.5", "max_epochs=3",
         "trainer.log_every_n_steps=1", "~callbacks.early_stopping")
     assert sorted(set(round(x, 12) for x in lr_curve(tmp_path))) == pytest.approx(
         [1.25e-5, 2.5e-5, 5e-5])
 
 
 def test_exponential_decay_per_step(make_cfg, tmp_path):
-    run(make_cfg, tmp_path, "lr=5e-5", "scheduler=exponential", "scheduler.gamma=0.9",
+    run(make_cfg, tmp_path, "lr=5e-5", "scheduler=exponential", "scheduler.schedule.gamma=0.9",
         "scheduler.interval=step", "trainer.log_every_n_steps=1")
     lrs = lr_curve(tmp_path)
     assert lrs[:3] == pytest.approx([5e-5, 4.5e-5, 4.05e-5])
@@ -63,7 +63,7 @@ def test_warmup_as_a_fraction_of_all_steps(make_cfg, tmp_path):
 
 
 def test_layer_decay_scales_lr_by_depth(make_cfg, tmp_path):
-    run(make_cfg, tmp_path, "optimizer.layer_decay=0.5", "lr=1e-3")
+    run(make_cfg, tmp_path, "layer_decay=0.5", "lr=1e-3")
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     initial = sorted({g["initial_lr"] for g in ckpt["optimizer_states"][0]["param_groups"]})
     # tiny has 2 layers: embeddings x0.125, layer 0 x0.25, layer 1 x0.5, head x1
@@ -144,7 +144,7 @@ def test_l1_is_added_to_the_training_loss(make_cfg):
 
 
 def test_balanced_class_weights_reach_the_loss(make_cfg, tmp_path):
-    metrics = run(make_cfg, tmp_path, "loss=cross_entropy", "loss.class_weights=balanced")
+    metrics = run(make_cfg, tmp_path, "loss=cross_entropy", "class_weights=balanced")
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)
     counts = ckpt["hyper_parameters"]["class_counts"]
     weight = ckpt["state_dict"]["loss_fn.weight"]

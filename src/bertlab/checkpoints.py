@@ -1,16 +1,13 @@
 """A run's checkpoints: found, read safely, and rebuilt into a model (with or without Lightning)."""
 from __future__ import annotations
 
-import pickle
 import sys
 from collections import OrderedDict
-import zipfile
 from pathlib import Path
 
-import torch
 
 from bertlab.errors import ConfigError, DataError
-from bertlab.runs import recorded
+from bertlab.runs import read_checkpoint, recorded
 
 
 def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
@@ -38,15 +35,6 @@ def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
         raise DataError(f"run_dir={run_dir} has no checkpoints/best.ckpt (found: "
                         f"{', '.join(found) or 'no checkpoint'}); did its training finish?")
     return path
-
-
-def read_checkpoint(path: Path, mmap: bool = False) -> dict:
-    """The checkpoint's contents, loaded without running pickled code (weights_only)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as e:
-        raise DataError(f"cannot load checkpoint {path}: it is truncated, corrupted or not a "
-                        f"bertlab checkpoint ({str(e).splitlines()[0][:160]})") from e
 
 
 def checkpoint_hparams(path: Path) -> tuple[dict, dict]:

@@ -1,7 +1,7 @@
 """Checks of a composed train config that need no torch: `train.py lr=-1` answers at once."""
 from __future__ import annotations
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bertlab.errors import ConfigError
 from bertlab.task import TASKS, Task, task_of
@@ -33,15 +33,14 @@ RANGES = {
     "regularization.l1": (lambda v: number(v) and v >= 0, "a number >= 0"),
     "scheduler.warmup": (lambda v: v is None or number(v) and v >= 0,
                          "a fraction of the steps in [0, 1) or a step count >= 1"),
-    "scheduler.gamma": (lambda v: number(v) and 0 < v <= 1, "a factor in (0, 1]"),
-    "scheduler.step_size": (lambda v: integer(v) and v > 0, "a positive integer"),
-    "scheduler.patience": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
-    "scheduler.factor": (lambda v: number(v) and 0 < v < 1, "a factor in (0, 1)"),
+    "scheduler.schedule.gamma": (lambda v: number(v) and 0 < v <= 1, "a factor in (0, 1]"),
+    "scheduler.schedule.step_size": (lambda v: integer(v) and v > 0, "a positive integer"),
+    "scheduler.schedule.patience": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
+    "scheduler.schedule.factor": (lambda v: number(v) and 0 < v < 1, "a factor in (0, 1)"),
     "optimizer.momentum": (lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
     "optimizer.alpha": (lambda v: number(v) and 0 < v < 1, "a number in (0, 1)"),
     "optimizer.eps": (lambda v: number(v) and v > 0, "a small positive number"),
-    "optimizer.layer_decay": (lambda v: v is None or number(v) and 0 < v <= 1,
-                              "a factor in (0, 1], or null"),
+    "layer_decay": (lambda v: v is None or number(v) and 0 < v <= 1, "a factor in (0, 1], or null"),
     "loss.gamma": (lambda v: number(v) and v >= 0, "a number >= 0 (0: plain cross-entropy)"),
     "loss.label_smoothing": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
     "loss.delta": (lambda v: number(v) and v > 0, "a positive number"),
@@ -105,6 +104,12 @@ def check_config(cfg: DictConfig) -> None:
     if fold is not None and (cv is None or isinstance(fold, bool) or not isinstance(fold, int)
                              or not 0 <= fold < cv):
         raise ConfigError(f"cv_fold={fold!r} is not valid; use 0..cv-1 together with cv=K")
+    for key, source in (("max_length", "max_length"), ("batch_size", "batch_size"),
+                        ("seed", "seed"), ("tokenizer", "model.tokenizer")):
+        ours, theirs = cfg.data.get(key), OmegaConf.select(cfg, source)  # one value for both
+        if key in cfg.data and ours != theirs:
+            raise ConfigError(f"data.{key}={ours} differs from {source}={theirs}; set "
+                              f"{source}={ours} (the data follows it)")
     if cfg.mode not in ("min", "max", "auto"):
         raise ConfigError(f"mode={cfg.mode!r} is not valid; use min, max or auto")
     known = sorted({f"val/{m}" for t in TASKS.values() for m in (*t.metrics, "loss")})

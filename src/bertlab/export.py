@@ -65,8 +65,9 @@ def model_card(run_dir: Path, out: Path, model) -> str:
     metrics = recorded(run_dir)
     hp = model.hparams
     keep = ("lr", "batch_size", "max_epochs", "max_length", "weight_decay", "seed")
+    schedule = cfg.scheduler.get("schedule", cfg.scheduler)  # (runs before it had its own block)
     hparams = {k: cfg[k] for k in keep} | {"optimizer": cfg.optimizer._target_,
-                                           "scheduler": cfg.scheduler.get("name")}
+                                           "scheduler": schedule.get("name")}
     if hparams["max_epochs"] is None:  # the budget chose
         hparams["max_epochs"] = f"{metrics.get('epochs')} epochs, {metrics.get('steps')} steps (budget)"
     data = {k: Path(v).name if k.endswith("_file") else v  # a file's name, not this machine's path

@@ -96,8 +96,8 @@ def readable_hparams(cfg: DictConfig, choices: dict) -> dict:
         "lr": cfg.lr, "batch_size": cfg.batch_size, "max_epochs": cfg.max_epochs or -1,
         "weight_decay": cfg.weight_decay, "max_length": cfg.max_length, "seed": cfg.seed,
         "optimizer": choices.get("optimizer") or cfg.optimizer._target_.rsplit(".", 1)[-1],
-        "scheduler": choices.get("scheduler") or cfg.scheduler.get("name")
-        or cfg.scheduler._target_.rsplit(".", 1)[-1],
+        "scheduler": choices.get("scheduler") or cfg.scheduler.schedule.get("name")
+        or cfg.scheduler.schedule._target_.rsplit(".", 1)[-1],
         "loss": choices.get("loss") or cfg.loss._target_.rsplit(".", 1)[-1],
         "model": choices.get("model") or Path(cfg.model.name_or_path).name,
         "data": choices.get("data") or Path(str(cfg.data.get("train_file"))).name,

@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -91,8 +93,6 @@ def remove_unused_folder() -> None:
 # ---- resume ---------------------------------------------------------------------------------
 def resume_point(run_dir: Path, status: str | None) -> tuple[Path | None, int]:
     """The run's checkpoints/last.ckpt (None: start over in the same folder) and its step."""
-    from bertlab.checkpoints import read_checkpoint
-
     if not run_dir.is_dir():
         return None, 0  # a sweep job that never started
     if status in FINISHED:
@@ -168,6 +168,17 @@ def read_status(folder: Path) -> str | None:
         return json.loads((folder / "metrics.json").read_text()).get("status")
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def read_checkpoint(path: Path, mmap: bool = False) -> dict:
+    """The checkpoint's contents, loaded without running pickled code (weights_only)."""
+    import torch
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as e:
+        raise DataError(f"cannot load checkpoint {path}: it is truncated, corrupted or not a "
+                        f"bertlab checkpoint ({str(e).splitlines()[0][:160]})") from e
 
 
 def run_config(run_dir: str | Path) -> DictConfig:

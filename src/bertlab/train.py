@@ -112,6 +112,8 @@ def build_data(cfg: DictConfig, run_dir: Path) -> TextDataModule:
 
 def build_model(cfg: DictConfig, dm: TextDataModule) -> TextClassifier:
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+    weights = cfg.class_weights  # balanced, or a list
+    weights = plain(weights) if OmegaConf.is_list(weights) else weights
     counts = None
     if dm.task.has_classes and not dm.task.multi_hot:  # the counts that class weights need
         counts = torch.bincount(torch.tensor(list(dm.dataset["train"]["labels"])),
@@ -120,7 +122,8 @@ def build_model(cfg: DictConfig, dm: TextDataModule) -> TextClassifier:
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
                           clean=list(cfg.data.clean), class_counts=counts,
-                          l1=float(cfg.get("regularization", {}).get("l1") or 0.0))
+                          l1=float(cfg.get("regularization", {}).get("l1") or 0.0),
+                          layer_decay=cfg.layer_decay, class_weights=weights)
 
 
 def fit(trainer, model, dm, run_dir: Path, checkpoint: Path | None) -> str | None:

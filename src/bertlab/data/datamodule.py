@@ -29,8 +29,29 @@ log = logging.getLogger(__name__)
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 
 
+def check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
+                    val_size, test_size) -> None:
+    """What the data config must hold before anything is read."""
+    if source not in SOURCES:
+        raise ConfigError(f"data.source={source!r} is not valid; use one of {', '.join(SOURCES)}")
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"data.task={task!r} is not valid; use one of {', '.join(TASKS)}")
+    if source == "files" and not train_file and not (labels is not None and test_file):
+        raise ConfigError("data.train_file is not set; give the path of a csv, tsv, json, jsonl "
+                          "or parquet file (data=files data.train_file=my.csv)")
+    for key, value in (("batch_size", batch_size), ("max_length", max_length)):
+        if not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key}={value!r} is not valid; use a positive integer")
+    for key, value in (("val_size", val_size), ("test_size", test_size)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"data.{key}={value!r} is not valid; use a fraction in [0, 1)")
+
+
 class TextDataModule(L.LightningDataModule):
-    """Loads, cleans, splits and tokenizes text once (cached on disk) and serves padded batches."""
+    """Loads, cleans, splits and tokenizes text once (cached on disk) and serves padded batches.
+
+    One keyword per key of the data config (conf/data/*.yaml), so __init__ is long by its
+    argument list alone."""
 
     def __init__(
         self,
@@ -67,19 +88,8 @@ class TextDataModule(L.LightningDataModule):
         tokenizer_key: str = "model.tokenizer",
     ) -> None:
         super().__init__()
-        if source not in SOURCES:
-            raise ConfigError(f"data.source={source!r} is not valid; use one of {', '.join(SOURCES)}")
-        if task is not None and task not in TASKS:
-            raise ConfigError(f"data.task={task!r} is not valid; use one of {', '.join(TASKS)}")
-        if source == "files" and not train_file and not (labels is not None and test_file):
-            raise ConfigError("data.train_file is not set; give the path of a csv, tsv, json, jsonl "
-                              "or parquet file (data=files data.train_file=my.csv)")
-        for key, value in (("batch_size", batch_size), ("max_length", max_length)):
-            if not isinstance(value, int) or value <= 0:
-                raise ConfigError(f"{key}={value!r} is not valid; use a positive integer")
-        for key, value in (("val_size", val_size), ("test_size", test_size)):
-            if not 0 <= value < 1:
-                raise ConfigError(f"data.{key}={value!r} is not valid; use a fraction in [0, 1)")
+        check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
+                        val_size, test_size)
         self.cfg = dict(
             source=source, files={"train": train_file, "validation": validation_file,
                                   "test": test_file},
@@ -224,15 +234,15 @@ class TextDataModule(L.LightningDataModule):
 
 
 def from_config(cfg, **overrides) -> TextDataModule:
-    """The data module of a composed train config (`data` plus the top-level tokenizer,
-    max_length, batch_size and seed); training, eval.py and shrink.py build it the same way."""
+    """The data module of a composed train config; training, eval.py and shrink.py build it the
+    same way. The data config takes tokenizer, max_length, batch_size and seed from the top-level
+    keys by interpolation (a run folder written before it did gets them here)."""
     from hydra.utils import instantiate
 
-    return instantiate(cfg.data, **{"tokenizer": cfg.model.tokenizer, "max_length": cfg.max_length,
-                                    "batch_size": cfg.batch_size, "seed": cfg.seed,
-                                    "cv": (cfg.cv, cfg.cv_fold) if cfg.get("cv_fold") is not None
-                                    else None,
-                                    # the key the user set, for an error naming it
-                                    "tokenizer_key": "model.tokenizer" if cfg.model.tokenizer
-                                    != cfg.model.name_or_path else "model.name_or_path",
-                                    **overrides})
+    shared = {"tokenizer": cfg.model.tokenizer, "max_length": cfg.max_length,
+              "batch_size": cfg.batch_size, "seed": cfg.seed}
+    return instantiate(cfg.data, **{k: v for k, v in shared.items() if k not in cfg.data},
+                       cv=(cfg.cv, cfg.cv_fold) if cfg.get("cv_fold") is not None else None,
+                       # the key the user set, for an error naming it
+                       tokenizer_key="model.tokenizer" if cfg.model.tokenizer
+                       != cfg.model.name_or_path else "model.name_or_path", **overrides)

@@ -55,7 +55,8 @@ class TextClassifier(L.LightningModule):
 
     def __init__(self, model: dict, task: str, labels: list[str], loss: dict, optimizer: dict,
                  scheduler: dict, max_length: int = 128, clean: list[str] = (),
-                 class_counts: list[int] | None = None, l1: float = 0.0) -> None:
+                 class_counts: list[int] | None = None, l1: float = 0.0,
+                 layer_decay: float | None = None, class_weights=None) -> None:
         super().__init__()
         task = task_of(task).name  # saved by name: checkpoints hold plain values
         self.save_hyperparameters()
@@ -65,7 +66,7 @@ class TextClassifier(L.LightningModule):
         self.frozen = freeze(self.net, model)
         if model.get("compile"):  # torch.compile in place: the state dict keeps its key names
             self.net.compile()
-        self.loss_fn = build_loss(loss, task, class_counts)
+        self.loss_fn = build_loss(loss, task, class_counts, class_weights)
         self.train_metrics = self.task.build_metrics(self.num_labels, "train")
         self.val_metrics = self.task.build_metrics(self.num_labels, "val")
         self.test_metrics = self.task.build_metrics(self.num_labels, "test")
@@ -164,22 +165,20 @@ class TextClassifier(L.LightningModule):
 
     def configure_optimizers(self):
         opt = dict(self.hparams.optimizer)
-        layer_decay = opt.pop("layer_decay", None)
+        layer_decay = self.hparams.layer_decay
         if layer_decay is not None and not 0 < layer_decay <= 1:
-            raise ConfigError(f"optimizer.layer_decay={layer_decay} is not valid; use a factor "
-                              f"in (0, 1], e.g. 0.9")
+            raise ConfigError(f"layer_decay={layer_decay} is not valid; use a factor in (0, 1], "
+                              f"e.g. 0.9")
         opt.update(implementation(opt, str(self.trainer.precision), self.trainer.gradient_clip_val))
         optimizer = instantiate(opt)(self.param_groups(opt["lr"], layer_decay))
-        sched = dict(self.hparams.scheduler)
-        warmup = sched.pop("warmup", None)  # only transformers' schedules take warmup + total
-        interval, monitor = sched.pop("interval", "step"), sched.pop("monitor", None)
-        kwargs = {}
-        if warmup is not None:
+        sched = self.hparams.scheduler  # our keys beside `schedule`, the block to instantiate
+        warmup, kwargs = sched.get("warmup"), {}
+        if warmup is not None:  # only transformers' schedules take warmup + total steps
             total = int(self.trainer.estimated_stepping_batches)
             kwargs = {"num_warmup_steps": round(warmup * total) if warmup < 1 else int(warmup),
                       "num_training_steps": total}
-        scheduler = instantiate(sched)(optimizer=optimizer, **kwargs)
-        lr_scheduler = {"scheduler": scheduler, "interval": interval}
-        if monitor:
-            lr_scheduler["monitor"] = monitor
+        scheduler = instantiate(sched["schedule"])(optimizer=optimizer, **kwargs)
+        lr_scheduler = {"scheduler": scheduler, "interval": sched.get("interval", "step")}
+        if sched.get("monitor"):
+            lr_scheduler["monitor"] = sched["monitor"]
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}

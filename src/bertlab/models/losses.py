@@ -58,17 +58,20 @@ def class_weights(spec, counts: list[int]) -> torch.Tensor:
         return torch.tensor([n / (k * c) if c else 0.0 for c in counts])
     if isinstance(spec, (list, tuple)) and len(spec) == k:
         return torch.tensor([float(w) for w in spec])
-    raise ConfigError(f"loss.class_weights={spec!r} is not valid; use balanced or a list of "
+    raise ConfigError(f"class_weights={spec!r} is not valid; use balanced or a list of "
                       f"{k} numbers (one per label)")
 
 
-def build_loss(cfg: dict, task: str | Task, counts: list[int] | None = None) -> nn.Module:
+def build_loss(cfg: dict, task: str | Task, counts: list[int] | None = None,
+               spec=None) -> nn.Module:
+    """The `loss` block for `task`, with class weights from `spec` (top-level class_weights)."""
     cfg, task = dict(cfg), task_of(task)
-    spec = cfg.pop("class_weights", None)
+    if "class_weights" in cfg:  # a checkpoint written when class_weights was a loss key
+        spec = cfg.pop("class_weights")
     kwargs = {"task": task.name} if cfg["_target_"].endswith(".auto") else {}
     if spec is not None:
         if not task.has_classes or task.multi_hot:
-            raise ConfigError(f"loss.class_weights works for classification, not {task}")
+            raise ConfigError(f"class_weights works for classification, not {task}")
         kwargs["weight"] = class_weights(spec, counts or [])
     loss = instantiate(cfg, **kwargs)
     if not isinstance(loss, FITS[task.name]):
