@@ -22,8 +22,7 @@ def run(make_cfg, tmp_path, *overrides) -> dict:
 
 def lr_curve(tmp_path) -> list[float]:
     acc = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload()
-    (tag,) = [t for t in acc.Tags()["scalars"] if t.startswith("lr-") and t.endswith("/pg1")]
-    return [e.value for e in acc.Scalars(tag)]
+    return [e.value for e in acc.Scalars("train/lr/decayed")]
 
 
 def test_linear_schedule_warms_up_then_decays(make_cfg, tmp_path):
@@ -63,11 +62,15 @@ def test_warmup_as_a_fraction_of_all_steps(make_cfg, tmp_path):
 
 
 def test_layer_decay_scales_lr_by_depth(make_cfg, tmp_path):
-    run(make_cfg, tmp_path, "layer_decay=0.5", "lr=1e-3")
+    run(make_cfg, tmp_path, "layer_decay=0.5", "lr=1e-3", "trainer.log_every_n_steps=1")
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     initial = sorted({g["initial_lr"] for g in ckpt["optimizer_states"][0]["param_groups"]})
     # tiny has 2 layers: embeddings x0.125, layer 0 x0.25, layer 1 x0.5, head x1
     assert initial == pytest.approx([1.25e-4, 2.5e-4, 5e-4, 1e-3])
+    names = {g["name"]: g["initial_lr"] for g in ckpt["optimizer_states"][0]["param_groups"]}
+    assert names["embeddings_decayed"] == pytest.approx(1.25e-4) and names["head_no_decay"] == 1e-3
+    tags = EventAccumulator(str(tmp_path / "run" / "tensorboard")).Reload().Tags()["scalars"]
+    assert {"train/lr/layer_0_decayed", "train/lr/layer_1_no_decay"} <= set(tags)
 
 
 @pytest.mark.parametrize("overrides, frozen_prefixes", [

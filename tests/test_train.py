@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import math
 
 import pytest
@@ -135,7 +136,8 @@ def test_tensorboard_has_curves_lr_and_hparams(make_cfg, tmp_path):
     tags = mux.Runs()["run"]["scalars"]
     for tag in ("train/loss_step", "val/loss", "val/acc", "val/f1", "test/acc"):
         assert tag in tags, tag
-    assert any(t.startswith("lr-") for t in tags)
+    assert {"train/lr/decayed", "train/lr/no_decay"} <= set(tags)  # named by what they hold
+    assert "epoch" not in tags  # the first cards are loss and metrics
     content = mux.PluginRunToTagToContent("hparams")["run"]
     start = next(plugin_data_pb2.HParamsPluginData.FromString(c).session_start_info
                  for c in content.values()
@@ -146,6 +148,23 @@ def test_tensorboard_has_curves_lr_and_hparams(make_cfg, tmp_path):
                       for c in content.values()
                       if plugin_data_pb2.HParamsPluginData.FromString(c).HasField("experiment"))
     assert {"val/acc", "test/acc"} <= {m.name.tag for m in experiment.metric_infos}
+
+
+def test_tensorboard_custom_scalars_put_train_and_val_on_one_chart(make_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    run(make_cfg, "max_epochs=1")
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"),
+                           size_guidance={"tensors": 0}).Reload()
+    (event,) = acc.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(event.tensor_proto.string_val[0])
+    charts = {c.title: list(c.multiline.tag) for cat in layout.category for c in cat.chart}
+    assert list(charts)[:3] == ["loss", "acc", "f1"]
+    assert charts["loss"] == ["^train/loss(_epoch)?$", "^val/loss$"]
+    tags = acc.Tags()["scalars"]
+    for pattern in charts["loss"] + charts["acc"]:  # each chart's patterns match logged curves
+        assert any(re.match(pattern, t) for t in tags), pattern
 
 
 def test_debug_fast_and_trainer_cpu_presets(make_cfg, tmp_path):
@@ -215,3 +234,21 @@ def test_two_runs_with_one_seed_are_identical(make_cfg, tmp_path):
     train(make_cfg("debug=fast", "lr=1e-3", "seed=1", run_dir=tmp_path / "c"))
     other = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert other["val/loss"] != finals[0]["val/loss"]
+
+
+def test_several_loggers_each_hold_curves_hyperparameters_and_final_metrics(make_cfg, tmp_path):
+    import csv
+
+    run(make_cfg, "logger=[tensorboard,csv]", "max_epochs=1")
+    rows = list(csv.DictReader(open(tmp_path / "run" / "csv" / "metrics.csv")))
+    assert any(r["val/acc"] for r in rows) and any(r["test/acc"] for r in rows)
+    hparams = (tmp_path / "run" / "csv" / "hparams.yaml").read_text()
+    assert "lr: 0.0001" in hparams and "batch_size:" in hparams
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_logger_many_and_no_logger(make_cfg, tmp_path):
+    assert set(make_cfg("logger=many").logger) == {"tensorboard", "csv"}
+    run(make_cfg, "~logger", "max_epochs=1")
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m["status"] == "finished" and not (tmp_path / "run" / "tensorboard").exists()

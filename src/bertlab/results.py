@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
+from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from bertlab import hydra_state
@@ -125,14 +126,14 @@ def report(cfg: DictConfig, run_dir: Path, metrics: dict, trainer, model, dm, sc
     it, log the summary, and write HPARAMS."""
     from bertlab.analysis import analyse
 
-    logger = trainer.logger
+    board = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     pruning = [c for c in trainer.callbacks if isinstance(c, EncoderPruning)]
     if pruning:
         metrics["pruning"] = {**pruning[0].report, "after": {cfg.monitor: metrics[cfg.monitor]}}
         log.info("pruning: %s", metrics["pruning"])
     if scored:
         metrics["analysis"] = analyse(model, dm, "validation", run_dir,
-                                      logger.experiment if logger else None, trainer.global_step)
+                                      board.experiment if board else None, trainer.global_step)
     metrics["wall_seconds"] = round(time.time() - started, 1)
     metrics["fit_seconds"] = fit_seconds  # training, with its validation passes
     metrics["train_seconds"] = round(fit_seconds - model.fit_validation_seconds, 1)
@@ -142,14 +143,17 @@ def report(cfg: DictConfig, run_dir: Path, metrics: dict, trainer, model, dm, sc
     if metrics["status"] == "diverged":
         log.warning("training diverged (%s); lower lr or keep gradient clipping on",
                     metrics["stopped_by"])
-    if logger:
+    params = {**hydra_state.command_line_values(), **readable_hparams(cfg, hydra_state.choices())}
+    for logger in trainer.loggers:  # each logger, in the form it holds them
         if pruning:
             logger.log_metrics({f"pruning/{k}": v for k, v in (
                 ("before", pruning[0].report["before"][cfg.monitor]),
                 ("after", metrics[cfg.monitor])) if v is not None}, step=trainer.global_step)
-        params = {**hydra_state.command_line_values(),
-                  **readable_hparams(cfg, hydra_state.choices())}
-        write_hparams(logger, params, finals)
+        if isinstance(logger, TensorBoardLogger):
+            write_hparams(logger, params, finals)  # the HPARAMS tab, with the final metrics
+        else:
+            logger.log_hyperparams(params)  # (the final metrics reached it from validate/test)
+        logger.save()
 
 
 def score_of(metrics: dict, monitor: str) -> float:

@@ -23,7 +23,7 @@ from bertlab.errors import ConfigError, DataError
 
 CLAIM = ".claim"  # in a run folder: the pid of the run that owns it, created exclusively
 FINISHED = ("finished", "diverged", "pruned")  # statuses a resumed sweep does not run again
-RESULTS = ("checkpoints", "tensorboard", "metrics.json", "model.ckpt")  # never removed
+RESULTS = ("checkpoints", "tensorboard", "csv", "metrics.json", "model.ckpt")  # never removed
 OWNED: Path | None = None  # the run folder this command created (removed if it fails a check)
 OWNED_TOP: Path | None = None  # ... and the first of its parents that it created
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab import hydra_state
@@ -51,6 +52,8 @@ def decide(cfg: DictConfig, rows: int) -> tuple[dict, dict]:
 def callbacks(cfg: DictConfig) -> list:
     """The `callbacks` group's, plus gradual unfreezing and an Optuna trial's pruning report."""
     found = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if not cfg.get("logger"):  # ~logger: no curves, so nothing for the lr monitor to write to
+        found = [c for c in found if not isinstance(c, LearningRateMonitor)]
     if cfg.model.get("unfreeze_at_epoch") is not None:
         found.append(UnfreezeAt(cfg.model.unfreeze_at_epoch))
     if cfg.get("optuna_trial") is not None:  # a trial of hparams_search: report the curve
@@ -63,9 +66,17 @@ def callbacks(cfg: DictConfig) -> list:
 
 def build_trainer(cfg: DictConfig, length: dict, resume_step: int):
     """The Trainer of `cfg.trainer` with the run's callbacks, logger and plugins."""
-    # resumed: TensorBoard hides what the interrupted part logged after the checkpoint
-    extra = {"purge_step": resume_step} if cfg.get("resume") else {}
-    logger = instantiate(cfg.logger, **extra) if cfg.get("logger") else False
     plugins, replaced = trainer_plugins(cfg.trainer)  # atomic checkpoints; bf16 with fused steps
-    return instantiate(cfg.trainer, callbacks=callbacks(cfg), logger=logger, plugins=plugins,
-                       **{**replaced, **length})
+    return instantiate(cfg.trainer, callbacks=callbacks(cfg), logger=loggers(cfg, resume_step),
+                       plugins=plugins, **{**replaced, **length})
+
+
+def loggers(cfg: DictConfig, resume_step: int) -> list | bool:
+    """The `logger` group's loggers (False: none)."""
+    found = []
+    for node in (cfg.get("logger") or {}).values():
+        extra = {}
+        if cfg.get("resume") and node._target_.endswith("TensorBoardLogger"):
+            extra = {"purge_step": resume_step}  # hide what the interrupted part logged after it
+        found.append(instantiate(node, **extra))
+    return found or False

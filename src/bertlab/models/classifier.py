@@ -148,16 +148,20 @@ class TextClassifier(L.LightningModule):
 
     def param_groups(self, lr: float, layer_decay: float | None) -> list[dict]:
         """No weight decay on 1-D parameters (biases, LayerNorm), as in BERT; with layer_decay,
-        layer i of L gets lr * layer_decay ** (L + 1 - depth), the embeddings the least."""
+        layer i of L gets lr * layer_decay ** (L + 1 - depth), the embeddings the least. Each
+        group is named for what it holds, which names its learning-rate curve (train/lr/<name>)."""
         depths = layer_depths(self.net) if layer_decay else {}
         top = max(depths.values(), default=0)
+        part = lambda d: "embeddings" if d == 0 else "head" if d == top else f"layer_{d - 1}"  # noqa: E731
         groups: dict[tuple, dict] = {}
         for name, p in self.net.named_parameters():
             if not p.requires_grad:
                 continue
             scale = layer_decay ** (top - depths[name]) if layer_decay else 1.0
             key = (scale, p.ndim < 2)
-            group = groups.setdefault(key, {"params": [], "lr": lr * scale})
+            decay = "no_decay" if p.ndim < 2 else "decayed"
+            label = f"{part(depths[name])}_{decay}" if layer_decay else decay
+            group = groups.setdefault(key, {"params": [], "lr": lr * scale, "name": label})
             if p.ndim < 2:
                 group["weight_decay"] = 0.0
             group["params"].append(p)
@@ -178,7 +182,8 @@ class TextClassifier(L.LightningModule):
             kwargs = {"num_warmup_steps": round(warmup * total) if warmup < 1 else int(warmup),
                       "num_training_steps": total}
         scheduler = instantiate(sched["schedule"])(optimizer=optimizer, **kwargs)
-        lr_scheduler = {"scheduler": scheduler, "interval": sched.get("interval", "step")}
+        lr_scheduler = {"scheduler": scheduler, "interval": sched.get("interval", "step"),
+                        "name": "train/lr"}  # LearningRateMonitor's tags: train/lr/<group name>
         if sched.get("monitor"):
             lr_scheduler["monitor"] = sched["monitor"]
         return {"optimizer": optimizer, "lr_scheduler": lr_scheduler}
