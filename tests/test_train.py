@@ -252,3 +252,31 @@ def test_logger_many_and_no_logger(make_cfg, tmp_path):
     run(make_cfg, "~logger", "max_epochs=1")
     m = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert m["status"] == "finished" and not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_mlflow_holds_parameters_metrics_and_the_run_files(make_cfg, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run(make_cfg, "logger=mlflow", f"logger.mlflow.tracking_uri={uri}",
+        f"logger.mlflow.artifact_location={tmp_path / 'artifacts'}", "max_epochs=1")
+    client = MlflowClient(uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("bertlab").experiment_id])
+    assert found.info.run_name == "run"  # the run folder's name
+    assert found.data.params["lr"] == "0.0001" and found.data.params["optimizer"] == "AdamW"
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert found.data.metrics["test/acc"] == pytest.approx(final["test/acc"])
+    files = {a.path for a in client.list_artifacts(found.info.run_id)}
+    assert {"metrics.json", "confusion_matrix.png", "errors.csv", ".hydra"} <= files
+
+
+def test_a_logger_without_its_package_is_one_line(make_cfg, monkeypatch):
+    import importlib.util
+
+    from bertlab.checks import check_config
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlflow" else real(n, *a))
+    with pytest.raises(ConfigError, match=r"logger=mlflow needs the mlflow package.*\.\[trackers\]"):
+        check_config(make_cfg("logger=mlflow"))

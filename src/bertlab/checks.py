@@ -88,8 +88,27 @@ def check_ranges(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not valid; use {what}")
 
 
+# logger class -> (the package it needs, how to install it)
+TRACKERS = {"MLFlowLogger": ("mlflow", "pip install -e '.[trackers]' (or pip install mlflow)"),
+            "WandbLogger": ("wandb", "pip install wandb"),
+            "CometLogger": ("comet_ml", "pip install comet-ml"),
+            "NeptuneLogger": ("neptune", "pip install neptune")}
+
+
+def check_loggers(cfg: DictConfig) -> None:
+    """A logger whose package is missing: one line naming what to install (before any work)."""
+    import importlib.util
+
+    for name, node in (cfg.get("logger") or {}).items():
+        package, how = TRACKERS.get(str(node.get("_target_", "")).rsplit(".", 1)[-1], (None, None))
+        if package and importlib.util.find_spec(package) is None:
+            raise ConfigError(f"logger={name} needs the {package} package, which is not "
+                              f"installed: {how}")
+
+
 def check_config(cfg: DictConfig) -> None:
     check_ranges(cfg)
+    check_loggers(cfg)
     positive("lr", cfg.lr, integer=False)
     for key in ("batch_size", "max_length"):
         positive(key, cfg[key], integer=True)

@@ -27,6 +27,14 @@ def package_file(dist: str, relpath: str) -> str:
     return str(path)
 
 
+def run_name(output_dir: str) -> str:
+    """A run's name for trackers: its folder's path below outputs/ (runs/<time>, multiruns/<time>/<job>)."""
+    parts = Path(output_dir).parts
+    return "/".join(parts[parts.index("outputs") + 1:] if "outputs" in parts else parts[-1:])
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("package_file"):
         OmegaConf.register_new_resolver("package_file", package_file)
+    if not OmegaConf.has_resolver("run_name"):
+        OmegaConf.register_new_resolver("run_name", run_name)

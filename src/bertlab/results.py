@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from bertlab import hydra_state
 from bertlab.callbacks.pruning import EncoderPruning
+from bertlab.loggers import record_run
 from bertlab.runs import write_metrics
 from bertlab.task import task_of
 
@@ -106,20 +107,6 @@ def readable_hparams(cfg: DictConfig, choices: dict) -> dict:
     }
 
 
-def write_hparams(logger, params: dict, metrics: dict) -> None:
-    """The HPARAMS record, once, at the end, naming the scalar tags that hold the final values.
-
-    Lightning's log_hyperparams(params, metrics) would also write the metrics as extra points
-    at step 0 of the curves, so the record is written with torch's summary helper instead.
-    """
-    from torch.utils.tensorboard.summary import hparams
-
-    writer = logger.experiment._get_file_writer()
-    for summary in hparams(params, metrics):
-        writer.add_summary(summary)
-    writer.flush()
-
-
 def report(cfg: DictConfig, run_dir: Path, metrics: dict, trainer, model, dm, scored: bool,
            started: float, fit_seconds: float) -> None:
     """Finish metrics.json (pruning, the error analysis if the run was `scored`, timings), write
@@ -149,11 +136,7 @@ def report(cfg: DictConfig, run_dir: Path, metrics: dict, trainer, model, dm, sc
             logger.log_metrics({f"pruning/{k}": v for k, v in (
                 ("before", pruning[0].report["before"][cfg.monitor]),
                 ("after", metrics[cfg.monitor])) if v is not None}, step=trainer.global_step)
-        if isinstance(logger, TensorBoardLogger):
-            write_hparams(logger, params, finals)  # the HPARAMS tab, with the final metrics
-        else:
-            logger.log_hyperparams(params)  # (the final metrics reached it from validate/test)
-        logger.save()
+        record_run(logger, run_dir, params, finals)
 
 
 def score_of(metrics: dict, monitor: str) -> float:
