@@ -280,3 +280,14 @@ def test_a_logger_without_its_package_is_one_line(make_cfg, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlflow" else real(n, *a))
     with pytest.raises(ConfigError, match=r"logger=mlflow needs the mlflow package.*\.\[trackers\]"):
         check_config(make_cfg("logger=mlflow"))
+
+
+def test_wandb_offline_run_holds_hyperparameters_and_final_metrics(make_cfg, tmp_path):
+    pytest.importorskip("wandb")
+    run(make_cfg, "logger=wandb", "max_epochs=1")
+    (record,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
+    data = record.read_bytes()  # W&B's own record file, uploaded later by `wandb sync`
+    final = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in (b"batch_size", b"lr", b"test/acc", b"val/acc"):
+        assert key in data, key
+    assert json.dumps(final["test/acc"]).encode() in data  # the final value, not only its name

@@ -90,7 +90,7 @@ def check_ranges(cfg: DictConfig) -> None:
 
 # logger class -> (the package it needs, how to install it)
 TRACKERS = {"MLFlowLogger": ("mlflow", "pip install -e '.[trackers]' (or pip install mlflow)"),
-            "WandbLogger": ("wandb", "pip install wandb"),
+            "WandbLogger": ("wandb", "pip install -e '.[trackers]' (or pip install wandb)"),
             "CometLogger": ("comet_ml", "pip install comet-ml"),
             "NeptuneLogger": ("neptune", "pip install neptune")}
 

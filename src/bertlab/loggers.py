@@ -44,3 +44,5 @@ def record_run(logger, run_dir: Path, params: dict, finals: dict) -> None:
             folder = str(path.parent.relative_to(run_dir)) if path.parent != run_dir else None
             logger.experiment.log_artifact(logger.run_id, str(path), folder)
     logger.save()
+    if type(logger).__name__ == "WandbLogger":  # close this run: the next sweep job in this process
+        logger.experiment.finish()             # starts its own (and the offline file is complete)
