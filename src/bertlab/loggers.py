@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
 
 
@@ -37,12 +38,12 @@ def record_run(logger, run_dir: Path, params: dict, finals: dict) -> None:
         write_hparams(logger, params, finals)  # the HPARAMS tab, with the final metrics
     else:
         logger.log_hyperparams(params)
-    if type(logger).__name__ == "MLFlowLogger":  # (mlflow is an optional extra)
+    if isinstance(logger, MLFlowLogger):
         files = [p for p in sorted(run_dir.iterdir()) if p.is_file() and not p.name.startswith(".")]
         files += sorted(run_dir.glob(".hydra/*.yaml"))
         for path in files:
             folder = str(path.parent.relative_to(run_dir)) if path.parent != run_dir else None
             logger.experiment.log_artifact(logger.run_id, str(path), folder)
     logger.save()
-    if type(logger).__name__ == "WandbLogger":  # close this run: the next sweep job in this process
+    if isinstance(logger, WandbLogger):  # close this run: the next sweep job in this process
         logger.experiment.finish()             # starts its own (and the offline file is complete)

@@ -8,7 +8,6 @@ import os
 import time
 from pathlib import Path
 
-import torch
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -17,7 +16,7 @@ from omegaconf import DictConfig
 from bertlab import hydra_state
 from bertlab.callbacks.pruning import EncoderPruning
 from bertlab.loggers import record_run
-from bertlab.runs import write_metrics
+from bertlab.runs import read_checkpoint, write_metrics
 from bertlab.task import task_of
 
 log = logging.getLogger(__name__)
@@ -72,8 +71,7 @@ def outcome(trainer, run_dir: Path, diverged: str | None) -> dict:
     return {"status": status, "stopped_by": stopped_by, "epochs": trainer.current_epoch,
             "steps": trainer.global_step,
             "best_checkpoint": os.path.relpath(best, run_dir) if best else None,
-            "best_epoch": torch.load(best, map_location="cpu", weights_only=True,
-                                     mmap=True)["epoch"] if best else None}
+            "best_epoch": read_checkpoint(Path(best), mmap=True)["epoch"] if best else None}
 
 
 def run_record(cfg: DictConfig, dm, model, trainer, ended: dict, choices: dict) -> dict:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from bertlab import hydra_state
 from bertlab.errors import ConfigError, DataError
 
 CLAIM = ".claim"  # in a run folder: the pid of the run that owns it, created exclusively
@@ -133,8 +134,6 @@ def provenance() -> dict:
 def write_records(run_dir: Path, cfg: DictConfig, resume_step: int | None) -> None:
     """A new run: its resolved config and provenance. A resumed one: what ran the resumed
     part, beside what ran the first one (`resume_step` None: a new run)."""
-    from bertlab import hydra_state
-
     if resume_step is None and not (run_dir / "provenance.json").exists():
         (run_dir / ".hydra").mkdir(exist_ok=True)
         if cfg.get("resume"):  # a sweep job that never started: Hydra wrote its records aside

@@ -2,6 +2,7 @@
 trainer, fit, score the best checkpoint, report. Each step lives in the room named beside it."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -99,8 +100,6 @@ def set_up_process(cfg: DictConfig) -> None:
 
 def build_data(cfg: DictConfig, run_dir: Path) -> TextDataModule:
     """The data, read and tokenized; the monitor follows its task; labels.json names its classes."""
-    import json
-
     dm = from_config(cfg)
     dm.setup("fit")
     log.info("task %s, %s", dm.task, ", ".join(f"{s}: {len(d)} rows" for s, d in dm.dataset.items()))

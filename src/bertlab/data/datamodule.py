@@ -144,7 +144,7 @@ class TextDataModule(L.LightningDataModule):
 
     # ---- cache ----------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        if tokens.load(self.cache_folder) is None:
+        if not tokens.cached(self.cache_folder):
             dd = self.build()
             tokens.save(self.cache_folder, dd, {"task": self.task.name, "labels": self.labels,
                                                 "report": self.report})
@@ -152,13 +152,11 @@ class TextDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.dataset is not None:
             return
-        cached = tokens.load(self.cache_folder)
-        if cached is None:
-            self.prepare_data()
-            cached = tokens.load(self.cache_folder)
-        else:
+        if tokens.cached(self.cache_folder):
             log.info("tokenized data from cache %s", self.cache_folder)
-        dd, meta = cached
+        else:
+            self.prepare_data()
+        dd, meta = tokens.load(self.cache_folder)
         self.task, self.labels, self.report = TASKS[meta["task"]], meta["labels"], meta["report"]
         if self.report:  # on every run, cached or not: what happened to which rows
             log.info("data: %s", "; ".join(f"{what} {counts}" for what, counts in self.report.items()))

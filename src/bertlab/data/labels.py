@@ -9,7 +9,7 @@ import datasets
 
 from bertlab.data.hygiene import count
 from bertlab.errors import ConfigError, DataError
-from bertlab.task import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task
+from bertlab.task import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task, task_of
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def fold(ds: datasets.Dataset, folds: int, index: int, task: Task | str, seed: i
     stratify by, so its folds are a seeded random partition."""
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    task = TASKS[str(task)]
+    task = task_of(task)
     labels = ds["labels"]
     if task.stratified:
         counts = collections.Counter(labels)

@@ -56,12 +56,15 @@ def save(folder: Path, dd: datasets.DatasetDict, meta: dict) -> None:
             dd.save_to_disk(str(tmp))
             (tmp / "meta.json").write_text(json.dumps(meta))
     except OSError:
-        if not (folder / "meta.json").exists():
+        if not cached(folder):
             raise
 
 
-def load(folder: Path) -> tuple[datasets.DatasetDict, dict] | None:
-    """(splits, meta) from the cache, or None when there is none yet."""
-    if not (folder / "meta.json").exists():
-        return None
+def cached(folder: Path) -> bool:
+    """Whether the cache is whole (meta.json is written last, inside the renamed folder)."""
+    return (folder / "meta.json").exists()
+
+
+def load(folder: Path) -> tuple[datasets.DatasetDict, dict]:
+    """(splits, meta) from a whole cache."""
     return datasets.load_from_disk(str(folder)), json.loads((folder / "meta.json").read_text())
