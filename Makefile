@@ -13,7 +13,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(TORCH)
-	$(PY) -m pip install -e ".[offline,dev,bench,trackers]"
+	$(PY) -m pip install -e ".[offline,dev,bench,trackers,onnx,serve]"
 	touch $@
 
 train: install

@@ -41,3 +41,12 @@ def exit_usage(message: str) -> NoReturn:
     """A usage mistake found on the command line: one line, exit 2, before anything is written."""
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
+
+
+def require(module: str, extra: str, what: str) -> None:
+    """An optional package `what` needs: one line naming the extra that installs it."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise ConfigError(f"{what} needs the {module} package, which is not installed: "
+                          f"pip install -e '.[{extra}]'")

@@ -1,16 +1,20 @@
-"""export(cfg): a trained run as a plain Hugging Face folder that `pipeline()` loads."""
+"""export(cfg): a trained run as a plain Hugging Face folder that `pipeline()` loads, or as an ONNX
+model (with its tokenizer and label map) that ONNX Runtime runs."""
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+import torch
 
 from omegaconf import DictConfig, OmegaConf
 from transformers import AutoTokenizer
 
-from bertlab.errors import ConfigError
+from bertlab.errors import ConfigError, require
 from bertlab.files import markdown_table, written_whole
 from bertlab.hub import from_pretrained
-from bertlab.checkpoints import find_checkpoint, load_model
+from bertlab.checkpoints import find_checkpoint, load_model, load_network
 from bertlab.runs import recorded, run_config
 
 CARD = """---
@@ -44,8 +48,6 @@ steps (`bertlab.data.clean.cleaner`) to raw text for the same results as trainin
 
 def base_model(m: dict) -> str:
     """The model's public name for the card, never a path on this machine."""
-    import json
-
     if not m.get("pretrained", True):
         return "a randomly initialised encoder (no pretrained weights)"
     if m.get("id"):
@@ -83,11 +85,22 @@ def model_card(run_dir: Path, out: Path, model) -> str:
         metrics=table({k: round(v, 4) for k, v in metrics.items() if "/" in k}))
 
 
+FORMATS = ("hf", "onnx")
+
+
 def export(cfg: DictConfig) -> Path:
-    out = Path(cfg.out)
+    if cfg.format not in FORMATS:
+        raise ConfigError(f"format={cfg.format} is not valid; use {' or '.join(FORMATS)}")
+    if cfg.int8 and cfg.format != "onnx":
+        raise ConfigError("int8=true is for format=onnx (for a smaller torch model: shrink.py int8=true)")
+    if cfg.out is None and cfg.format == "hf":
+        raise ConfigError("give out=<new folder> for the Hugging Face model")
+    out = Path(cfg.out or Path(cfg.run_dir) / ("onnx_int8" if cfg.int8 else "onnx"))
     if out.exists():
         raise ConfigError(f"out={out} exists already; choose a new folder")
     ckpt = find_checkpoint(cfg.run_dir, cfg.ckpt_path)
+    if cfg.format == "onnx":
+        return export_onnx(ckpt, out, bool(cfg.int8), Path(cfg.run_dir))
     model = load_model(ckpt)
     tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
                                 what="model.tokenizer")
@@ -97,4 +110,68 @@ def export(cfg: DictConfig) -> Path:
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(Path(cfg.run_dir), out, model))
     print(f"exported {ckpt} to {out}", file=sys.stderr)
+    return out
+
+
+class Scored(torch.nn.Module):
+    """The network with both outputs a user of the ONNX file needs: logits and scores
+    (probabilities, multi-label sigmoid scores, or the regression value)."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        logits = self.model(input_ids, attention_mask, token_type_ids)
+        return logits, self.model.task.scores(logits)
+
+
+def export_onnx(ckpt: Path, out: Path, int8: bool, run_dir: Path) -> Path:
+    """model.onnx (dynamic batch and sequence axes), the tokenizer, and bertlab.json (task,
+    labels, cleaning, max_length) into `out`. Hand-written on torch.onnx and ONNX Runtime's
+    quantiser because optimum's exporter needs transformers < 4.58. The TorchScript exporter
+    is used (as optimum does): its graph runs ~20% faster in ONNX Runtime on int8 than the dynamo
+    exporter's, whose attention ONNX Runtime does not fuse."""
+    import warnings
+
+    require("onnx", "onnx", "export.py format=onnx")
+    if int8:
+        require("onnxruntime", "onnx", "export.py format=onnx int8=true")
+    model = load_network(ckpt)
+    if model.hparams.get("shrink", {}).get("int8"):
+        raise ConfigError(f"{ckpt} is an int8 torch model (shrink.py); export the run's own "
+                          f"checkpoint with format=onnx int8=true instead")
+    model.net.set_attn_implementation("eager")  # the attention pattern ONNX Runtime fuses
+    tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"], what="model.tokenizer")
+    example = tokenizer(["an example", "a longer example text"], padding=True, return_tensors="pt")
+    names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in example]
+    axes = {k: {0: "batch", 1: "sequence"} for k in names} | {"logits": {0: "batch"}, "scores": {0: "batch"}}
+    config = run_config(run_dir) if (run_dir / ".hydra").is_dir() else None
+    pair = bool(config and config.data.get("text_pair_column"))
+    with written_whole(out) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        tmp.mkdir(parents=True)
+        graph = tmp / ("float.onnx" if int8 else "model.onnx")
+        torch.onnx.export(Scored(model), tuple(example[k] for k in names), str(graph), dynamo=False,
+                          input_names=names, output_names=["logits", "scores"], dynamic_axes=axes,
+                          opset_version=17)
+        if int8:  # int8 weights, activations quantised on the fly (ONNX Runtime's dynamic quantiser)
+            import logging
+
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            logging.disable(logging.WARNING)  # its notes on every tensor it leaves in float
+            try:
+                quantize_dynamic(graph, tmp / "model.onnx", weight_type=QuantType.QInt8)
+            finally:
+                logging.disable(logging.NOTSET)
+            graph.unlink()
+        tokenizer.model_max_length = model.hparams.max_length
+        tokenizer.save_pretrained(tmp)
+        hp = model.hparams
+        (tmp / "bertlab.json").write_text(json.dumps({
+            "task": model.task.name, "labels": list(hp.labels), "clean": list(hp.clean),
+            "max_length": hp.max_length, "pair": pair, "int8": int8, "inputs": names,
+            "checkpoint": str(ckpt.resolve())}, indent=1))
+    print(f"exported {ckpt} to {out / 'model.onnx'}" + (" (int8)" if int8 else ""), file=sys.stderr)
     return out

@@ -61,16 +61,45 @@ def read_texts(source: str, text_column: str) -> list[str]:
 
 
 PRECISIONS = {"32": None, "bf16": torch.bfloat16}
+BACKENDS = ("torch", "onnx")
+
+
+def check_backend(backend: str, precision: str, ckpt_path=None) -> None:
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend={backend} is not valid; use {' or '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision={precision} is not valid; use {' or '.join(PRECISIONS)}")
+    if backend == "onnx" and precision != "32":
+        raise ConfigError(f"precision={precision} is for backend=torch; for faster ONNX use "
+                          f"an int8 export (export.py format=onnx int8=true)")
+    if backend == "onnx" and ckpt_path:
+        raise ConfigError("ckpt_path is for backend=torch; with backend=onnx give run_dir=<the "
+                          "run or its ONNX export folder>")
+
+
+def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
+    """(model, tokenizer): the checkpoint's network (torch) or the run's ONNX export."""
+    if backend == "onnx":
+        from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
+
+        model = OnnxNetwork(onnx_folder(run_dir or ""))
+    else:
+        model = load_network(find_checkpoint(run_dir, ckpt_path))
+    return model, from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
+                                  what="model.tokenizer")
 
 
 @torch.inference_mode()
 def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
-                  progress: bool = False, precision: str = "32") -> torch.Tensor:
-    """Probabilities (classes), sigmoid scores (multi-label) or values (regression), in order."""
+                  progress: bool = False, precision: str = "32",
+                  pairs: list[str] | None = None) -> torch.Tensor:
+    """Probabilities (classes), sigmoid scores (multi-label) or values (regression), in order;
+    `pairs`: each text's second text, for models trained on pairs."""
     dtype = PRECISIONS[precision]
     hp = model.hparams
     clean = cleaner(list(hp.clean))
-    enc = tokenizer([clean(t) for t in texts], truncation=True, max_length=hp.max_length)
+    enc = tokenizer([clean(t) for t in texts], [clean(t) for t in pairs] if pairs else None,
+                    truncation=True, max_length=hp.max_length)
     rows = [{k: enc[k][i] for k in enc} for i in range(len(texts))]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))  # less padding
     collate = DataCollatorWithPadding(tokenizer)
@@ -130,12 +159,11 @@ def predict(cfg: DictConfig) -> list[dict]:
     if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
         raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
     precision = str(cfg.precision)
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision} is not valid; use {' or '.join(PRECISIONS)}")
+    check_backend(cfg.backend, precision, cfg.ckpt_path)
+    if cfg.explain and cfg.backend != "torch":
+        raise ConfigError("explain=true needs gradients: use it with backend=torch")
     output_path(cfg.output, cfg.explain)
-    model = load_network(find_checkpoint(cfg.run_dir, cfg.ckpt_path))
-    tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
-                                what="model.tokenizer")
+    model, tokenizer = load_predictor(cfg.run_dir, cfg.ckpt_path, cfg.backend)
     texts = read_texts(str(cfg.input), cfg.text_column)
     scores = predict_texts(model, tokenizer, texts, cfg.batch_size, progress=len(texts) > 1000,
                            precision=precision)

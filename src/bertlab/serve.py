@@ -1,0 +1,188 @@
+"""serve(cfg): a trained run behind HTTP with LitServe: POST /predict, dynamic batching, /health.
+
+Requests are checked in the HTTP process (a pydantic model), before they reach the batching
+queue: LitServe answers a whole batch with the error of any one request in it, so a bad request
+must never get that far.
+"""
+
+import sys
+from typing import Any, ClassVar, Optional
+
+import litserve as ls
+from omegaconf import DictConfig
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from bertlab.errors import ConfigError
+
+
+class TextsRequest(BaseModel):
+    """{"text": "..."}, {"text": "...", "text_pair": "..."}, or lists of them."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: Any = None
+    text_pair: Any = None
+    # set by serve() before the server starts (the HTTP processes are forked from it)
+    max_texts: ClassVar[int] = 256
+    pairs: ClassVar[Optional[bool]] = None  # the model reads text pairs (None: not known)
+
+    @model_validator(mode="after")
+    def check(self):
+        texts = self.texts("text")
+        pairs = self.texts("text_pair") if self.text_pair is not None else None
+        if pairs is not None and len(pairs) != len(texts):
+            raise ValueError(f"text has {len(texts)} texts but text_pair has {len(pairs)}; give one "
+                             f"pair per text")
+        if pairs is not None and type(self.text) is not type(self.text_pair):
+            raise ValueError("text and text_pair must both be strings or both lists")
+        if self.pairs is True and pairs is None:
+            raise ValueError("this model reads text pairs: give text_pair as well as text")
+        if self.pairs is False and pairs is not None:
+            raise ValueError("this model reads single texts: send text without text_pair")
+        return self
+
+    def texts(self, key: str) -> list[str]:
+        value = getattr(self, key)
+        if value is None:
+            raise ValueError(f'no {key}: send {{"{key}": "..."}} or {{"{key}": ["...", "..."]}}')
+        many = value if isinstance(value, list) else [value]
+        if not all(isinstance(t, str) for t in many):
+            raise ValueError(f"{key} must be a string or a list of strings")
+        if not many:
+            raise ValueError(f"{key} is an empty list; send at least one text")
+        if len(many) > self.max_texts:
+            raise ValueError(f"{len(many)} texts in one request; at most max_texts={self.max_texts}")
+        if any(not t.strip() for t in many):
+            raise ValueError(f"{key} holds a blank text; every text must have words")
+        return many
+
+
+class TextAPI(ls.LitAPI):
+    """The texts of every request in a batch go through one predict_texts call."""
+
+    def __init__(self, run_dir: str, backend: str, precision: str, threshold: float,
+                 threads: int | None, log_batches: bool, **batching) -> None:
+        super().__init__(**batching)
+        self.run_dir, self.backend, self.precision = run_dir, backend, precision
+        self.threshold, self.threads, self.log_batches = threshold, threads, log_batches
+
+    def setup(self, device) -> None:
+        import torch
+
+        from bertlab.predict import load_predictor
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.model, self.tokenizer = load_predictor(self.run_dir, None, self.backend)
+
+    def decode_request(self, request: TextsRequest, context: dict) -> dict:
+        context["one"] = isinstance(request.text, str)  # answer an object, not a list
+        pairs = request.texts("text_pair") if request.text_pair is not None else None
+        return {"texts": request.texts("text"), "pairs": pairs}
+
+    def batch(self, inputs: list[dict]) -> list[dict]:
+        return inputs
+
+    def predict(self, requests: list[dict]) -> list[list[dict]]:
+        from bertlab.predict import predict_texts, result_rows
+
+        if self.log_batches:
+            print(f"batch: {len(requests)} requests, {sum(len(r['texts']) for r in requests)} texts",
+                  file=sys.stderr, flush=True)
+        out = [None] * len(requests)
+        for paired in (False, True):  # (a model of unknown kind may get both)
+            group = [i for i, r in enumerate(requests) if (r["pairs"] is not None) == paired]
+            if not group:
+                continue
+            texts = [t for i in group for t in requests[i]["texts"]]
+            pairs = [p for i in group for p in requests[i]["pairs"]] if paired else None
+            scores = predict_texts(self.model, self.tokenizer, texts, batch_size=64,
+                                   precision=self.precision, pairs=pairs)
+            rows = iter(result_rows(self.model, texts, scores, self.threshold))
+            for i in group:
+                out[i] = [{k: v for k, v in next(rows).items() if k != "text"}
+                          for _ in requests[i]["texts"]]
+        return out
+
+    def unbatch(self, outputs: list) -> list:
+        return outputs
+
+    def encode_response(self, output: list[dict], context: dict) -> dict:
+        return output[0] if context["one"] else {"predictions": output}
+
+
+def reads_pairs(run_dir: str, backend: str) -> bool | None:
+    """Whether the model was trained on text pairs, if its folder says."""
+    import json
+    from pathlib import Path
+
+    if backend == "onnx":
+        from bertlab.models.onnx_network import onnx_folder
+
+        return json.loads((onnx_folder(run_dir) / "bertlab.json").read_text()).get("pair")
+    if not (Path(run_dir) / ".hydra" / "config.yaml").is_file():
+        return None
+    from bertlab.runs import run_config
+
+    return bool(run_config(Path(run_dir)).data.get("text_pair_column"))
+
+
+def one_line_errors(app, max_body_bytes: int) -> None:
+    """Every 4xx as {"error": "<one line>"}: FastAPI's validation lists, LitServe's and
+    Starlette's HTTP errors (413 body too large, 404, 405) alike."""
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
+
+    def validation(request, exc: RequestValidationError) -> JSONResponse:
+        if "json" not in request.headers.get("content-type", "application/json"):
+            return JSONResponse({"error": "send the body as JSON (Content-Type: application/json)"},
+                                status_code=415)
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = str(first.get("msg", "bad request")).removeprefix("Value error, ")
+        if first.get("type") == "extra_forbidden":
+            message = f"unknown field {where!r}; send text (and text_pair)"
+        elif first.get("type") == "json_invalid":
+            message = "the body is not valid JSON"
+        elif first.get("type") == "model_attributes_type":
+            message = 'the body must be a JSON object such as {"text": "..."}'
+        return JSONResponse({"error": message}, status_code=400)
+
+    def http(request, exc: HTTPException) -> JSONResponse:
+        message = (f"the body is over max_body_bytes={max_body_bytes}" if exc.status_code == 413
+                   else str(exc.detail))
+        return JSONResponse({"error": message}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    app.add_exception_handler(RequestValidationError, validation)
+    app.add_exception_handler(HTTPException, http)
+
+
+def serve(cfg: DictConfig) -> None:
+    from bertlab.errors import require
+    from bertlab.predict import check_backend
+
+    require("litserve", "serve", "serve.py")
+    precision = str(cfg.precision)
+    check_backend(cfg.backend, precision)
+    for key in ("max_batch_size", "max_texts", "max_body_bytes", "port"):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] <= 0:
+            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use a positive integer")
+    if not isinstance(cfg.batch_timeout, (int, float)) or cfg.batch_timeout < 0:
+        raise ConfigError(f"batch_timeout={cfg.batch_timeout!r} is not valid; use seconds >= 0")
+    if cfg.backend == "torch":  # the run's checkpoint is there (found before any worker starts)
+        from bertlab.checkpoints import find_checkpoint
+
+        find_checkpoint(cfg.run_dir)
+    TextsRequest.max_texts = cfg.max_texts
+    TextsRequest.pairs = reads_pairs(str(cfg.run_dir), cfg.backend)
+    api = TextAPI(str(cfg.run_dir), cfg.backend, precision, cfg.threshold, cfg.threads,
+                  cfg.log_batches, max_batch_size=cfg.max_batch_size,
+                  batch_timeout=float(cfg.batch_timeout))
+    server = ls.LitServer(api, accelerator="cpu" if cfg.backend == "onnx" else cfg.accelerator,
+                          workers_per_device=cfg.workers, max_payload_size=cfg.max_body_bytes,
+                          timeout=cfg.timeout)
+    one_line_errors(server.app, cfg.max_body_bytes)
+    print(f"serving {cfg.run_dir} ({cfg.backend}, precision {precision}) on "
+          f"http://{cfg.host}:{cfg.port}/predict", file=sys.stderr)
+    server.run(host=cfg.host, port=cfg.port, generate_client_file=False, log_level="warning")

@@ -1,0 +1,253 @@
+"""Where a trained run goes: ONNX export with both predict backends, and the LitServe server."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+import torch
+
+from conftest import ROOT, sentences
+from test_use import predictions, tool, trained
+
+TEXTS = ["what a great day", "this is awful", "the car drives itself", "fine"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return trained(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def pair_run(tmp_path_factory):
+    """A run trained on text pairs, exported to ONNX."""
+    import pandas as pd
+
+    rows = sentences(120)
+    path = tmp_path_factory.mktemp("pairs") / "pairs.csv"
+    pd.DataFrame({"text": [t for t, _ in rows], "label": [y for _, y in rows],
+                  "hypothesis": [f"it was {'good' if i % 3 else 'bad'}" for i in range(120)]}
+                 ).to_csv(path, index=False)
+    run = trained(tmp_path_factory, "data=files", f"data.train_file={path}",
+                  "data.text_pair_column=hypothesis")
+    r = tool("export.py", f"run_dir={run}", "format=onnx")
+    assert r.returncode == 0, r.stderr[-2000:]
+    return run
+
+
+def predict(run_dir, tmp_path, name, *args):
+    out = tmp_path / f"{name}.jsonl"
+    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}", f"output={out}", *args)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return predictions(out)
+
+
+def probabilities(rows):
+    return torch.tensor([[v for k, v in row.items() if k.startswith("p_")] for row in rows])
+
+
+def test_onnx_export_predicts_as_the_checkpoint_does(run_dir, tmp_path):
+    (tmp_path / "in.txt").write_text("\n".join(TEXTS * 10))
+    for args in (["format=onnx"], ["format=onnx", "int8=true"]):
+        r = tool("export.py", f"run_dir={run_dir}", *args)
+        assert r.returncode == 0, r.stderr[-2000:]
+    fp32, int8 = run_dir / "onnx", run_dir / "onnx_int8"
+    meta = json.loads((fp32 / "bertlab.json").read_text())
+    assert meta["labels"] == ["negative", "neutral", "positive"] and meta["task"] == "classification"
+    assert (fp32 / "tokenizer.json").is_file() and meta["int8"] is False
+    assert (int8 / "model.onnx").stat().st_size < 0.5 * (fp32 / "model.onnx").stat().st_size
+
+    ours = predict(run_dir, tmp_path, "torch")
+    onnx = predict(run_dir, tmp_path, "onnx", "backend=onnx")  # the run's onnx/ export
+    quantised = predict(int8, tmp_path, "int8", "backend=onnx")  # an export folder itself
+    assert [r["label"] for r in onnx] == [r["label"] for r in ours]
+    assert (probabilities(onnx) - probabilities(ours)).abs().max() < 1e-4
+    assert (probabilities(quantised) - probabilities(ours)).abs().max() < 0.05  # int8 weights
+    assert not torch.equal(probabilities(quantised), probabilities(onnx))  # really quantised
+
+    r = tool("export.py", f"run_dir={run_dir}", "format=onnx")  # never over an existing folder
+    assert r.returncode == 2 and "exists already" in r.stderr
+
+
+def test_onnx_dynamic_axes_take_any_batch_and_length(run_dir):
+    from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
+    from bertlab.predict import predict_texts
+    from bertlab.checkpoints import find_checkpoint, load_network
+    from transformers import AutoTokenizer
+
+    if not (run_dir / "onnx").exists():
+        assert tool("export.py", f"run_dir={run_dir}", "format=onnx").returncode == 0
+    model = load_network(find_checkpoint(str(run_dir)))
+    tok = AutoTokenizer.from_pretrained(model.hparams.model["tokenizer"])
+    onnx = OnnxNetwork(onnx_folder(run_dir))
+    texts = ["x", "a much longer text than the ones it was exported with, " * 8] + TEXTS * 20
+    for batch_size in (1, 3, 64):
+        expected = predict_texts(model, tok, texts, batch_size)
+        assert (predict_texts(onnx, tok, texts, batch_size) - expected).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("args, words", [
+    (["format=tflite", "out={tmp}/o"], "format=tflite is not valid; use hf or onnx"),
+    (["int8=true", "out={tmp}/o"], "int8=true is for format=onnx"),
+    (["format=hf"], "give out=<new folder>"),
+])
+def test_export_mistakes_are_one_line(run_dir, tmp_path, args, words):
+    r = tool("export.py", f"run_dir={run_dir}", *[a.format(tmp=tmp_path) for a in args])
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(f"error: {words}")
+    assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["backend=tf"], "backend=tf is not valid; use torch or onnx"),
+    (["backend=onnx", "precision=bf16"], "precision=bf16 is for backend=torch"),
+    (["backend=onnx", "explain=true"], "explain=true needs gradients"),
+    (["backend=onnx", "run_dir={tmp}"], "holds no ONNX model; write one with python export.py"),
+])
+def test_predict_backend_mistakes_are_one_line(run_dir, tmp_path, args, words):
+    (tmp_path / "in.txt").write_text("good\n")
+    args = [a.format(tmp=tmp_path) for a in args]
+    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
+             f"output={tmp_path / 'o.jsonl'}", *args)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and words in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "o.jsonl").exists()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """serve.py in its own process group on a free port; stopped (Ctrl-C) by the test."""
+
+    def __init__(self, log: Path, *args: str) -> None:
+        self.port, self.log = free_port(), log
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), f"port={self.port}", *args],
+                                     stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            assert self.proc.poll() is None, log.read_text()[-3000:]
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).text == "ok":
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"server did not come up: {log.read_text()[-3000:]}")
+
+    def post(self, body=None, **kw) -> requests.Response:
+        return requests.post(f"{self.url}/predict", json=body, timeout=60, **kw)
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(run_dir, tmp_path_factory):
+    s = Server(tmp_path_factory.mktemp("serve") / "server.log", f"run_dir={run_dir}",
+               "max_batch_size=8", "batch_timeout=0.3", "max_texts=16", "max_body_bytes=20000",
+               "log_batches=true", "threads=1")
+    yield s
+    s.stop()
+
+
+def test_server_answers_as_predict_does(server, run_dir, tmp_path):
+    (tmp_path / "in.txt").write_text("\n".join(TEXTS))
+    expected = predict(run_dir, tmp_path, "torch")
+    one = server.post({"text": TEXTS[0]})
+    assert one.status_code == 200
+    assert set(one.json()) == {"label", "confidence", "p_negative", "p_neutral", "p_positive"}
+    assert one.json()["label"] == expected[0]["label"]
+    assert one.json()["p_positive"] == pytest.approx(expected[0]["p_positive"], abs=1e-5)
+    many = server.post({"text": TEXTS})
+    assert many.status_code == 200
+    got = many.json()["predictions"]
+    assert [r["label"] for r in got] == [r["label"] for r in expected]
+    assert (probabilities(got) - probabilities(expected)).abs().max() < 1e-5
+
+
+def test_concurrent_requests_are_batched(server):
+    batches = lambda: [int(line.split()[1]) for line in server.log.read_text().splitlines()  # noqa: E731
+                       if line.startswith("batch: ")]
+    before = len(batches())
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda t: server.post({"text": t}), TEXTS * 4))
+    assert all(a.status_code == 200 for a in answers)
+    alone = {t: server.post({"text": t}).json()["label"] for t in TEXTS}
+    assert [a.json()["label"] for a in answers] == [alone[t] for t in TEXTS * 4]
+    sizes = batches()[before:]
+    assert max(sizes) > 1 and sum(sizes) == 16 + 4, sizes
+
+
+@pytest.mark.parametrize("body, kw, status, words", [
+    ({}, {}, 400, "no text: send"),
+    ({"text": 5}, {}, 400, "text must be a string or a list of strings"),
+    ({"text": ["good", 3]}, {}, 400, "text must be a string or a list of strings"),
+    ({"text": []}, {}, 400, "empty list"),
+    ({"text": "   "}, {}, 400, "blank text"),
+    ({"text": ["good"] * 17}, {}, 400, "17 texts in one request; at most max_texts=16"),
+    ({"texts": ["good"]}, {}, 400, "unknown field 'texts'"),
+    ({"text": "good", "text_pair": "bad"}, {}, 400, "this model reads single texts"),
+    ([1, 2], {}, 400, "must be a JSON object"),
+    (None, {"data": "{not json", "headers": {"Content-Type": "application/json"}}, 400, "not valid JSON"),
+    (None, {"data": {"text": "good"}}, 415, "Content-Type: application/json"),
+    ({"text": "good " * 5000}, {}, 413, "over max_body_bytes=20000"),
+])
+def test_bad_requests_get_one_line_and_the_server_goes_on(server, body, kw, status, words):
+    r = server.post(body, **kw) if body is not None else requests.post(
+        f"{server.url}/predict", timeout=60, **kw)
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error"} and words in r.json()["error"] and "\n" not in r.json()["error"]
+    assert server.post({"text": "good"}).status_code == 200
+
+
+def test_onnx_server_takes_text_pairs(pair_run, tmp_path):
+    from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
+    from bertlab.predict import predict_texts
+    from transformers import AutoTokenizer
+
+    onnx = OnnxNetwork(onnx_folder(pair_run))
+    tok = AutoTokenizer.from_pretrained(str(onnx_folder(pair_run)))
+    assert json.loads((onnx_folder(pair_run) / "bertlab.json").read_text())["pair"] is True
+    texts, pairs = TEXTS[:2], ["it was good", "it was bad"]
+    expected = predict_texts(onnx, tok, texts, pairs=pairs)
+    assert not torch.allclose(expected, predict_texts(onnx, tok, texts))  # the pair is read
+    s = Server(tmp_path / "server.log", f"run_dir={pair_run}", "backend=onnx")
+    try:
+        one = s.post({"text": texts[0], "text_pair": pairs[0]}).json()
+        assert one["p_positive"] == pytest.approx(float(expected[0, 1]), abs=1e-5)
+        many = s.post({"text": texts, "text_pair": pairs}).json()["predictions"]
+        assert (probabilities(many) - expected).abs().max() < 1e-5
+        r = s.post({"text": "good"})
+        assert r.status_code == 400 and "reads text pairs" in r.json()["error"]
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["backend=onnx", "run_dir={tmp}"], "holds no ONNX model"),
+    (["run_dir={tmp}"], "has no checkpoints/best.ckpt"),
+    (["max_batch_size=0", "run_dir={run}"], "max_batch_size=0 is not valid"),
+    (["batch_timeout=-1", "run_dir={run}"], "batch_timeout=-1 is not valid"),
+])
+def test_serve_mistakes_are_one_line(run_dir, tmp_path, args, words):
+    r = tool("serve.py", *[a.format(tmp=tmp_path, run=run_dir) for a in args])
+    assert r.returncode in (1, 2) and words in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in r.stderr
