@@ -40,7 +40,10 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path):
 
 
 def test_multirun_lr_sweep(tmp_path):
-    r = cli(["-m", *SMOKE, "lr=1e-5,3e-5,5e-5"], tmp_path)
+    pytest.importorskip("mlflow")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    r = cli(["-m", *SMOKE, "lr=1e-5,3e-5,5e-5", "logger=[tensorboard,mlflow]"], tmp_path,
+            env={"MLFLOW_TRACKING_URI": uri})
     assert r.returncode == 0, r.stderr[-3000:]
     sweeps = list((tmp_path / "outputs" / "multiruns").iterdir())
     assert len(sweeps) == 1
@@ -68,6 +71,23 @@ def test_multirun_lr_sweep(tmp_path):
     assert start.hparams["data.max_samples"].number_value == 120
     for name in ("summary.csv", "summary.md", "summary.png"):
         assert (sweeps[0] / name).is_file(), name
+    # the summary reaches each logger: TensorBoard (text and plot) and MLflow (a run of its own)
+    summary = mux.GetAccumulator("tensorboard")
+    assert "sweep/summary/text_summary" in summary.Tags()["tensors"]
+    assert "sweep/summary" in summary.Tags()["images"]
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    found = client.search_runs([client.get_experiment_by_name("bertlab").experiment_id])
+    names = {f.info.run_name: f for f in found}
+    sweep_name = f"multiruns/{sweeps[0].name}"
+    assert set(names) == {sweep_name} | {f"{sweep_name}/{j.name}" for j in jobs}  # every job too
+    assert {a.path for a in client.list_artifacts(names[sweep_name].info.run_id)} == {
+        "summary.md", "summary.csv", "summary.png"}
+    best = job(sweeps[0], names[sweep_name].data.params["best_job"].split("_")[0])
+    monitor = json.loads((best / "metrics.json").read_text())["val/acc"]  # (the classifier's monitor)
+    assert monitor == max(json.loads((j / "metrics.json").read_text())["val/acc"] for j in jobs)
+    assert names[sweep_name].data.metrics["best/val/acc"] == pytest.approx(monitor)
 
 
 @pytest.mark.parametrize("args, words", [

@@ -54,7 +54,15 @@ def probabilities(rows):
     return torch.tensor([[v for k, v in row.items() if k.startswith("p_")] for row in rows])
 
 
+def result_rows(model, tokenizer, texts):
+    from bertlab.predict import predict_texts, result_rows
+
+    return result_rows(model, texts, predict_texts(model, tokenizer, texts), 0.5)
+
+
 def test_onnx_export_predicts_as_the_checkpoint_does(run_dir, tmp_path):
+    from bertlab.predict import load_predictor
+
     (tmp_path / "in.txt").write_text("\n".join(TEXTS * 10))
     for args in (["format=onnx"], ["format=onnx", "int8=true"]):
         r = tool("export.py", f"run_dir={run_dir}", *args)
@@ -65,9 +73,10 @@ def test_onnx_export_predicts_as_the_checkpoint_does(run_dir, tmp_path):
     assert (fp32 / "tokenizer.json").is_file() and meta["int8"] is False
     assert (int8 / "model.onnx").stat().st_size < 0.5 * (fp32 / "model.onnx").stat().st_size
 
-    ours = predict(run_dir, tmp_path, "torch")
     onnx = predict(run_dir, tmp_path, "onnx", "backend=onnx")  # the run's onnx/ export
-    quantised = predict(int8, tmp_path, "int8", "backend=onnx")  # an export folder itself
+    texts = (tmp_path / "in.txt").read_text().splitlines()
+    ours = result_rows(*load_predictor(run_dir, None, "torch"), texts)
+    quantised = result_rows(*load_predictor(int8, None, "onnx"), texts)  # an export folder itself
     assert [r["label"] for r in onnx] == [r["label"] for r in ours]
     assert (probabilities(onnx) - probabilities(ours)).abs().max() < 1e-4
     assert (probabilities(quantised) - probabilities(ours)).abs().max() < 0.05  # int8 weights

@@ -288,6 +288,26 @@ def test_wandb_offline_run_holds_hyperparameters_and_final_metrics(make_cfg, tmp
     (record,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
     data = record.read_bytes()  # W&B's own record file, uploaded later by `wandb sync`
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    for key in (b"batch_size", b"lr", b"test/acc", b"val/acc"):
+    for key in (b"batch_size", b"lr", b"test/acc", b"val/acc", b"plots/confusion_matrix"):
         assert key in data, key
     assert json.dumps(final["test/acc"]).encode() in data  # the final value, not only its name
+
+
+def test_wandb_gets_the_sweep_summary(make_cfg, tmp_path):
+    pytest.importorskip("wandb")
+    import matplotlib.pyplot as plt
+
+    from bertlab.files import write_csv
+    from bertlab.loggers import record_sweep
+
+    sweep = tmp_path / "outputs" / "multiruns" / "2026-01-01_00-00-00"
+    sweep.mkdir(parents=True)
+    write_csv(sweep / "summary.csv", [{"job": "1_lr=3e-05", "lr": 3e-5, "val/acc": 0.75},
+                                      {"job": "0_lr=1e-05", "lr": 1e-5, "val/acc": 0.5}])
+    (sweep / "summary.md").write_text("| job | val/acc |\n")
+    plt.plot([1, 2]), plt.savefig(sweep / "summary.png"), plt.close()
+    record_sweep(make_cfg("logger=wandb").logger, sweep)
+    (record,) = (sweep / "wandb").glob("offline-run-*/run-*.wandb")
+    data = record.read_bytes()
+    for key in (b"sweep/summary", b"sweep/summary_plot", b"best/val/acc", b"1_lr=3e-05"):
+        assert key in data, key

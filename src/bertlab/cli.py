@@ -149,6 +149,10 @@ class SweepSummary(Callback):
         sweep = Path(config.hydra.sweep.dir)
         summarize(sweep)
         print(f"sweep summary: {sweep / 'summary.md'} (.csv, .png)", file=sys.stderr)
+        if config.get("logger"):
+            from bertlab.loggers import record_sweep
+
+            record_sweep(config.logger, sweep)
         failed = []
         for job in sorted(sweep.glob("*/metrics.json")):
             status = json.loads(job.read_text())

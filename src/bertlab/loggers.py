@@ -1,10 +1,13 @@
 """Loggers: Lightning's, adjusted where they read badly, and what a finished run gives each one."""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
+from hydra.utils import instantiate
 from lightning.pytorch.loggers import MLFlowLogger, WandbLogger
 from lightning.pytorch.loggers import TensorBoardLogger as LightningTensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
 
 
 class TensorBoardLogger(LightningTensorBoardLogger):
@@ -44,6 +47,48 @@ def record_run(logger, run_dir: Path, params: dict, finals: dict) -> None:
         for path in files:
             folder = str(path.parent.relative_to(run_dir)) if path.parent != run_dir else None
             logger.experiment.log_artifact(logger.run_id, str(path), folder)
+    if isinstance(logger, WandbLogger):  # the plots of the run folder (confusion matrix, lr_find)
+        for path in sorted(run_dir.glob("*.png")):
+            logger.log_image(f"plots/{path.stem}", [str(path)])
     logger.save()
     if isinstance(logger, WandbLogger):  # close this run: the next sweep job in this process
         logger.experiment.finish()             # starts its own (and the offline file is complete)
+
+
+def record_sweep(loggers: DictConfig, sweep: Path) -> None:
+    """A finished sweep's summary (summary.md, .csv, .png from bertlab.report) for every logger the
+    sweep used that can hold it: TensorBoard (text and image, in <sweep>/tensorboard), MLflow
+    (a run named after the sweep folder, the files as artifacts, the best value as a metric) and
+    W&B (a run with the table and the plot). CSV needs nothing: summary.csv is its form."""
+    rows = list(csv.DictReader(open(sweep / "summary.csv", newline="")))
+    plot = sweep / "summary.png"
+    # the loggers' settings, with the sweep folder where a run folder would be
+    nodes = OmegaConf.create({"output_dir": str(sweep), "logger": OmegaConf.to_container(loggers)})
+    for name, node in nodes.logger.items():
+        target = str(node.get("_target_", ""))
+        if target.endswith("TensorBoardLogger"):
+            from matplotlib.image import imread
+            from torch.utils.tensorboard import SummaryWriter
+
+            with SummaryWriter(str(sweep / "tensorboard")) as writer:
+                writer.add_text("sweep/summary", (sweep / "summary.md").read_text())
+                if plot.is_file():
+                    writer.add_image("sweep/summary", imread(plot)[..., :3], dataformats="HWC")
+        elif target.endswith(("MLFlowLogger", "WandbLogger")):
+            logger = instantiate(node)
+            # the metrics of the job best on the monitored one (summary.csv lists it first)
+            best = {k: float(v) for k, v in rows[0].items() if "/" in k and v not in ("", None)}
+            logger.log_hyperparams({"sweep": str(sweep), "jobs": len(rows), "best_job": rows[0]["job"]})
+            if best:
+                logger.log_metrics({f"best/{k}": v for k, v in best.items()})
+            if isinstance(logger, MLFlowLogger):
+                for path in (sweep / "summary.md", sweep / "summary.csv", plot):
+                    if path.is_file():
+                        logger.experiment.log_artifact(logger.run_id, str(path))
+                logger.finalize("success")
+            else:
+                logger.log_table("sweep/summary", columns=list(rows[0]),
+                                 data=[list(r.values()) for r in rows])
+                if plot.is_file():
+                    logger.log_image("sweep/summary_plot", [str(plot)])
+                logger.experiment.finish()
