@@ -1,15 +1,17 @@
 """Inference speed: predict.py against transformers.pipeline("text-classification"), same model.
 
 Trains a short MiniLM run on the first 4,000 SST-2 training rows (a few steps: speed does not
-depend on how well it learned), exports it with export.py, then labels the 872 rows of
-../shared/data/sst2/test.tsv repeated to 10,000 texts:
+depend on how well it learned), exports it with export.py (a Hugging Face folder, and ONNX in fp32
+and int8), then labels the 872 rows of ../shared/data/sst2/test.tsv repeated to 10,000 texts:
   - ours: `python predict.py run_dir=<run> input=texts.txt` (the whole command, start-up included),
-    in fp32 (the default) and with precision=bf16
+    in fp32 (the default), with precision=bf16, and with backend=onnx on the fp32 and the int8
+    ONNX exports
   - peer: a fresh process that builds `pipeline("text-classification", model=<export>)` and
     calls it with batch_size=64 and truncation (its faster setting on these texts), also timed
     from launch.
-Checks that both give the same labels, and prints one line with rows/s for both and the ratio
-(ours / peer). Asserts nothing.
+Checks that they give the same labels, and prints one line with rows/s for each and the ratios
+to the peer (targets: fp32 >= 2x; ONNX int8 >= 4x at the same label for >= 99% of texts). Asserts
+nothing.
 
     python benchmarks/predict_speed.py [--results benchmarks/RESULTS.md]
 """
@@ -21,13 +23,11 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from common import report  # benchmarks/common.py (scripts run from benchmarks/)
+from common import report, short_minilm_run, timed  # benchmarks/common.py (run from benchmarks/)
 
 ROOT = Path(__file__).resolve().parents[1]
 SST2 = ROOT.parent / "shared" / "data" / "sst2"
@@ -45,52 +45,45 @@ with open(sys.argv[3], "w") as f:
 """
 
 
-def run(cmd: list[str], **kw) -> float:
-    start = time.time()
-    r = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if r.returncode:
-        sys.exit(f"{' '.join(cmd[:2])} failed: {(r.stderr.strip().splitlines() or [''])[-1]}")
-    return time.time() - start
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--results", help="append the line to this markdown file")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="bertlab_predict_") as tmp:
         tmp = Path(tmp)
-        lines = (SST2 / "train.tsv").read_text(encoding="utf-8").splitlines(keepends=True)
-        (tmp / "train.tsv").write_text("".join(lines[:4001]), encoding="utf-8")
-        run_dir, export = tmp / "run", tmp / "export"
-        run([sys.executable, str(ROOT / "train.py"), "data=files", f"data.train_file={tmp / 'train.tsv'}",
-             f"data.validation_file={SST2 / 'test.tsv'}", "data.test_size=0",
-             "data.text_column=sentence", "data.read_kwargs={quoting: 3}", "data.clean=[]",
-             "trainer.max_steps=20", "trainer.enable_progress_bar=false",
-             f"hydra.run.dir={run_dir}"], cwd=tmp)
-        run([sys.executable, str(ROOT / "export.py"), f"run_dir={run_dir}", f"out={export}"], cwd=tmp)
+        run_dir, export = short_minilm_run(ROOT, SST2, tmp), tmp / "export"
+        timed([sys.executable, str(ROOT / "export.py"), f"run_dir={run_dir}", f"out={export}"], cwd=tmp)
+        for extra in ([], ["int8=true"]):
+            timed([sys.executable, str(ROOT / "export.py"), f"run_dir={run_dir}", "format=onnx", *extra],
+                  cwd=tmp)
         with open(SST2 / "test.tsv", newline="", encoding="utf-8") as f:
             test = [r["sentence"] for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
         texts = (test * (N // len(test) + 1))[:N]
         (tmp / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
 
-        ours_s, bf16_s = (run([sys.executable, str(ROOT / "predict.py"), f"run_dir={run_dir}",
-                               f"input={tmp / 'texts.txt'}", f"output={tmp / name}.jsonl",
-                               f"precision={precision}"], cwd=tmp)
-                          for name, precision in (("ours", "32"), ("bf16", "bf16")))
-        peer_s = run([sys.executable, "-c", PEER, str(tmp / "texts.txt"), str(export),
-                      str(tmp / "peer.json")], cwd=tmp)
-        ours = [json.loads(line)["label"] for line in open(tmp / "ours.jsonl")]
-        bf16 = [json.loads(line)["label"] for line in open(tmp / "bf16.jsonl")]
+        ours = {}
+        for name, args in (("fp32", []), ("bf16", ["precision=bf16"]), ("onnx", ["backend=onnx"]),
+                           ("int8", ["backend=onnx", f"run_dir={run_dir / 'onnx_int8'}"])):
+            seconds = timed([sys.executable, str(ROOT / "predict.py"), f"run_dir={run_dir}",
+                             f"input={tmp / 'texts.txt'}", f"output={tmp / name}.jsonl", *args], cwd=tmp)
+            ours[name] = (seconds, [json.loads(line)["label"] for line in open(tmp / f"{name}.jsonl")])
+        peer_s = timed([sys.executable, "-c", PEER, str(tmp / "texts.txt"), str(export),
+                        str(tmp / "peer.json")], cwd=tmp)
         peer = json.load(open(tmp / "peer.json"))
-    same = sum(o == p for o, p in zip(ours, peer)) / N
-    same_bf16 = sum(o == p for o, p in zip(bf16, peer)) / N
+
+    def row(name: str, title: str, target: str) -> str:
+        seconds, labels = ours[name]
+        same = sum(o == p for o, p in zip(labels, peer)) / N
+        return (f"{title} {seconds:.1f} s = {N / seconds:.0f} rows/s, ratio {peer_s / seconds:.2f}"
+                f"{target}, same label for {same:.2%}")
+
     line = (f"- {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores | predict "
-            f"{N} texts (SST-2 test x{N / len(test):.1f}), MiniLM, fp32, whole commands: ours "
-            f"predict.py {ours_s:.1f} s = {N / ours_s:.0f} rows/s | peer pipeline(batch_size=64) "
-            f"{peer_s:.1f} s = {N / peer_s:.0f} rows/s | ratio ours/peer {peer_s / ours_s:.2f} "
-            f"(target >= 2) | same label for {same:.2%} of texts | ours precision=bf16 "
-            f"{bf16_s:.1f} s = {N / bf16_s:.0f} rows/s, ratio {peer_s / bf16_s:.2f}, same label "
-            f"for {same_bf16:.2%}")
+            f"{N} texts (SST-2 test x{N / len(test):.1f}), MiniLM, whole commands | peer "
+            f"pipeline(batch_size=64) {peer_s:.1f} s = {N / peer_s:.0f} rows/s | ours: "
+            + " | ".join([row("fp32", "predict.py fp32", " (target >= 2)"),
+                          row("bf16", "precision=bf16", ""),
+                          row("onnx", "backend=onnx fp32", ""),
+                          row("int8", "backend=onnx int8", " (target >= 4, same label >= 99%)")]))
     report(line, a.results)
 
 

@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import report  # benchmarks/common.py (scripts run from benchmarks/)
+from common import package_file, report  # benchmarks/common.py (scripts run from benchmarks/)
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -39,12 +39,6 @@ PEER = SHARED / "bench" / "hf_trainer_peer.py"
 def first_rows(src: Path, dst: Path, limit: int) -> None:
     lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
     dst.write_text("".join(lines[:limit + 1]), encoding="utf-8")
-
-
-def package_file(dist: str, rel: str) -> Path:
-    import importlib.metadata as md
-
-    return Path(md.distribution(dist).locate_file(rel))
 
 
 def split_write(rows: list[dict], folder: Path, stratify: str | None) -> tuple[Path, Path]:
