@@ -4,8 +4,8 @@ Trains a short MiniLM run on the first 4,000 SST-2 training rows (a few steps: s
 depend on how well it learned), exports it with export.py (a Hugging Face folder, and ONNX in fp32
 and int8), then labels the 872 rows of ../shared/data/sst2/test.tsv repeated to 10,000 texts:
   - ours: `python predict.py run_dir=<run> input=texts.txt` (the whole command, start-up included),
-    in fp32 (the default), with precision=bf16, and with backend=onnx on the fp32 and the int8
-    ONNX exports
+    with precision=32, with the default precision=auto (bf16 on a CPU with AVX-512 BF16/AMX), and
+    with backend=onnx on the fp32 and the int8 ONNX exports
   - peer: a fresh process that builds `pipeline("text-classification", model=<export>)` and
     calls it with batch_size=64 and truncation (its faster setting on these texts), also timed
     from launch.
@@ -62,7 +62,7 @@ def main() -> None:
         (tmp / "texts.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
 
         ours = {}
-        for name, args in (("fp32", []), ("bf16", ["precision=bf16"]), ("onnx", ["backend=onnx"]),
+        for name, args in (("fp32", ["precision=32"]), ("auto", []), ("onnx", ["backend=onnx"]),
                            ("int8", ["backend=onnx", f"run_dir={run_dir / 'onnx_int8'}"])):
             seconds = timed([sys.executable, str(ROOT / "predict.py"), f"run_dir={run_dir}",
                              f"input={tmp / 'texts.txt'}", f"output={tmp / name}.jsonl", *args], cwd=tmp)
@@ -80,8 +80,8 @@ def main() -> None:
     line = (f"- {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores | predict "
             f"{N} texts (SST-2 test x{N / len(test):.1f}), MiniLM, whole commands | peer "
             f"pipeline(batch_size=64) {peer_s:.1f} s = {N / peer_s:.0f} rows/s | ours: "
-            + " | ".join([row("fp32", "predict.py fp32", " (target >= 2)"),
-                          row("bf16", "precision=bf16", ""),
+            + " | ".join([row("fp32", "predict.py precision=32", " (target >= 2)"),
+                          row("auto", "default (precision=auto)", ""),
                           row("onnx", "backend=onnx fp32", ""),
                           row("int8", "backend=onnx int8", " (target >= 4, same label >= 99%)")]))
     report(line, a.results)

@@ -145,24 +145,32 @@ def main() -> None:
                            f"input={tmp / 'tweets.txt'}", f"output={tmp / 'p.jsonl'}"], cwd=tmp)
         servers = {
             "ours": [sys.executable, str(ROOT / "serve.py"), f"run_dir={run_dir}"],
+            "ours_fp32": [sys.executable, str(ROOT / "serve.py"), f"run_dir={run_dir}", "precision=32"],
             "ours_int8": [sys.executable, str(ROOT / "serve.py"), f"run_dir={run_dir / 'onnx_int8'}",
                           "backend=onnx"],
-            "peer": [sys.executable, "-c", PEER, str(export)],
+            "peer": [sys.executable, str(tmp / "peer_server.py"), str(export)],
         }
+        (tmp / "peer_server.py").write_text(PEER)  # a file: LitServe's spawned worker imports it
         for name, cmd in servers.items():
             port = free_port()
             proc = start(cmd + ([f"port={port}"] if name != "peer" else [str(port)]), port, tmp)
             try:
                 rows[name] = (load(port, singles), load(port, lists))
+                print(name, fmt(rows[name][0]), "| lists", fmt(rows[name][1]), flush=True)
             finally:
                 stop(proc)
     ratio = rows["ours"][0]["rps"] / rows["peer"][0]["rps"]
+    ratio_fp32 = rows["ours_fp32"][0]["rps"] / rows["peer"][0]["rps"]
     line = (f"- {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores | serve MiniLM, "
             f"{CLIENTS} clients, {SINGLES} one-tweet requests then {LISTS} lists of {LIST_SIZE} | "
-            f"ours serve.py (batching, fp32): {fmt(rows['ours'][0])}; lists {fmt(rows['ours'][1])} | "
+            f"ours serve.py (batching, default precision=auto: bf16 on AVX-512 BF16): "
+            f"{fmt(rows['ours'][0])}; "
+            f"lists {fmt(rows['ours'][1])} | ours precision=32: {fmt(rows['ours_fp32'][0])}; lists "
+            f"{fmt(rows['ours_fp32'][1])} | "
             f"ours backend=onnx int8: {fmt(rows['ours_int8'][0])}; lists {fmt(rows['ours_int8'][1])} | "
             f"peer pipeline behind LitServe, unbatched: {fmt(rows['peer'][0])}; lists "
-            f"{fmt(rows['peer'][1])} | batching/unbatched {ratio:.2f}x (target >= 3) | predict.py "
+            f"{fmt(rows['peer'][1])} | batching/unbatched {ratio:.2f}x (target >= 3; at precision=32 "
+            f"{ratio_fp32:.2f}x) | predict.py "
             f"over the {SINGLES} tweets {predict_s:.1f} s = {SINGLES / predict_s:.0f} rows/s")
     report(line, a.results)
 

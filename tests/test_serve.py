@@ -172,14 +172,14 @@ class Server:
 def server(run_dir, tmp_path_factory):
     s = Server(tmp_path_factory.mktemp("serve") / "server.log", f"run_dir={run_dir}",
                "max_batch_size=8", "batch_timeout=0.3", "max_texts=16", "max_body_bytes=20000",
-               "log_batches=true", "threads=1")
+               "log_batches=true", "threads=1", "precision=32")
     yield s
     s.stop()
 
 
 def test_server_answers_as_predict_does(server, run_dir, tmp_path):
     (tmp_path / "in.txt").write_text("\n".join(TEXTS))
-    expected = predict(run_dir, tmp_path, "torch")
+    expected = predict(run_dir, tmp_path, "torch", "precision=32")
     one = server.post({"text": TEXTS[0]})
     assert one.status_code == 200
     assert set(one.json()) == {"label", "confidence", "p_negative", "p_neutral", "p_positive"}
@@ -260,3 +260,35 @@ def test_serve_mistakes_are_one_line(run_dir, tmp_path, args, words):
     r = tool("serve.py", *[a.format(tmp=tmp_path, run=run_dir) for a in args])
     assert r.returncode in (1, 2) and words in r.stderr, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("package, extra, call", [
+    ("litserve", "serve", lambda run: __import__("bertlab.checks").checks.check_serve(None)),
+    ("onnxruntime", "onnx", lambda run: __import__("bertlab.predict").predict.load_predictor(
+        run, None, "onnx")),
+])
+def test_a_missing_extra_is_one_line(run_dir, monkeypatch, package, extra, call):
+    import importlib.util
+
+    from bertlab.errors import ConfigError
+
+    if not (run_dir / "onnx").exists():
+        assert tool("export.py", f"run_dir={run_dir}", "format=onnx").returncode == 0
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == package else real(n, *a))
+    with pytest.raises(ConfigError, match=rf"needs the {package} package.*\.\[{extra}\]"):
+        call(run_dir)
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    from bertlab import plugins
+    from bertlab.predict import inference_precision
+
+    monkeypatch.setattr(plugins, "hardware", lambda cuda: {"cpu_flags": ["avx512_bf16"]})
+    assert inference_precision("auto", "torch")[0] == "bf16"
+    assert inference_precision("auto", "onnx")[0] == "32"  # ONNX Runtime runs the export as is
+    assert inference_precision("32", "torch")[0] == "32"  # an explicit value wins
+    monkeypatch.setattr(plugins, "hardware", lambda cuda: {"cpu_flags": []})
+    assert inference_precision("auto", "torch") == ("32", plugins.choose_precision("auto", {})[1])
+    monkeypatch.setattr(plugins, "hardware", lambda cuda: {"cuda": "A100", "capability": (8, 0)})
+    assert inference_precision("auto", "torch", cuda=True)[0] == "bf16"

@@ -186,7 +186,7 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
     texts = ["what a great day", "this is awful", "the car drives itself"]  # clean already
     (tmp_path / "in.txt").write_text("\n".join(texts))
     r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
-             f"output={tmp_path / 'p.jsonl'}")
+             f"output={tmp_path / 'p.jsonl'}", "precision=32")  # (the pipeline runs fp32)
     assert r.returncode == 0, r.stderr[-2000:]
     ours = predictions(tmp_path / "p.jsonl")
     theirs = pipeline("text-classification", model=str(out), device="cpu")(texts, top_k=None)
@@ -201,11 +201,13 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
 
 
 def test_a_trailing_blank_line_is_not_a_text(run_dir, tmp_path):
-    (tmp_path / "in.txt").write_text("good film\nbad film\n\n")
+    # a line ends at \n or \r\n only: \u2028, \x85 and \x1c inside a text (tweets hold them) do not cut it
+    (tmp_path / "in.txt").write_bytes("good\u2028film\r\nbad\x85 film\x1c\rend\n\n".encode())
     r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
              f"output={tmp_path / 'p.jsonl'}")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert [row["text"] for row in predictions(tmp_path / "p.jsonl")] == ["good film", "bad film"]
+    assert [row["text"] for row in predictions(tmp_path / "p.jsonl")] == ["good\u2028film",
+                                                                          "bad\x85 film\x1c\rend"]
 
 
 def test_error_analysis_after_training(run_dir):

@@ -157,3 +157,10 @@ def resolve_monitor(monitor: str, mode: str, task: str | Task) -> tuple[str, str
     if mode == "auto":
         mode = "max" if monitor.split("/")[1] in HIGHER_IS_BETTER else "min"
     return monitor, mode
+
+
+def check_serve(cfg: DictConfig) -> None:
+    """serve.py's package, before bertlab.serve (which needs it) is imported."""
+    from bertlab.errors import require
+
+    require("litserve", "serve", "serve.py")

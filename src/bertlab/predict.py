@@ -24,14 +24,15 @@ TABLES = {".csv": ",", ".tsv": "\t"}
 def read_texts(source: str, text_column: str) -> list[str]:
     """Texts from a .txt file (one per line), a csv/tsv/jsonl/json table, or stdin (`-`)."""
     if source == "-":
-        name, raw, suffix = "stdin", sys.stdin.read(), ".txt"
+        name, raw, suffix = "stdin", sys.stdin.buffer.read().decode("utf-8", errors="replace"), ".txt"
     else:
         path = Path(source)
         if not path.is_file():
             raise ConfigError(f"input={source} " + ("is a folder; give a file (or - for stdin)"
                                                     if path.is_dir() else "does not exist"))
         name, suffix = source, path.suffix.lower()
-        raw = path.read_text(encoding="utf-8", errors="replace")
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:  # a lone \r is no line end
+            raw = f.read()
     if suffix in TABLES:
         rows = list(csv.DictReader(io.StringIO(raw), delimiter=TABLES[suffix]))
     elif suffix in (".jsonl", ".json"):
@@ -43,7 +44,9 @@ def read_texts(source: str, text_column: str) -> list[str]:
     else:
         rows = None
     if rows is None:
-        texts = raw.splitlines()
+        # lines end at \n (or \r\n) only: str.splitlines would also cut a text at \x1c, \x85 or
+        # \u2028, which real texts (tweets) hold, and shift every later prediction
+        texts = [line.removesuffix("\r") for line in raw.split("\n")]
         while texts and not texts[-1].strip():  # blank lines at the end are no texts
             texts.pop()
     else:
@@ -64,12 +67,26 @@ PRECISIONS = {"32": None, "bf16": torch.bfloat16}
 BACKENDS = ("torch", "onnx")
 
 
+def inference_precision(requested: str, backend: str, cuda: bool = False) -> tuple[str, str]:
+    """(precision, why): `auto` is bf16 where training's precision=auto would pick bf16-mixed
+    (native bf16: a CPU with AVX-512 BF16 or AMX, a GPU of compute capability 8+), else 32;
+    always 32 for ONNX Runtime (its fast CPU path is an int8 export)."""
+    from bertlab.plugins import choose_precision, hardware
+
+    if requested != "auto":
+        return requested, "set in precision"
+    if backend == "onnx":
+        return "32", "ONNX Runtime runs the export as it is"
+    chosen, why = choose_precision("auto", hardware(cuda))
+    return ("bf16" if chosen.startswith("bf16") else "32"), why
+
+
 def check_backend(backend: str, precision: str, ckpt_path=None) -> None:
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend} is not valid; use {' or '.join(BACKENDS)}")
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision={precision} is not valid; use {' or '.join(PRECISIONS)}")
-    if backend == "onnx" and precision != "32":
+    if precision not in (*PRECISIONS, "auto"):
+        raise ConfigError(f"precision={precision} is not valid; use auto, {' or '.join(PRECISIONS)}")
+    if backend == "onnx" and precision not in ("32", "auto"):
         raise ConfigError(f"precision={precision} is for backend=torch; for faster ONNX use "
                           f"an int8 export (export.py format=onnx int8=true)")
     if backend == "onnx" and ckpt_path:
@@ -82,7 +99,9 @@ def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
     if backend == "onnx":
         from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
 
-        model = OnnxNetwork(onnx_folder(run_dir or ""))
+        if not run_dir:
+            raise ConfigError("backend=onnx needs run_dir=<the run, or its ONNX export folder>")
+        model = OnnxNetwork(onnx_folder(run_dir))
     else:
         model = load_network(find_checkpoint(run_dir, ckpt_path))
     return model, from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
@@ -92,10 +111,12 @@ def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
 @torch.inference_mode()
 def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
                   progress: bool = False, precision: str = "32",
-                  pairs: list[str] | None = None) -> torch.Tensor:
-    """Probabilities (classes), sigmoid scores (multi-label) or values (regression), in order;
-    `pairs`: each text's second text, for models trained on pairs."""
+                  pairs: list[str] | None = None, device: str = "cpu") -> torch.Tensor:
+    """Probabilities (classes), sigmoid scores (multi-label) or values (regression), in order,
+    on the CPU; `pairs`: each text's second text, for models trained on pairs; `device`: where
+    the (torch) model is."""
     dtype = PRECISIONS[precision]
+    device = torch.device(device)
     hp = model.hparams
     clean = cleaner(list(hp.clean))
     enc = tokenizer([clean(t) for t in texts], [clean(t) for t in pairs] if pairs else None,
@@ -106,8 +127,9 @@ def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
     out = [None] * len(rows)
     for start in tqdm(range(0, len(order), batch_size), disable=not progress, desc="predict"):
         idx = order[start:start + batch_size]
-        with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
-            scores = model.task.scores(model(**collate([rows[i] for i in idx])))
+        batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx]).items()}
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            scores = model.task.scores(model(**batch)).cpu()
         for i, value in zip(idx, scores):
             out[i] = value
     return torch.stack(out)
@@ -140,14 +162,22 @@ def output_path(output: str, explain: bool = False) -> Path:
     return path
 
 
+def json_line(row: dict) -> str:
+    """One JSON line; the three line breaks json.dumps leaves raw (\x85, \u2028, \u2029) escaped,
+    so that a reader splitting on any line break (str.splitlines) still gets one row per line."""
+    text = json.dumps(row, ensure_ascii=False)
+    for char in "\x85\u2028\u2029":
+        text = text.replace(char, f"\\u{ord(char):04x}")
+    return text + "\n"
+
+
 def write_rows(rows: list[dict], output: str) -> None:
     """csv or jsonl by suffix; written to a temporary name first, so no half file is left."""
     path = output_path(output)
     path.parent.mkdir(parents=True, exist_ok=True)
     with written_whole(path) as tmp:
         if path.suffix.lower() == ".jsonl":
-            tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows),
-                           encoding="utf-8")
+            tmp.write_text("".join(json_line(r) for r in rows), encoding="utf-8")
         else:
             write_csv(tmp, [{k: "|".join(v) if isinstance(v, list) else v for k, v in r.items()}
                             for r in rows])
@@ -158,8 +188,10 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise ConfigError(f"threshold={cfg.threshold} is not valid; use a probability in (0, 1)")
     if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
         raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
-    precision = str(cfg.precision)
-    check_backend(cfg.backend, precision, cfg.ckpt_path)
+    check_backend(cfg.backend, str(cfg.precision), cfg.ckpt_path)
+    precision, why = inference_precision(str(cfg.precision), cfg.backend)
+    if str(cfg.precision) == "auto":
+        print(f"precision {precision}: {why}", file=sys.stderr)
     if cfg.explain and cfg.backend != "torch":
         raise ConfigError("explain=true needs gradients: use it with backend=torch")
     output_path(cfg.output, cfg.explain)

@@ -73,6 +73,9 @@ class TextAPI(ls.LitAPI):
         if self.threads:
             torch.set_num_threads(self.threads)
         self.model, self.tokenizer = load_predictor(self.run_dir, None, self.backend)
+        self.device = "cpu" if self.backend == "onnx" else device  # LitServe's: cpu or cuda:N
+        if self.backend == "torch":
+            self.model.to(self.device)
 
     def decode_request(self, request: TextsRequest, context: dict) -> dict:
         context["one"] = isinstance(request.text, str)  # answer an object, not a list
@@ -96,7 +99,7 @@ class TextAPI(ls.LitAPI):
             texts = [t for i in group for t in requests[i]["texts"]]
             pairs = [p for i in group for p in requests[i]["pairs"]] if paired else None
             scores = predict_texts(self.model, self.tokenizer, texts, batch_size=64,
-                                   precision=self.precision, pairs=pairs)
+                                   precision=self.precision, pairs=pairs, device=self.device)
             rows = iter(result_rows(self.model, texts, scores, self.threshold))
             for i in group:
                 out[i] = [{k: v for k, v in next(rows).items() if k != "text"}
@@ -159,12 +162,14 @@ def one_line_errors(app, max_body_bytes: int) -> None:
 
 
 def serve(cfg: DictConfig) -> None:
-    from bertlab.errors import require
-    from bertlab.predict import check_backend
+    import torch
 
-    require("litserve", "serve", "serve.py")
-    precision = str(cfg.precision)
-    check_backend(cfg.backend, precision)
+    from bertlab.predict import check_backend, inference_precision
+
+    check_backend(cfg.backend, str(cfg.precision))
+    cuda = cfg.backend == "torch" and (cfg.accelerator == "cuda" or (
+        cfg.accelerator == "auto" and torch.cuda.is_available()))
+    precision, why = inference_precision(str(cfg.precision), cfg.backend, cuda)
     for key in ("max_batch_size", "max_texts", "max_body_bytes", "port"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] <= 0:
             raise ConfigError(f"{key}={cfg[key]!r} is not valid; use a positive integer")
@@ -183,6 +188,6 @@ def serve(cfg: DictConfig) -> None:
                           workers_per_device=cfg.workers, max_payload_size=cfg.max_body_bytes,
                           timeout=cfg.timeout)
     one_line_errors(server.app, cfg.max_body_bytes)
-    print(f"serving {cfg.run_dir} ({cfg.backend}, precision {precision}) on "
+    print(f"serving {cfg.run_dir} ({cfg.backend}, precision {precision}: {why}) on "
           f"http://{cfg.host}:{cfg.port}/predict", file=sys.stderr)
     server.run(host=cfg.host, port=cfg.port, generate_client_file=False, log_level="warning")
