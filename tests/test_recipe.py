@@ -234,6 +234,22 @@ def test_lr_range_test_saves_a_plot_and_can_train_with_it(make_cfg, tmp_path):
     assert "tune/lr_find" in acc.Tags()["images"]
 
 
+def test_lr_range_test_alone_reaches_the_trackers(make_cfg, tmp_path):
+    pytest.importorskip("mlflow")
+    from mlflow.tracking import MlflowClient
+
+    from bertlab.tune import tune_lr
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    lr = tune_lr(make_cfg(*FAST, "tune_lr.num_training=20", "logger=[tensorboard,mlflow]",
+                          f"logger.mlflow.tracking_uri={uri}",
+                          f"logger.mlflow.artifact_location={tmp_path / 'artifacts'}"))
+    client = MlflowClient(uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("bertlab").experiment_id])
+    assert found.data.metrics["tune/suggested_lr"] == pytest.approx(lr)
+    assert "lr_find.png" in {a.path for a in client.list_artifacts(found.info.run_id)}
+
+
 def test_pruning_reaches_the_asked_sparsity(make_cfg, tmp_path):
     from bertlab.checkpoints import load_model
 

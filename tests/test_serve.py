@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -114,20 +115,41 @@ def test_export_mistakes_are_one_line(run_dir, tmp_path, args, words):
     assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
 
 
+def compose_tool(name: str, *overrides: str):
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
 @pytest.mark.parametrize("args, words", [
     (["backend=tf"], "backend=tf is not valid; use torch or onnx"),
     (["backend=onnx", "precision=bf16"], "precision=bf16 is for backend=torch"),
     (["backend=onnx", "explain=true"], "explain=true needs gradients"),
+    (["backend=onnx", "ckpt_path=x.ckpt"], "ckpt_path is for backend=torch"),
     (["backend=onnx", "run_dir={tmp}"], "holds no ONNX model; write one with python export.py"),
 ])
-def test_predict_backend_mistakes_are_one_line(run_dir, tmp_path, args, words):
+def test_predict_backend_mistakes(run_dir, tmp_path, args, words):
+    from bertlab.errors import ConfigError
+    from bertlab.predict import predict
+
     (tmp_path / "in.txt").write_text("good\n")
-    args = [a.format(tmp=tmp_path) for a in args]
-    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
-             f"output={tmp_path / 'o.jsonl'}", *args)
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and words in r.stderr
-    assert "Traceback" not in r.stderr and not (tmp_path / "o.jsonl").exists()
+    cfg = compose_tool("predict", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
+                       f"output={tmp_path / 'o.jsonl'}", *[a.format(tmp=tmp_path) for a in args])
+    with pytest.raises(ConfigError, match=re.escape(words)):
+        predict(cfg)
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_predict_backend_mistake_is_one_line(run_dir, tmp_path):
+    (tmp_path / "in.txt").write_text("good\n")
+    r = tool("predict.py", f"run_dir={tmp_path}", "backend=onnx", f"input={tmp_path / 'in.txt'}",
+             f"output={tmp_path / 'o.jsonl'}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (f"error: run_dir={tmp_path} holds no ONNX model; write one "
+                                                 f"with python export.py run_dir={tmp_path} format=onnx")
 
 
 def free_port() -> int:
@@ -255,11 +277,20 @@ def test_onnx_server_takes_text_pairs(pair_run, tmp_path):
     (["run_dir={tmp}"], "has no checkpoints/best.ckpt"),
     (["max_batch_size=0", "run_dir={run}"], "max_batch_size=0 is not valid"),
     (["batch_timeout=-1", "run_dir={run}"], "batch_timeout=-1 is not valid"),
+    (["precision=fp8", "run_dir={run}"], "precision=fp8 is not valid"),
 ])
-def test_serve_mistakes_are_one_line(run_dir, tmp_path, args, words):
-    r = tool("serve.py", *[a.format(tmp=tmp_path, run=run_dir) for a in args])
-    assert r.returncode in (1, 2) and words in r.stderr, r.stderr[-2000:]
-    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in r.stderr
+def test_serve_mistakes(run_dir, tmp_path, args, words):
+    from bertlab.errors import BertlabError
+    from bertlab.serve import serve
+
+    with pytest.raises(BertlabError, match=re.escape(words)):  # before any server starts
+        serve(compose_tool("serve", *[a.format(tmp=tmp_path, run=run_dir) for a in args]))
+
+
+def test_serve_mistake_is_one_line(tmp_path):
+    r = tool("serve.py", f"run_dir={tmp_path}")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "has no checkpoints" in r.stderr
 
 
 @pytest.mark.parametrize("package, extra, call", [

@@ -12,7 +12,9 @@ from omegaconf import DictConfig
 from bertlab import runs
 from bertlab.checks import check_config
 from bertlab.errors import ConfigError
+from bertlab.loggers import TensorBoardLogger, record_run
 from bertlab.plugins import trainer_plugins
+from bertlab.trainer import loggers as build_loggers
 from bertlab.train import build_data, build_model, fit_and_report, set_up_process
 
 
@@ -28,7 +30,12 @@ def tune_lr(cfg: DictConfig) -> float:
     set_up_process(cfg)
     dm = build_data(cfg, run_dir)
     lr = find_lr(cfg, build_model(cfg, dm), dm, run_dir)
-    if not cfg.tune_lr.apply:
+    if not cfg.tune_lr.apply:  # the suggestion and the plot to each tracker (TensorBoard has them)
+        for logger in build_loggers(cfg, 0) or []:
+            if not isinstance(logger, TensorBoardLogger):
+                logger.log_metrics({"tune/suggested_lr": lr}, step=0)
+                record_run(logger, run_dir, {k: cfg.tune_lr[k] for k in ("min_lr", "max_lr", "num_training")},
+                           {"tune/suggested_lr": lr})
         return lr
     cfg.lr = lr
     return fit_and_report(cfg, run_dir, None, 0, started)
