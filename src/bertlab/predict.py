@@ -81,6 +81,16 @@ def inference_precision(requested: str, backend: str, cuda: bool = False) -> tup
     return ("bf16" if chosen.startswith("bf16") else "32"), why
 
 
+def model_precision(hparams: dict, precision: str, why: str, requested: str) -> tuple[str, str]:
+    """An int8 model (shrink.py) runs its int8 layers as they are: no bf16 autocast around them."""
+    if precision == "bf16" and (hparams.get("shrink") or {}).get("int8"):
+        if requested != "auto":
+            raise ConfigError("precision=bf16 does not apply to an int8 model (shrink.py int8=true); "
+                              "use precision=32 or auto")
+        return "32", "an int8 model (shrink.py) runs as it is"
+    return precision, why
+
+
 def check_backend(backend: str, precision: str, ckpt_path=None) -> None:
     if backend not in BACKENDS:
         raise ConfigError(f"backend={backend} is not valid; use {' or '.join(BACKENDS)}")
@@ -190,13 +200,14 @@ def predict(cfg: DictConfig) -> list[dict]:
         raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
     check_backend(cfg.backend, str(cfg.precision), cfg.ckpt_path)
     precision, why = inference_precision(str(cfg.precision), cfg.backend)
-    if str(cfg.precision) == "auto":
-        print(f"precision {precision}: {why}", file=sys.stderr)
     if cfg.explain and cfg.backend != "torch":
         raise ConfigError("explain=true needs gradients: use it with backend=torch")
     output_path(cfg.output, cfg.explain)
     model, tokenizer = load_predictor(cfg.run_dir, cfg.ckpt_path, cfg.backend)
+    precision, why = model_precision(model.hparams, precision, why, str(cfg.precision))
     texts = read_texts(str(cfg.input), cfg.text_column)
+    if str(cfg.precision) == "auto":  # (after every check: a mistake stays one line)
+        print(f"precision {precision}: {why}", file=sys.stderr)
     scores = predict_texts(model, tokenizer, texts, cfg.batch_size, progress=len(texts) > 1000,
                            precision=precision)
     rows = result_rows(model, texts, scores, cfg.threshold)

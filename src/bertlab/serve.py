@@ -176,9 +176,11 @@ def serve(cfg: DictConfig) -> None:
     if not isinstance(cfg.batch_timeout, (int, float)) or cfg.batch_timeout < 0:
         raise ConfigError(f"batch_timeout={cfg.batch_timeout!r} is not valid; use seconds >= 0")
     if cfg.backend == "torch":  # the run's checkpoint is there (found before any worker starts)
-        from bertlab.checkpoints import find_checkpoint
+        from bertlab.checkpoints import checkpoint_hparams, find_checkpoint
+        from bertlab.predict import model_precision
 
-        find_checkpoint(cfg.run_dir)
+        hparams = checkpoint_hparams(find_checkpoint(cfg.run_dir))[1]
+        precision, why = model_precision(hparams, precision, why, str(cfg.precision))
     TextsRequest.max_texts = cfg.max_texts
     TextsRequest.pairs = reads_pairs(str(cfg.run_dir), cfg.backend)
     api = TextAPI(str(cfg.run_dir), cfg.backend, precision, cfg.threshold, cfg.threads,
