@@ -71,7 +71,7 @@ def inference_precision(requested: str, backend: str, cuda: bool = False) -> tup
     """(precision, why): `auto` is bf16 where training's precision=auto would pick bf16-mixed
     (native bf16: a CPU with AVX-512 BF16 or AMX, a GPU of compute capability 8+), else 32;
     always 32 for ONNX Runtime (its fast CPU path is an int8 export)."""
-    from bertlab.plugins import choose_precision, hardware
+    from bertlab.hardware import choose_precision, hardware
 
     if requested != "auto":
         return requested, "set in precision"
