@@ -6,6 +6,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 
+from bertlab.calibration import temperature_for
 from bertlab.errors import ConfigError, DataError
 from bertlab.runs import read_checkpoint, recorded
 
@@ -81,5 +82,5 @@ def load_network(path: Path):
     if metadata is not None:
         state._metadata = metadata
     model.load_state_dict(state)
+    model.temperature = temperature_for(path) or 1.0
     return model.eval()
-

@@ -113,6 +113,8 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("batch_size", "max_length"):
         positive(key, cfg[key], integer=True)
     positive("max_epochs", cfg.max_epochs, integer=True, optional=True)
+    if not isinstance(cfg.get("calibrate", False), bool):
+        raise ConfigError(f"calibrate={cfg.calibrate!r} is not valid; use true or false")
     for key, value in (cfg.get("budget") or {}).items():
         positive(f"budget.{key}", value, integer=True)
     cv = cfg.get("cv")

@@ -14,6 +14,7 @@ from transformers import AutoTokenizer
 from bertlab.errors import ConfigError, require
 from bertlab.files import markdown_table, written_whole
 from bertlab.hub import from_pretrained
+from bertlab.calibration import fold_into_head, temperature_for
 from bertlab.checkpoints import find_checkpoint, load_model, load_network
 from bertlab.runs import recorded, run_config
 
@@ -102,6 +103,9 @@ def export(cfg: DictConfig) -> Path:
     if cfg.format == "onnx":
         return export_onnx(ckpt, out, bool(cfg.int8), Path(cfg.run_dir))
     model = load_model(ckpt)
+    temperature = temperature_for(ckpt)
+    if temperature:  # calibrate=true: the calibrated probabilities, in the weights
+        fold_into_head(model.net, temperature)
     tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
                                 what="model.tokenizer")
     tokenizer.model_max_length = model.hparams.max_length  # pipeline(truncation=True) agrees

@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from bertlab import hydra_state, results, runs
+from bertlab import calibration, hydra_state, results, runs
 from bertlab.callbacks.preemption import Preemption
 from bertlab.checks import check_config, resolve_monitor
 from bertlab.data.datamodule import TextDataModule, from_config
@@ -60,6 +60,7 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     """The run in a folder it owns: from `checkpoint` (at optimizer step `step`) if resumed."""
     set_up_process(cfg)
     dm = build_data(cfg, run_dir)
+    calibration.check(cfg, dm)
     length, chosen = decide(cfg, len(dm.dataset["train"]))
     model = build_model(cfg, dm)
     chosen["parameters"] = {"total": sum(p.numel() for p in model.parameters()),
@@ -77,6 +78,9 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     scored = bool(best) or not diverged  # after a NaN loss, only an earlier checkpoint counts
     if scored:
         metrics.update(score_best(trainer, model, dm, best))
+    if cfg.get("calibrate") and scored and trainer.is_global_zero:
+        metrics["calibration"] = calibration.calibrate(model, dm, run_dir, best)
+        log.info("calibration: %s", metrics["calibration"])
     score = results.score_of(metrics, cfg.monitor)
     if trainer.is_global_zero:  # DDP: the other processes only helped compute
         results.report(cfg, run_dir, metrics, trainer, model, dm, scored, started, fit_seconds)

@@ -138,6 +138,8 @@ class TrainedNetwork(nn.Module):
         self.task = task_of(hparams["task"])
         self.net = build_network({**hparams["model"], "pretrained": False}, self.task,
                                  list(hparams["labels"]))
+        self.temperature = 1.0  # calibrate=true: the fitted temperature (calibration.py)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
-        return logits(self.net, self.task, input_ids, attention_mask, token_type_ids)
+        out = logits(self.net, self.task, input_ids, attention_mask, token_type_ids)
+        return out / self.temperature if self.temperature != 1.0 else out
