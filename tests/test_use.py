@@ -139,10 +139,21 @@ def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, code, wor
     out = tmp_path / "p.jsonl"
     if not any(a.startswith("output=") for a in args):
         args.append(f"output={out}")
-    r = tool("predict.py", *args)
-    assert r.returncode == code, r.stderr[-2000:]
-    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and words in r.stderr
-    assert "Traceback" not in r.stderr and not out.exists()
+    if setup in ("empty", "precision"):  # the command line, for each exit code
+        r = tool("predict.py", *args)
+        assert r.returncode == code, r.stderr[-2000:]
+        assert r.stderr.strip().splitlines()[-1].startswith("error: ") and words in r.stderr
+        assert "Traceback" not in r.stderr
+    else:  # the rest in-process (the same error; run_task prints it as the line above)
+        from bertlab.errors import ConfigError
+        from bertlab.predict import predict
+
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            cfg = compose("predict", overrides=args)
+        with pytest.raises(BertlabError) as found:
+            predict(cfg)
+        assert isinstance(found.value, ConfigError) == (code == 2) and words in str(found.value)
+    assert not out.exists()
     assert (tmp_path / "old.jsonl").read_text() == "{}\n"  # never overwritten
 
 
@@ -193,8 +204,7 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
     for mine, scores in zip(ours, theirs):
         for s in scores:
             assert s["score"] == pytest.approx(mine[f"p_{s['label']}"], abs=1e-4)
-    r = tool("export.py", f"run_dir={run_dir}", f"out={out}")  # never over an existing folder
-    assert r.returncode == 2 and "exists already" in r.stderr
+    # (an existing out is refused: test_mistakes)
     card = (out / "README.md").read_text()
     assert "from a randomly initialised encoder" in card and str(Path.home()) not in card
     assert "site-packages" not in card  # no path of this machine
