@@ -29,6 +29,15 @@ def sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
+LONGEST_FIRST = ("test_resume.py", "test_cli.py")  # minutes of killed, resumed and DDP runs
+
+
+def pytest_collection_modifyitems(items):
+    """The modules with the longest tests first, so that an xdist worker does not end the suite
+    alone on a minute-long test while the other one idles (modules stay together)."""
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BERTLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
