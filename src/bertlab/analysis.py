@@ -24,15 +24,17 @@ def score(task: str | Task, num_labels: int, stage: str, scores: torch.Tensor,
 
 
 @torch.inference_mode()
-def collect(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores (probabilities, or values for regression) and targets over `loader`, in order."""
+def collect(model, loader, logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores (probabilities, or values for regression), or the logits, and targets over
+    `loader`, in order."""
     was_training = model.training
     model.eval()
     scores, targets = [], []
     for batch in loader:
         batch = {k: v.to(model.device) for k, v in batch.items()}
         labels = batch.pop("labels")
-        scores.append(model.task.scores(model(**batch)).cpu())
+        out = model(**batch).float()
+        scores.append((out if logits else model.task.scores(out)).cpu())
         targets.append(labels.cpu())
     model.train(was_training)
     return torch.cat(scores), torch.cat(targets)

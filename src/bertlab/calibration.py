@@ -28,17 +28,11 @@ def check(cfg, dm) -> None:
                           "(drop calibrate)")
 
 
-@torch.no_grad()
 def collect_logits(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
-    was_training = model.training
-    model.eval()
-    logits, targets = [], []
-    for batch in loader:
-        batch = {k: v.to(model.device) for k, v in batch.items()}
-        targets.append(batch.pop("labels").cpu())
-        logits.append(model(**batch).float().cpu())
-    model.train(was_training)
-    return torch.cat(logits), torch.cat(targets)
+    from bertlab.analysis import collect
+
+    logits, target = collect(model, loader, logits=True)
+    return logits.clone(), target.clone()  # normal tensors: the fit differentiates through them
 
 
 def nll(logits: torch.Tensor, target: torch.Tensor, multi_hot: bool) -> torch.Tensor:
@@ -59,7 +53,7 @@ def fit_temperature(logits: torch.Tensor, target: torch.Tensor, multi_hot: bool)
         return loss
 
     opt.step(closure)
-    return float(log_t.exp())
+    return float(log_t.detach().exp())
 
 
 def ece(logits: torch.Tensor, target: torch.Tensor, multi_hot: bool) -> float:
