@@ -154,13 +154,16 @@ def exit_interrupted(run_dir: Path, trainer) -> NoReturn:
     stop = next((c for c in trainer.callbacks if isinstance(c, Preemption)), None)
     name = (stop and stop.requested) or "SIGTERM"  # without Preemption: Lightning's own stop
     last = run_dir / "checkpoints" / "last.ckpt"
+    # the step a resume continues from: the checkpoint's (a signal between its write and the
+    # trainer's next step would otherwise report one step more than was saved)
+    step = runs.read_checkpoint(last, mmap=True)["global_step"] if last.is_file() else trainer.global_step
     if trainer.is_global_zero:
         runs.write_metrics(run_dir, {
-            "status": "interrupted", "signal": name, "steps": trainer.global_step,
+            "status": "interrupted", "signal": name, "steps": step,
             "epochs": trainer.current_epoch,
             "checkpoint": os.path.relpath(last, run_dir) if last.is_file() else None,
             "resume": f"python train.py resume={run_dir}"})
-    print(f"interrupted by {name} at step {trainer.global_step}; "
+    print(f"interrupted by {name} at step {step}; "
           f"{f'saved {last}' if last.is_file() else 'no checkpoint yet'}; continue with: "
           f"python train.py resume={run_dir}", file=sys.stderr)
     raise SystemExit(130 if name == "SIGINT" else 143)
