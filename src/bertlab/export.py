@@ -16,7 +16,7 @@ from bertlab.files import markdown_table, written_whole
 from bertlab.hub import from_pretrained
 from bertlab.calibration import fold_into_head, temperature_for
 from bertlab.checkpoints import find_checkpoint, load_model, load_network
-from bertlab.runs import recorded, run_config
+from bertlab.runs import recorded, run_config, trained_on_pairs
 
 CARD = """---
 library_name: transformers
@@ -150,8 +150,7 @@ def export_onnx(ckpt: Path, out: Path, int8: bool, run_dir: Path) -> Path:
     example = tokenizer(["an example", "a longer example text"], padding=True, return_tensors="pt")
     names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in example]
     axes = {k: {0: "batch", 1: "sequence"} for k in names} | {"logits": {0: "batch"}, "scores": {0: "batch"}}
-    config = run_config(run_dir) if (run_dir / ".hydra").is_dir() else None
-    pair = bool(config and config.data.get("text_pair_column"))
+    pair = bool(trained_on_pairs(run_dir))
     with written_whole(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         tmp.mkdir(parents=True)

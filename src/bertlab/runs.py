@@ -185,3 +185,10 @@ def run_config(run_dir: str | Path) -> DictConfig:
     if not path.is_file():
         raise DataError(f"run_dir={run_dir} has no .hydra/config.yaml; is it a bertlab run?")
     return OmegaConf.load(path)
+
+
+def trained_on_pairs(run_dir: str | Path) -> bool | None:
+    """Whether the run read text pairs (data.text_pair_column), if its folder says (None: no config)."""
+    if not (Path(run_dir) / ".hydra" / "config.yaml").is_file():
+        return None
+    return bool(run_config(run_dir).data.get("text_pair_column"))

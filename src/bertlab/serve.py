@@ -116,17 +116,14 @@ class TextAPI(ls.LitAPI):
 def reads_pairs(run_dir: str, backend: str) -> bool | None:
     """Whether the model was trained on text pairs, if its folder says."""
     import json
-    from pathlib import Path
 
     if backend == "onnx":
         from bertlab.models.onnx_network import onnx_folder
 
         return json.loads((onnx_folder(run_dir) / "bertlab.json").read_text()).get("pair")
-    if not (Path(run_dir) / ".hydra" / "config.yaml").is_file():
-        return None
-    from bertlab.runs import run_config
+    from bertlab.runs import trained_on_pairs
 
-    return bool(run_config(Path(run_dir)).data.get("text_pair_column"))
+    return trained_on_pairs(run_dir)
 
 
 def one_line_errors(app, max_body_bytes: int) -> None:

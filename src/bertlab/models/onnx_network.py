@@ -25,17 +25,14 @@ class OnnxNetwork:
     """Called like TrainedNetwork (token tensors in, logits out) with the same hparams and task,
     so that prediction code runs either."""
 
-    def __init__(self, folder: Path, threads: int | None = None) -> None:
+    def __init__(self, folder: Path) -> None:
         require("onnxruntime", "onnx", "backend=onnx")
         import onnxruntime as ort
 
         meta = json.loads((folder / "bertlab.json").read_text())
         self.hparams = HParams({**meta, "model": {"tokenizer": str(folder)}})
         self.task = task_of(meta["task"])
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(folder / "model.onnx"), options,
+        self.session = ort.InferenceSession(str(folder / "model.onnx"),
                                             providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
 
