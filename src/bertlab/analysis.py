@@ -12,6 +12,7 @@ import torchmetrics.functional as tmf  # noqa: E402
 
 from bertlab.files import write_csv  # noqa: E402
 from bertlab.task import Task, task_of  # noqa: E402
+from bertlab.thresholds import decide  # noqa: E402
 
 
 def score(task: str | Task, num_labels: int, stage: str, scores: torch.Tensor,
@@ -87,7 +88,8 @@ def analyse(model, dm, split: str, out_dir: Path, writer=None, step: int = 0) ->
     """Write the analysis of `split` into `out_dir` (and TensorBoard); returns its file names."""
     order = dm.eval_order(split)
     texts = [dm.texts[split][i] for i in order]
-    scores, target = collect(model, dm.eval_dataloader(split))
+    logits, target = collect(model, dm.eval_dataloader(split), logits=True)
+    scores = model.task.scores(logits / getattr(model, "temperature", 1.0))  # as predict gives them
     labels = list(model.hparams.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}
@@ -111,7 +113,8 @@ def analyse(model, dm, split: str, out_dir: Path, writer=None, step: int = 0) ->
                     for i in wrong[confidence[wrong].argsort(descending=True)].tolist()]
         else:
             fig = None
-            preds, target = (scores > 0.5).long(), target.long()
+            preds = decide(scores, getattr(model, "thresholds", None) or 0.5).long()
+            target = target.long()
             miss = (scores - target).abs().max(-1).values
             wrong = (preds != target).any(-1).nonzero().flatten()
             names = lambda row: "|".join(n for n, v in zip(labels, row) if v)  # noqa: E731

@@ -6,14 +6,13 @@ Hand-written: torchmetrics measures calibration (ECE) but fits nothing, and the 
 LBFGS call on one parameter."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from bertlab.errors import ConfigError
-from bertlab.files import written_whole
+from bertlab.files import read_beside_checkpoint, write_beside_checkpoint
 
 FILE = "calibration.json"  # in the run folder, beside checkpoints/
 
@@ -81,27 +80,28 @@ def calibrate(model, dm, run_dir: Path, checkpoint: str | None) -> dict:
         for name, scaled in (("before", logits), ("after", logits / t)):
             report[f"{split}/ece_{name}"] = round(ece(scaled, target, multi_hot), 4)
             report[f"{split}/nll_{name}"] = round(float(nll(scaled, target, multi_hot)), 4)
-    name = Path(checkpoint).name if checkpoint else None
-    with written_whole(run_dir / FILE) as tmp:
-        tmp.write_text(json.dumps({"checkpoint": name, **report}, indent=1))
+    write_beside_checkpoint(run_dir, FILE, checkpoint, report)
     return report
 
 
 def temperature_for(checkpoint: Path) -> float | None:
     """The temperature fitted for this checkpoint of a run (None: not calibrated)."""
-    path = Path(checkpoint).resolve().parent.parent / FILE
-    if not path.is_file():
-        return None
-    found = json.loads(path.read_text())
-    return found["temperature"] if found.get("checkpoint") == Path(checkpoint).name else None
+    found = read_beside_checkpoint(checkpoint, FILE)
+    return found["temperature"] if found else None
+
+
+def output_layer(net: torch.nn.Module) -> torch.nn.Linear:
+    """The classification head's last linear layer (the logits)."""
+    head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
+    if head.out_features != net.config.num_labels:
+        raise ValueError(f"the last linear layer of {type(net).__name__} is not its head")
+    return head
 
 
 def fold_into_head(net: torch.nn.Module, temperature: float) -> None:
     """Divide the classification head's output layer by T, so that an exported Hugging Face model
     gives the calibrated probabilities in pipeline() with nothing else to apply."""
-    head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    if head.out_features != net.config.num_labels:
-        raise ValueError(f"the last linear layer of {type(net).__name__} is not its head")
+    head = output_layer(net)
     with torch.no_grad():
         head.weight /= temperature
         head.bias /= temperature

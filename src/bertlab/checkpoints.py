@@ -7,6 +7,7 @@ from pathlib import Path
 
 
 from bertlab.calibration import temperature_for
+from bertlab.thresholds import thresholds_for
 from bertlab.errors import ConfigError, DataError
 from bertlab.runs import read_checkpoint, recorded
 
@@ -69,6 +70,8 @@ def load_model(path: Path):
     model, state = rebuild(path, lambda hp: TextClassifier(
         **{**hp, "model": {**hp["model"], "pretrained": False}}))
     model.load_state_dict(state)
+    model.temperature = temperature_for(path) or 1.0  # for the decisions (errors.csv, eval)
+    model.thresholds = thresholds_for(path)
     return model.eval()
 
 
@@ -83,4 +86,5 @@ def load_network(path: Path):
         state._metadata = metadata
     model.load_state_dict(state)
     model.temperature = temperature_for(path) or 1.0
+    model.thresholds = thresholds_for(path)
     return model.eval()

@@ -10,12 +10,13 @@ import datasets
 import lightning as L
 from omegaconf import DictConfig
 
-from bertlab.analysis import analyse
+from bertlab.analysis import analyse, collect, score
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.plugins import trainer_plugins
 from bertlab.checkpoints import find_checkpoint, load_model
 from bertlab.runs import run_config
+from bertlab.thresholds import decide
 
 log = logging.getLogger(__name__)
 
@@ -54,12 +55,22 @@ def evaluate(cfg: DictConfig) -> dict:
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_model_summary=False, plugins=plugins, **replaced)
     raw = trainer.test(model, dataloaders=dm.eval_dataloader(split), verbose=False)[0]
+    stage = split if not cfg.file else "test"
     metrics = {"checkpoint": str(ckpt), "data": name, "rows": len(dm.dataset[split]),
-               **{k.replace("test/", f"{split if not cfg.file else 'test'}/", 1): v
-                  for k, v in raw.items()}}
+               **{k.replace("test/", f"{stage}/", 1): v for k, v in raw.items()}}
+    if model.thresholds:  # multi-label: the run's own decisions, beside 0.5's above
+        logits, target = collect(model, dm.eval_dataloader(split), logits=True)
+        decided = decide((logits / model.temperature).sigmoid(), model.thresholds)
+        metrics["thresholds"] = {
+            "thresholds": dict(zip(model.hparams.labels, model.thresholds)),
+            **{k: round(v, 4) for k, v in score(model.task, model.num_labels, stage, decided,
+                                                 target).items()}}
     out = Path(cfg.output_dir)
     metrics["analysis"] = analyse(model, dm, split, out)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     log.info("%s: %s -> %s", name, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()
                                               if "/" in k), out / "metrics.json")
+    if "thresholds" in metrics:
+        log.info("at the run's thresholds: %s", ", ".join(
+            f"{k}={v:.4f}" for k, v in metrics["thresholds"].items() if "/" in k))
     return metrics

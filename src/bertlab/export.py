@@ -14,7 +14,8 @@ from transformers import AutoTokenizer
 from bertlab.errors import ConfigError, require
 from bertlab.files import markdown_table, written_whole
 from bertlab.hub import from_pretrained
-from bertlab.calibration import fold_into_head, temperature_for
+from bertlab import thresholds
+from bertlab.calibration import fold_into_head
 from bertlab.checkpoints import find_checkpoint, load_model, load_network
 from bertlab.runs import recorded, run_config, trained_on_pairs
 
@@ -32,7 +33,7 @@ from transformers import pipeline
 clf = pipeline("text-classification", model="{out}")
 clf("some text", top_k=None)
 ```
-
+{decisions}
 ## Data
 {data}
 
@@ -44,6 +45,12 @@ steps (`bertlab.data.clean.cleaner`) to raw text for the same results as trainin
 
 ## Metrics (best checkpoint)
 {metrics}
+"""
+
+DECISIONS = """
+Multi-label: call `clf(texts, top_k=None, function_to_apply="sigmoid")`; a label applies when its
+score is over 0.5. Each label's output bias is shifted so that 0.5 is the threshold chosen on the
+validation split for it ({thresholds}, on the model's probabilities; `config.bertlab_thresholds`).
 """
 
 
@@ -82,6 +89,8 @@ def model_card(run_dir: Path, out: Path, model) -> str:
     return CARD.format(
         name=out.name, base=base_model(hp.model), task=model.task, out=out,
         labels=f" ({', '.join(hp.labels)})" if hp.labels else "", clean=", ".join(hp.clean),
+        decisions=DECISIONS.format(thresholds=", ".join(
+            f"{n}: {t:.3f}" for n, t in zip(hp.labels, model.thresholds))) if model.thresholds else "",
         data=table(data), hparams=table(hparams),
         metrics=table({k: round(v, 4) for k, v in metrics.items() if "/" in k}))
 
@@ -103,9 +112,11 @@ def export(cfg: DictConfig) -> Path:
     if cfg.format == "onnx":
         return export_onnx(ckpt, out, bool(cfg.int8), Path(cfg.run_dir))
     model = load_model(ckpt)
-    temperature = temperature_for(ckpt)
-    if temperature:  # calibrate=true: the calibrated probabilities, in the weights
-        fold_into_head(model.net, temperature)
+    if model.temperature != 1.0:  # calibrate=true: the calibrated probabilities, in the weights
+        fold_into_head(model.net, model.temperature)
+    if model.thresholds:  # multi-label: sigmoid > 0.5 in pipeline() is the run's decision
+        thresholds.fold_into_head(model.net, model.thresholds)
+        model.net.config.bertlab_thresholds = dict(zip(model.hparams.labels, model.thresholds))
     tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
                                 what="model.tokenizer")
     tokenizer.model_max_length = model.hparams.max_length  # pipeline(truncation=True) agrees
@@ -175,6 +186,7 @@ def export_onnx(ckpt: Path, out: Path, int8: bool, run_dir: Path) -> Path:
         (tmp / "bertlab.json").write_text(json.dumps({
             "task": model.task.name, "labels": list(hp.labels), "clean": list(hp.clean),
             "max_length": hp.max_length, "pair": pair, "int8": int8, "inputs": names,
+            "thresholds": model.thresholds,
             "checkpoint": str(ckpt.resolve())}, indent=1))
     print(f"exported {ckpt} to {out / 'model.onnx'}" + (" (int8)" if int8 else ""), file=sys.stderr)
     return out

@@ -47,3 +47,24 @@ def markdown_table(header: list, rows: list[list]) -> list[str]:
     """The lines of a markdown table."""
     line = lambda cells: "| " + " | ".join(str(c) for c in cells) + " |"  # noqa: E731
     return [line(header), "| " + " | ".join("---" for _ in header) + " |", *map(line, rows)]
+
+
+def write_beside_checkpoint(run_dir: Path, name: str, checkpoint: str | None, record: dict) -> None:
+    """`record` as <run_dir>/<name> (json), for the checkpoint of that name: what was fitted after
+    training (calibration, thresholds) for it; whole or not at all."""
+    import json
+
+    with written_whole(Path(run_dir) / name) as tmp:
+        tmp.write_text(json.dumps({"checkpoint": Path(checkpoint).name if checkpoint else None,
+                                   **record}, indent=1))
+
+
+def read_beside_checkpoint(checkpoint: Path, name: str) -> dict | None:
+    """The record <run>/<name> written for this checkpoint of the run (None: there is none)."""
+    import json
+
+    path = Path(checkpoint).resolve().parent.parent / name
+    if not path.is_file():
+        return None
+    found = json.loads(path.read_text())
+    return found if found.get("checkpoint") == Path(checkpoint).name else None

@@ -145,14 +145,26 @@ def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
     return torch.stack(out)
 
 
-def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float) -> list[dict]:
+def check_threshold(threshold) -> None:
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0 < threshold < 1):
+        raise ConfigError(f"threshold={threshold!r} is not valid; use a probability in (0, 1), or "
+                          f"null for the run's own (thresholds.json, else 0.5)")
+
+
+def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float | None = None
+                ) -> list[dict]:
+    """One row per text; multi-label: the labels over `threshold`, or over the run's own
+    thresholds (thresholds.json) when it is None, else 0.5."""
     labels, task = list(model.hparams.labels), model.task
+    cuts = [threshold] * len(labels) if threshold is not None else (
+        getattr(model, "thresholds", None) or [0.5] * len(labels))
     rows = []
     for text, s in zip(texts, scores.tolist()):
         if not task.has_classes:
             rows.append({"text": text, "value": s})
         elif task.multi_hot:
-            chosen = [n for n, p in zip(labels, s) if p > threshold]
+            chosen = [n for n, p, t in zip(labels, s, cuts) if p > t]
             rows.append({"text": text, "labels": chosen, **{f"p_{n}": p for n, p in zip(labels, s)}})
         else:
             best = max(range(len(s)), key=s.__getitem__)
@@ -194,8 +206,7 @@ def write_rows(rows: list[dict], output: str) -> None:
 
 
 def predict(cfg: DictConfig) -> list[dict]:
-    if not 0 < cfg.threshold < 1:
-        raise ConfigError(f"threshold={cfg.threshold} is not valid; use a probability in (0, 1)")
+    check_threshold(cfg.threshold)
     if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
         raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
     check_backend(cfg.backend, str(cfg.precision), cfg.ckpt_path)

@@ -59,7 +59,7 @@ class TextsRequest(BaseModel):
 class TextAPI(ls.LitAPI):
     """The texts of every request in a batch go through one predict_texts call."""
 
-    def __init__(self, run_dir: str, backend: str, precision: str, threshold: float,
+    def __init__(self, run_dir: str, backend: str, precision: str, threshold: float | None,
                  threads: int | None, log_batches: bool, **batching) -> None:
         super().__init__(**batching)
         self.run_dir, self.backend, self.precision = run_dir, backend, precision
@@ -161,9 +161,10 @@ def one_line_errors(app, max_body_bytes: int) -> None:
 def serve(cfg: DictConfig) -> None:
     import torch
 
-    from bertlab.predict import check_backend, inference_precision
+    from bertlab.predict import check_backend, check_threshold, inference_precision
 
     check_backend(cfg.backend, str(cfg.precision))
+    check_threshold(cfg.threshold)
     cuda = cfg.backend == "torch" and (cfg.accelerator == "cuda" or (
         cfg.accelerator == "auto" and torch.cuda.is_available()))
     precision, why = inference_precision(str(cfg.precision), cfg.backend, cuda)

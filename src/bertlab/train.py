@@ -18,7 +18,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from bertlab import calibration, hydra_state, results, runs
+from bertlab import calibration, hydra_state, results, runs, thresholds
 from bertlab.callbacks.preemption import Preemption
 from bertlab.checks import check_config, resolve_monitor
 from bertlab.data.datamodule import TextDataModule, from_config
@@ -61,6 +61,7 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     set_up_process(cfg)
     dm = build_data(cfg, run_dir)
     calibration.check(cfg, dm)
+    thresholds.check(cfg, dm)
     length, chosen = decide(cfg, len(dm.dataset["train"]))
     model = build_model(cfg, dm)
     chosen["parameters"] = {"total": sum(p.numel() for p in model.parameters()),
@@ -80,7 +81,13 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
         metrics.update(score_best(trainer, model, dm, best))
     if cfg.get("calibrate") and scored and trainer.is_global_zero:
         metrics["calibration"] = calibration.calibrate(model, dm, run_dir, best)
+        model.temperature = metrics["calibration"]["temperature"]
         log.info("calibration: %s", metrics["calibration"])
+    if dm.task.multi_hot and scored and trainer.is_global_zero:
+        chosen = metrics["thresholds"] = thresholds.fit(model, dm, run_dir, best, cfg.data.get(
+            "thresholds"), model.temperature)
+        log.info("thresholds (%s): %s; val/f1 %.4f (0.5: %.4f)", chosen["method"],
+                 chosen["thresholds"], chosen["val/f1"], chosen["at_0.5"]["val/f1"])
     score = results.score_of(metrics, cfg.monitor)
     if trainer.is_global_zero:  # DDP: the other processes only helped compute
         results.report(cfg, run_dir, metrics, trainer, model, dm, scored, started, fit_seconds)

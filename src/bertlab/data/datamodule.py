@@ -86,6 +86,10 @@ class TextDataModule(L.LightningDataModule):
         pad_to_multiple_of: int | None = None,
         cv: tuple[int, int] | None = None,
         tokenizer_key: str = "model.tokenizer",
+        long_text: str = "truncate",
+        window_stride: int | None = None,
+        window_pool: str = "mean",
+        thresholds: str | float | None = None,  # multi-label decisions, read after training
     ) -> None:
         super().__init__()
         check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,

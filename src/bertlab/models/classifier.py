@@ -71,6 +71,8 @@ class TextClassifier(L.LightningModule):
         self.val_metrics = self.task.build_metrics(self.num_labels, "val")
         self.test_metrics = self.task.build_metrics(self.num_labels, "test")
         self._rng_to_restore: dict | None = None
+        self.temperature = 1.0  # calibrate=true: fitted after training (calibration.py)
+        self.thresholds: list[float] | None = None  # multi-label decisions (thresholds.py)
         self.fit_validation_seconds = 0.0
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -139,6 +139,7 @@ class TrainedNetwork(nn.Module):
         self.net = build_network({**hparams["model"], "pretrained": False}, self.task,
                                  list(hparams["labels"]))
         self.temperature = 1.0  # calibrate=true: the fitted temperature (calibration.py)
+        self.thresholds: list[float] | None = None  # multi-label decisions (thresholds.py)
 
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         out = logits(self.net, self.task, input_ids, attention_mask, token_type_ids)

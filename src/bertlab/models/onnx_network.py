@@ -32,6 +32,7 @@ class OnnxNetwork:
         meta = json.loads((folder / "bertlab.json").read_text())
         self.hparams = HParams({**meta, "model": {"tokenizer": str(folder)}})
         self.task = task_of(meta["task"])
+        self.thresholds = meta.get("thresholds")  # multi-label decisions (thresholds.py)
         self.session = ort.InferenceSession(str(folder / "model.onnx"),
                                             providers=["CPUExecutionProvider"])
         self.inputs = [i.name for i in self.session.get_inputs()]
