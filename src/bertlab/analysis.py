@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torchmetrics.functional as tmf  # noqa: E402
 
+from bertlab.data.windows import first_of_each, pool  # noqa: E402
 from bertlab.files import write_csv  # noqa: E402
 from bertlab.task import Task, task_of  # noqa: E402
 from bertlab.thresholds import decide  # noqa: E402
@@ -27,18 +28,25 @@ def score(task: str | Task, num_labels: int, stage: str, scores: torch.Tensor,
 @torch.inference_mode()
 def collect(model, loader, logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores (probabilities, or values for regression), or the logits, and targets over
-    `loader`, in order."""
+    `loader`, in order; with windows (long_text=windows), one row per document, in document
+    order, its windows' logits pooled."""
     was_training = model.training
     model.eval()
-    scores, targets = [], []
+    outs, targets, docs = [], [], []
     for batch in loader:
         batch = {k: v.to(model.device) for k, v in batch.items()}
-        labels = batch.pop("labels")
-        out = model(**batch).float()
-        scores.append((out if logits else model.task.scores(out)).cpu())
+        labels, doc = batch.pop("labels"), batch.pop("doc", None)
+        batch.pop("window", None)
+        outs.append(model(**batch).float().cpu())
         targets.append(labels.cpu())
+        if doc is not None:
+            docs.append(doc.cpu())
     model.train(was_training)
-    return torch.cat(scores), torch.cat(targets)
+    out, target = torch.cat(outs), torch.cat(targets)
+    if docs:
+        doc = torch.cat(docs)
+        out, target = pool(out, doc, model.hparams["windows"]["pool"])[0], first_of_each(target, doc)
+    return out if logits else model.task.scores(out), target
 
 
 def per_class_report(preds, target, labels: list[str], task: Task) -> list[dict]:
@@ -86,8 +94,7 @@ def scatter_figure(scores: torch.Tensor, target: torch.Tensor):
 
 def analyse(model, dm, split: str, out_dir: Path, writer=None, step: int = 0) -> dict:
     """Write the analysis of `split` into `out_dir` (and TensorBoard); returns its file names."""
-    order = dm.eval_order(split)
-    texts = [dm.texts[split][i] for i in order]
+    texts = dm.eval_texts(split)
     logits, target = collect(model, dm.eval_dataloader(split), logits=True)
     scores = model.task.scores(logits / getattr(model, "temperature", 1.0))  # as predict gives them
     labels = list(model.hparams.labels)

@@ -56,7 +56,7 @@ def evaluate(cfg: DictConfig) -> dict:
                         enable_model_summary=False, plugins=plugins, **replaced)
     raw = trainer.test(model, dataloaders=dm.eval_dataloader(split), verbose=False)[0]
     stage = split if not cfg.file else "test"
-    metrics = {"checkpoint": str(ckpt), "data": name, "rows": len(dm.dataset[split]),
+    metrics = {"checkpoint": str(ckpt), "data": name, "rows": dm.documents(split),
                **{k.replace("test/", f"{stage}/", 1): v for k, v in raw.items()}}
     if model.thresholds:  # multi-label: the run's own decisions, beside 0.5's above
         logits, target = collect(model, dm.eval_dataloader(split), logits=True)

@@ -33,7 +33,7 @@ from transformers import pipeline
 clf = pipeline("text-classification", model="{out}")
 clf("some text", top_k=None)
 ```
-{decisions}
+{decisions}{windows}
 ## Data
 {data}
 
@@ -51,6 +51,12 @@ DECISIONS = """
 Multi-label: call `clf(texts, top_k=None, function_to_apply="sigmoid")`; a label applies when its
 score is over 0.5. Each label's output bias is shifted so that 0.5 is the threshold chosen on the
 validation split for it ({thresholds}, on the model's probabilities; `config.bertlab_thresholds`).
+"""
+
+WINDOWS = """
+Trained on long texts in windows of {max_length} tokens sharing {stride} tokens, each text's
+prediction being the {pool} of its windows' logits (`config.bertlab_windows`). `pipeline()`
+truncates a longer text to its first window; bertlab's `predict.py` reads all of them.
 """
 
 
@@ -89,6 +95,7 @@ def model_card(run_dir: Path, out: Path, model) -> str:
     return CARD.format(
         name=out.name, base=base_model(hp.model), task=model.task, out=out,
         labels=f" ({', '.join(hp.labels)})" if hp.labels else "", clean=", ".join(hp.clean),
+        windows=WINDOWS.format(max_length=hp.max_length, **hp.windows) if hp.get("windows") else "",
         decisions=DECISIONS.format(thresholds=", ".join(
             f"{n}: {t:.3f}" for n, t in zip(hp.labels, model.thresholds))) if model.thresholds else "",
         data=table(data), hparams=table(hparams),
@@ -117,6 +124,9 @@ def export(cfg: DictConfig) -> Path:
     if model.thresholds:  # multi-label: sigmoid > 0.5 in pipeline() is the run's decision
         thresholds.fold_into_head(model.net, model.thresholds)
         model.net.config.bertlab_thresholds = dict(zip(model.hparams.labels, model.thresholds))
+    if model.hparams.get("windows"):  # how bertlab reads long texts; pipeline() truncates
+        model.net.config.bertlab_windows = {"max_length": model.hparams.max_length,
+                                            **model.hparams.windows}
     tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
                                 what="model.tokenizer")
     tokenizer.model_max_length = model.hparams.max_length  # pipeline(truncation=True) agrees
@@ -186,7 +196,7 @@ def export_onnx(ckpt: Path, out: Path, int8: bool, run_dir: Path) -> Path:
         (tmp / "bertlab.json").write_text(json.dumps({
             "task": model.task.name, "labels": list(hp.labels), "clean": list(hp.clean),
             "max_length": hp.max_length, "pair": pair, "int8": int8, "inputs": names,
-            "thresholds": model.thresholds,
+            "thresholds": model.thresholds, "windows": hp.get("windows"),
             "checkpoint": str(ckpt.resolve())}, indent=1))
     print(f"exported {ckpt} to {out / 'model.onnx'}" + (" (int8)" if int8 else ""), file=sys.stderr)
     return out

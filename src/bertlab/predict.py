@@ -121,17 +121,29 @@ def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
 @torch.inference_mode()
 def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
                   progress: bool = False, precision: str = "32",
-                  pairs: list[str] | None = None, device: str = "cpu") -> torch.Tensor:
+                  pairs: list[str] | None = None, device: str = "cpu",
+                  windows: list[int] | None = None) -> torch.Tensor:
     """Probabilities (classes), sigmoid scores (multi-label) or values (regression), in order,
     on the CPU; `pairs`: each text's second text, for models trained on pairs; `device`: where
-    the (torch) model is."""
+    the (torch) model is. A model trained with long_text=windows reads each text in windows and
+    pools their logits; `windows`, if a list, receives each text's count of windows."""
     dtype = PRECISIONS[precision]
     device = torch.device(device)
     hp = model.hparams
     clean = cleaner(list(hp.clean))
-    enc = tokenizer([clean(t) for t in texts], [clean(t) for t in pairs] if pairs else None,
-                    truncation=True, max_length=hp.max_length)
-    rows = [{k: enc[k][i] for k in enc} for i in range(len(texts))]
+    texts, pairs = [clean(t) for t in texts], [clean(t) for t in pairs] if pairs else None
+    doc = None
+    if hp.get("windows"):
+        from bertlab.data.windows import encode
+
+        enc, _ = encode(tokenizer, texts, pairs, hp.max_length, hp.windows["stride"])
+        doc, _ = torch.tensor(enc.pop("doc")), enc.pop("window")
+    else:
+        enc = tokenizer(texts, pairs, truncation=True, max_length=hp.max_length)
+    if windows is not None:
+        windows.extend(torch.bincount(doc, minlength=len(texts)).tolist() if doc is not None
+                       else [1] * len(texts))
+    rows = [{k: enc[k][i] for k in enc} for i in range(len(enc["input_ids"]))]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))  # less padding
     collate = DataCollatorWithPadding(tokenizer)
     out = [None] * len(rows)
@@ -139,10 +151,15 @@ def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
         idx = order[start:start + batch_size]
         batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx]).items()}
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            scores = model.task.scores(model(**batch)).cpu()
-        for i, value in zip(idx, scores):
+            logits = model(**batch).float().cpu()
+        for i, value in zip(idx, logits):
             out[i] = value
-    return torch.stack(out)
+    logits = torch.stack(out)
+    if doc is not None:
+        from bertlab.data.windows import pool
+
+        logits = pool(logits, doc, hp.windows["pool"])[0]
+    return model.task.scores(logits)
 
 
 def check_threshold(threshold) -> None:
@@ -152,10 +169,11 @@ def check_threshold(threshold) -> None:
                           f"null for the run's own (thresholds.json, else 0.5)")
 
 
-def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float | None = None
-                ) -> list[dict]:
+def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float | None = None,
+                windows: list[int] | None = None) -> list[dict]:
     """One row per text; multi-label: the labels over `threshold`, or over the run's own
-    thresholds (thresholds.json) when it is None, else 0.5."""
+    thresholds (thresholds.json) when it is None, else 0.5; `windows`: each text's count of
+    windows (a model trained with long_text=windows), added to its row."""
     labels, task = list(model.hparams.labels), model.task
     cuts = [threshold] * len(labels) if threshold is not None else (
         getattr(model, "thresholds", None) or [0.5] * len(labels))
@@ -170,6 +188,8 @@ def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float 
             best = max(range(len(s)), key=s.__getitem__)
             rows.append({"text": text, "label": labels[best], "confidence": s[best],
                          **{f"p_{n}": p for n, p in zip(labels, s)}})
+    for row, n in zip(rows, windows or []):
+        row["windows"] = n
     return rows
 
 
@@ -219,9 +239,10 @@ def predict(cfg: DictConfig) -> list[dict]:
     texts = read_texts(str(cfg.input), cfg.text_column)
     if str(cfg.precision) == "auto":  # (after every check: a mistake stays one line)
         print(f"precision {precision}: {why}", file=sys.stderr)
+    windows = [] if model.hparams.get("windows") else None  # each text's count, in its row
     scores = predict_texts(model, tokenizer, texts, cfg.batch_size, progress=len(texts) > 1000,
-                           precision=precision)
-    rows = result_rows(model, texts, scores, cfg.threshold)
+                           precision=precision, windows=windows)
+    rows = result_rows(model, texts, scores, cfg.threshold, windows)
     if cfg.explain:
         from bertlab.explain import explain_texts, top_tokens, write_html
 

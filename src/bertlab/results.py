@@ -83,7 +83,7 @@ def run_record(cfg: DictConfig, dm, model, trainer, ended: dict, choices: dict) 
             "best_checkpoint": ended["best_checkpoint"], "best_epoch": ended["best_epoch"],
             "fit": diagnose(fit, dm.task, model.hparams.class_counts),
             "parameters": choices["parameters"],
-            "data": {"rows": {s: len(d) for s, d in dm.dataset.items()}, **dm.report},
+            "data": {"rows": {s: dm.documents(s) for s in dm.dataset}, **dm.report},
             "loss": {"name": type(model.loss_fn).__name__, "class_weights": None if weight
                      is None else [round(w, 4) for w in weight.tolist()]},
             "budget": choices["budget"], "precision": choices["precision"],

@@ -98,9 +98,11 @@ class TextAPI(ls.LitAPI):
                 continue
             texts = [t for i in group for t in requests[i]["texts"]]
             pairs = [p for i in group for p in requests[i]["pairs"]] if paired else None
+            windows = [] if self.model.hparams.get("windows") else None
             scores = predict_texts(self.model, self.tokenizer, texts, batch_size=64,
-                                   precision=self.precision, pairs=pairs, device=self.device)
-            rows = iter(result_rows(self.model, texts, scores, self.threshold))
+                                   precision=self.precision, pairs=pairs, device=self.device,
+                                   windows=windows)
+            rows = iter(result_rows(self.model, texts, scores, self.threshold, windows))
             for i in group:
                 out[i] = [{k: v for k, v in next(rows).items() if k != "text"}
                           for _ in requests[i]["texts"]]

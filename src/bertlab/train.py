@@ -113,7 +113,7 @@ def build_data(cfg: DictConfig, run_dir: Path) -> TextDataModule:
     """The data, read and tokenized; the monitor follows its task; labels.json names its classes."""
     dm = from_config(cfg)
     dm.setup("fit")
-    log.info("task %s, %s", dm.task, ", ".join(f"{s}: {len(d)} rows" for s, d in dm.dataset.items()))
+    log.info("task %s, %s", dm.task, ", ".join(f"{s}: {dm.documents(s)} rows" for s in dm.dataset))
     cfg.monitor, cfg.mode = resolve_monitor(cfg.monitor, cfg.mode, dm.task)
     if dm.task.has_classes:
         (run_dir / "labels.json").write_text(json.dumps(dict(enumerate(dm.labels)), indent=1))
@@ -133,7 +133,7 @@ def build_model(cfg: DictConfig, dm: TextDataModule) -> TextClassifier:
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
                           clean=list(cfg.data.clean), class_counts=counts,
                           l1=float(cfg.get("regularization", {}).get("l1") or 0.0),
-                          layer_decay=cfg.layer_decay, class_weights=weights)
+                          layer_decay=cfg.layer_decay, class_weights=weights, windows=dm.windows)
 
 
 def fit(trainer, model, dm, run_dir: Path, checkpoint: Path | None) -> str | None:

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-from bertlab.data import tokens
+from bertlab.data import tokens, windows
 from bertlab.data.hygiene import leakage, standardize
 from bertlab.data.labels import carve, encode_labels, task_named
 from bertlab.data.sampler import EpochSampler
@@ -27,6 +27,7 @@ from bertlab.task import TASKS, Task
 log = logging.getLogger(__name__)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
+WINDOW_KEYS = ("doc", "window")  # long_text=windows: each row's document and place in it
 
 
 def check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
@@ -114,6 +115,10 @@ class TextDataModule(L.LightningDataModule):
         if limit < 1_000_000 and max_length > limit:  # (no limit known: a huge placeholder)
             raise ConfigError(f"max_length={max_length} is more than this model's limit of {limit} "
                               f"tokens; use max_length={limit} or less")
+        self.windows = windows.settings(long_text, window_stride, window_pool, max_length,
+                                        self.tokenizer, pair=text_pair_column is not None)
+        if self.windows:  # (in the cache key only then: truncating runs keep their caches)
+            self.cfg["windows"] = self.windows["stride"]
         self.collator = DataCollatorWithPadding(self.tokenizer)  # pads each batch to its longest
         self.pad_to_multiple_of = pad_to_multiple_of  # None: 8 on a GPU, nothing on a CPU
         # Keyed before the first call: tokenizing with truncation changes the tokenizer's state.
@@ -133,7 +138,7 @@ class TextDataModule(L.LightningDataModule):
             dd = standardize(dd, c, report)
             self.task = task_named(c["task"], next(iter(dd.values())).features["labels"])
             dd, self.labels = encode_labels(dd, self.task, c, report)
-            return tokenize(dd, self.tokenizer, c["max_length"], report)
+            return tokenize(dd, self.tokenizer, c["max_length"], report, self.windows)
         if "train" not in dd:
             raise DataError(f"the data has no train split; its splits are: {', '.join(dd)}")
         if c["max_samples"]:
@@ -144,7 +149,7 @@ class TextDataModule(L.LightningDataModule):
         dd, self.labels = encode_labels(dd, self.task, c, report)
         dd = carve(dd, self.task, c)
         leakage(dd, report)
-        return tokenize(dd, self.tokenizer, c["max_length"], report)
+        return tokenize(dd, self.tokenizer, c["max_length"], report, self.windows)
 
     # ---- cache ----------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -164,10 +169,27 @@ class TextDataModule(L.LightningDataModule):
         self.task, self.labels, self.report = TASKS[meta["task"]], meta["labels"], meta["report"]
         if self.report:  # on every run, cached or not: what happened to which rows
             log.info("data: %s", "; ".join(f"{what} {counts}" for what, counts in self.report.items()))
-        self.texts = {s: list(ds["text"]) for s, ds in dd.items()}  # for error analysis
+        # each document's text, for error analysis (a document's windows all hold it: take one)
+        self.texts = {s: [t for t, w in zip(ds["text"], ds["window"]) if w == 0]
+                      if self.windows else list(ds["text"]) for s, ds in dd.items()}
         self.dataset = datasets.DatasetDict({
-            s: ds.select_columns([c for c in MODEL_INPUTS + ("length",) if c in ds.column_names])
-            for s, ds in dd.items()})
+            s: ds.select_columns([c for c in MODEL_INPUTS + ("length",) + WINDOW_KEYS
+                                  if c in ds.column_names]) for s, ds in dd.items()})
+        if self.windows and not self.task.has_classes:
+            if self.windows["pool"] != "mean":
+                raise ConfigError(f"data.window_pool={self.windows['pool']} is for class scores; a "
+                                  f"regression document's value is the mean of its windows' "
+                                  f"(data.window_pool=mean)")
+            log.info("regression with windows: a document's value is the mean of its windows' values")
+
+    def documents(self, split: str) -> int:
+        """Rows of the split as read (with windows, each document once)."""
+        return len(self.texts[split])
+
+    def eval_texts(self, split: str) -> list[str]:
+        """The split's texts in the order analysis.collect gives their predictions: by length
+        (eval_order), or with windows by document."""
+        return self.texts[split] if self.windows else [self.texts[split][i] for i in self.eval_order(split)]
 
     @property
     def num_labels(self) -> int:

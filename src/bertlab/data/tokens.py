@@ -18,8 +18,13 @@ log = logging.getLogger(__name__)
 CACHE_VERSION = 3  # bump when the cached layout changes
 
 
-def tokenize(dd: datasets.DatasetDict, tokenizer, max_length: int, report: dict) -> datasets.DatasetDict:
-    """input_ids etc. truncated to `max_length`, each row's `length`, and whether it was cut."""
+def tokenize(dd: datasets.DatasetDict, tokenizer, max_length: int, report: dict,
+             windows: dict | None = None) -> datasets.DatasetDict:
+    """input_ids etc. truncated to `max_length`, each row's `length`, and whether it was cut; or,
+    with `windows`, one row per window (windows.encode) holding its document's index and label."""
+    if windows:
+        return tokenize_windows(dd, tokenizer, max_length, report, windows["stride"])
+
     def encode(batch):
         pair = batch["text_pair"] if "text_pair" in batch else None
         full = tokenizer(batch["text"], pair, truncation=False)
@@ -36,6 +41,39 @@ def tokenize(dd: datasets.DatasetDict, tokenizer, max_length: int, report: dict)
             log.info("%s: %d of %d rows truncated to max_length=%d", split, n, len(ds), max_length)
             count(report, "truncated", split, n)
     return dd
+
+
+def tokenize_windows(dd: datasets.DatasetDict, tokenizer, max_length: int, report: dict,
+                     stride: int) -> datasets.DatasetDict:
+    """One row per window, each with its document's text and labels, `doc` (the document's row in
+    its split) and `window` (its place in the document); the documents and windows counted."""
+    from bertlab.data.windows import encode as encode_windows
+
+    def encode(batch, indices):
+        pairs = batch["text_pair"] if "text_pair" in batch else None
+        enc, cut = encode_windows(tokenizer, batch["text"], pairs, max_length, stride)
+        docs = enc["doc"]
+        enc["doc"] = [indices[d] for d in docs]
+        for key in ("text", "labels"):
+            enc[key] = [batch[key][d] for d in docs]
+        enc["length"] = [len(x) for x in enc["input_ids"]]
+        enc["cut"] = [cut if i == 0 else 0 for i in range(len(docs))]  # (summed below)
+        return enc
+
+    out = {}
+    for split, ds in dd.items():
+        out[split] = ds.map(encode, batched=True, with_indices=True, remove_columns=ds.column_names,
+                            desc=f"tokenize {split} into windows")
+        documents, windows = len(ds), len(out[split])
+        windowed = sum(1 for w in out[split]["window"] if w == 1)  # documents with a second window
+        report.setdefault("windows", {})[split] = {
+            "documents": documents, "windowed": windowed, "windows": windows,
+            "mean_per_document": round(windows / max(documents, 1), 3)}
+        log.info("%s: %d of %d documents took more than one window of %d tokens (stride %d); "
+                 "%.2f windows per document", split, windowed, documents, max_length, stride,
+                 windows / max(documents, 1))
+        count(report, "truncated", split, sum(out[split]["cut"]))
+    return datasets.DatasetDict(out)
 
 
 def cache_key(c: dict, tokenizer) -> str:

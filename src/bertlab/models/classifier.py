@@ -10,6 +10,7 @@ import lightning as L
 import torch
 from hydra.utils import get_class, instantiate
 
+from bertlab.data.windows import first_of_each, pool
 from bertlab.errors import ConfigError, Diverged
 from bertlab.models.losses import build_loss
 from bertlab.models.network import build_network, freeze, layer_depths, logits
@@ -56,7 +57,8 @@ class TextClassifier(L.LightningModule):
     def __init__(self, model: dict, task: str, labels: list[str], loss: dict, optimizer: dict,
                  scheduler: dict, max_length: int = 128, clean: list[str] = (),
                  class_counts: list[int] | None = None, l1: float = 0.0,
-                 layer_decay: float | None = None, class_weights=None) -> None:
+                 layer_decay: float | None = None, class_weights=None,
+                 windows: dict | None = None) -> None:
         super().__init__()
         task = task_of(task).name  # saved by name: checkpoints hold plain values
         self.save_hyperparameters()
@@ -73,27 +75,65 @@ class TextClassifier(L.LightningModule):
         self._rng_to_restore: dict | None = None
         self.temperature = 1.0  # calibrate=true: fitted after training (calibration.py)
         self.thresholds: list[float] | None = None  # multi-label decisions (thresholds.py)
+        self.window_outputs: dict[str, list] = {}  # long_text=windows: a stage's window logits
         self.fit_validation_seconds = 0.0
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         return logits(self.net, self.task, input_ids, attention_mask, token_type_ids)
 
-    def step(self, batch: dict, stage: str) -> torch.Tensor:
+    def step(self, batch: dict, stage: str) -> torch.Tensor | None:
         labels = batch.pop("labels")
+        doc, window = batch.pop("doc", None), batch.pop("window", None)
         logits = self(**batch)
+        if doc is not None and stage != "train":  # windows: scored per document at the epoch's end
+            self.window_outputs.setdefault(stage, []).append(
+                (doc, window, logits.detach().float(), labels))
+            return None
+        self.score(stage, logits, labels)
+        return self.loss_fn(*self.task.loss_inputs(logits, labels))
+
+    def score(self, stage: str, logits: torch.Tensor, labels: torch.Tensor, epoch_end: bool = False
+              ) -> None:
+        """Log the loss and update the metrics of `stage`."""
         loss = self.loss_fn(*self.task.loss_inputs(logits, labels))
         preds, target = self.task.metric_inputs(self.task.scores(logits.detach()), labels)
         n = labels.shape[0]
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
-                 prog_bar=stage != "test", batch_size=n, sync_dist=stage != "train")
+        self.log(f"{stage}/loss", loss, on_step=stage == "train" and not epoch_end, on_epoch=True,
+                 prog_bar=stage != "test", batch_size=n, sync_dist=stage != "train" and not epoch_end)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds, target)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=n)
-        return loss
+
+    def score_documents(self, stage: str) -> None:
+        """long_text=windows: pool each document's window logits (every process's, under DDP)
+        and score the documents, each once."""
+        parts = self.window_outputs.pop(stage, [])
+        if not parts:
+            return
+        doc, window, logits, labels = (torch.cat(x) for x in zip(*parts))
+        if self.trainer.world_size > 1:  # a document's windows may sit in several processes
+            gathered = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, [t.cpu() for t in (doc, window, logits, labels)])
+            seen, keep = set(), []
+            doc, window, logits, labels = (torch.cat(x) for x in zip(*gathered))
+            for i, key in enumerate(zip(doc.tolist(), window.tolist())):
+                if key not in seen:  # the sampler repeats rows to even out the processes
+                    seen.add(key)
+                    keep.append(i)
+            doc, logits, labels = doc[keep], logits[keep], labels[keep]
+        doc = doc.cpu()
+        pooled = pool(logits.cpu(), doc, self.hparams.windows["pool"])[0].to(self.device)
+        self.score(stage, pooled, first_of_each(labels.cpu(), doc).to(self.device), epoch_end=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.score_documents("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.score_documents("test")
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.step(batch, "train")
+        loss = self.step(batch, "train")  # (windows train as rows, each with its document's label)
         if self.hparams.l1:  # L1 on the weight matrices (biases and LayerNorm are left alone)
             l1 = sum(p.abs().sum() for p in self.parameters() if p.requires_grad and p.ndim >= 2)
             self.log("train/l1", l1, on_step=True, on_epoch=False)
