@@ -90,12 +90,11 @@ class TextClassifier(L.LightningModule):
             self.window_outputs.setdefault(stage, []).append(
                 (doc, window, logits.detach().float(), labels))
             return None
-        self.score(stage, logits, labels)
-        return self.loss_fn(*self.task.loss_inputs(logits, labels))
+        return self.score(stage, logits, labels)
 
     def score(self, stage: str, logits: torch.Tensor, labels: torch.Tensor, epoch_end: bool = False
-              ) -> None:
-        """Log the loss and update the metrics of `stage`."""
+              ) -> torch.Tensor:
+        """The loss, logged, and the metrics of `stage` updated."""
         loss = self.loss_fn(*self.task.loss_inputs(logits, labels))
         preds, target = self.task.metric_inputs(self.task.scores(logits.detach()), labels)
         n = labels.shape[0]
@@ -104,6 +103,7 @@ class TextClassifier(L.LightningModule):
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(preds, target)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=n)
+        return loss
 
     def score_documents(self, stage: str) -> None:
         """long_text=windows: pool each document's window logits (every process's, under DDP)
