@@ -41,11 +41,11 @@ def sst2_sentences(sst2: Path) -> list[tuple[str, int]]:
     return [(r["sentence"].strip(), int(r["label"])) for r in rows if len(r["sentence"].split()) >= 8]
 
 
-def documents(n: int, sentences, filler, tokenizer, max_length: int, late_share: float,
+def documents(n: int, by_label: dict, filler, tokenizer, max_length: int, late_share: float,
               per_doc: int, rnd: random.Random) -> list[dict]:
     """`n` documents, half of each label; `late` ones hold their labelled sentences past token
-    `max_length` only, the others anywhere."""
-    by_label = {0: [s for s, y in sentences if y == 0], 1: [s for s, y in sentences if y == 1]}
+    `max_length` only, the others anywhere. Sentences are taken out of `by_label`, so no two
+    documents (of any split) share one."""
     docs = []
     for i in range(n):
         label = i % 2
@@ -113,7 +113,8 @@ def long_documents(args, tmp: Path) -> None:
     sentences = sst2_sentences(args.sst2)
     rnd.shuffle(sentences)
     sizes = {"train": args.docs, "validation": args.docs // 5, "test": args.docs // 5}
-    splits = {s: documents(n, sentences, filler, tok, args.max_length, args.late, args.per_doc, rnd)
+    by_label = {y: [s for s, label in sentences if label == y] for y in (0, 1)}
+    splits = {s: documents(n, by_label, filler, tok, args.max_length, args.late, args.per_doc, rnd)
               for s, n in sizes.items()}
     files = {s: write(tmp / f"{s}.jsonl", d, "text") for s, d in splits.items()}
     short = {s: write(tmp / f"{s}_short.jsonl", d, "short") for s, d in splits.items()}
