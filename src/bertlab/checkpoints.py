@@ -77,7 +77,7 @@ def load_model(path: Path):
 
 def load_network(path: Path):
     """The checkpoint's network and settings without Lightning (TrainedNetwork), for predict.py."""
-    from bertlab.models.network import TrainedNetwork
+    from bertlab.models.network import TrainedNetwork, plain
 
     model, state = rebuild(path, TrainedNetwork)
     metadata = getattr(state, "_metadata", None)  # module versions: int8 layers read theirs
@@ -85,6 +85,7 @@ def load_network(path: Path):
     if metadata is not None:
         state._metadata = metadata
     model.load_state_dict(state)
+    model.net = plain(model.net)  # LoRA: adapters merged into the weights, as fast as a full model
     model.temperature = temperature_for(path) or 1.0
     model.thresholds = thresholds_for(path)
     return model.eval()

@@ -17,6 +17,7 @@ from bertlab.hub import from_pretrained
 from bertlab import thresholds
 from bertlab.calibration import fold_into_head
 from bertlab.checkpoints import find_checkpoint, load_model, load_network
+from bertlab.models.network import plain
 from bertlab.runs import recorded, run_config, trained_on_pairs
 
 CARD = """---
@@ -115,10 +116,15 @@ def export(cfg: DictConfig) -> Path:
     out = Path(cfg.out or Path(cfg.run_dir) / ("onnx_int8" if cfg.int8 else "onnx"))
     if out.exists():
         raise ConfigError(f"out={out} exists already; choose a new folder")
+    if cfg.adapter_only and cfg.format != "hf":
+        raise ConfigError("adapter_only=true writes a peft adapter folder; use it with format=hf")
     ckpt = find_checkpoint(cfg.run_dir, cfg.ckpt_path)
     if cfg.format == "onnx":
         return export_onnx(ckpt, out, bool(cfg.int8), Path(cfg.run_dir))
     model = load_model(ckpt)
+    if cfg.adapter_only:
+        return export_adapter(model, ckpt, out)
+    model.net = plain(model.net)  # LoRA: the adapters merged in, a plain Hugging Face model
     if model.temperature != 1.0:  # calibrate=true: the calibrated probabilities, in the weights
         fold_into_head(model.net, model.temperature)
     if model.thresholds:  # multi-label: sigmoid > 0.5 in pipeline() is the run's decision
@@ -135,6 +141,21 @@ def export(cfg: DictConfig) -> Path:
         tokenizer.save_pretrained(tmp)
         (tmp / "README.md").write_text(model_card(Path(cfg.run_dir), out, model))
     print(f"exported {ckpt} to {out}", file=sys.stderr)
+    return out
+
+
+def export_adapter(model, ckpt: Path, out: Path) -> Path:
+    """model.peft=lora: the adapter folder alone (adapter_config.json, adapter_model.safetensors
+    with the head), which peft's PeftModel.from_pretrained puts on the base model."""
+    if not hasattr(model.net, "peft_config"):
+        raise ConfigError(f"{ckpt} has no adapters (it was not trained with model.peft=lora); "
+                          f"drop adapter_only for the whole model")
+    tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"], what="model.tokenizer")
+    tokenizer.model_max_length = model.hparams.max_length
+    with written_whole(out) as tmp:
+        model.net.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    print(f"exported the adapter of {ckpt} to {out}", file=sys.stderr)
     return out
 
 

@@ -37,7 +37,46 @@ def build_network(cfg: dict, task: str | Task, labels: list[str]) -> nn.Module:
         net = AutoModelForSequenceClassification.from_config(config)
     if cfg.get("top_layer_cls_only", True):
         top_layer_cls_only(net)
+    if cfg.get("peft"):
+        net = add_adapters(net, cfg["peft"], cfg.get("lora") or {})
     return net.train()  # from_pretrained returns eval mode, which would switch dropout off
+
+
+PEFT_METHODS = ("lora",)
+# attention (query, key, value, output) and feed-forward projections, by model type; others get
+# peft's own defaults for their type
+LORA_TARGETS = {t: ["query", "key", "value", "dense"]
+                for t in ("bert", "roberta", "xlm-roberta", "camembert", "electra")} | {
+    "distilbert": ["q_lin", "k_lin", "v_lin", "out_lin", "lin1", "lin2"]}
+
+
+def add_adapters(net: nn.Module, method: str, lora: dict) -> nn.Module:
+    """model.peft=lora: the network with LoRA adapters (peft); only they and the classification
+    head (peft's modules_to_save for sequence classification) train."""
+    if method not in PEFT_METHODS:
+        raise ConfigError(f"model.peft={method!r} is not valid; use {' or '.join(PEFT_METHODS)} "
+                          f"(or null: train all weights)")
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    targets = lora.get("target_modules") or LORA_TARGETS.get(net.config.model_type)
+    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(lora.get("r", 8)),
+                        lora_alpha=lora.get("alpha", 16), lora_dropout=lora.get("dropout", 0.1),
+                        target_modules=list(targets) if targets else None)
+    try:
+        return get_peft_model(net, config)
+    except ValueError as e:  # peft's NoMatchingPeftModuleError (older versions: a ValueError)
+        if type(e).__name__ != "NoMatchingPeftModuleError" and "not found in the base model" not in str(e):
+            raise
+        names = sorted({n.rsplit(".", 1)[-1] for n, m in net.named_modules()
+                        if isinstance(m, nn.Linear)})
+        raise ConfigError(f"model.lora.target_modules={list(targets)} match no layer of "
+                          f"{type(net).__name__}; its linear layers are named: "
+                          f"{', '.join(names)}") from None
+
+
+def plain(net: nn.Module) -> nn.Module:
+    """The Hugging Face model itself: a LoRA network's adapters merged into its weights."""
+    return net.merge_and_unload() if hasattr(net, "merge_and_unload") else net
 
 
 def top_layer_cls_only(net: nn.Module) -> bool:
@@ -82,7 +121,7 @@ def _first_token_encoder(encoder: nn.Module, hidden_states: torch.Tensor,
 
 def encoder_parts(net: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
     """The embeddings and the list of transformer layers of a BERT-family model."""
-    base = net.base_model
+    base = (net.get_base_model() if hasattr(net, "get_base_model") else net).base_model  # (LoRA: inside)
     stack = getattr(base, "encoder", None) or getattr(base, "transformer", None)
     layers = getattr(stack, "layer", None)
     if layers is None or not hasattr(base, "embeddings"):

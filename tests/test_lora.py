@@ -1,0 +1,123 @@
+"""model.peft=lora: LoRA adapters (peft) train instead of the encoder; exports merged or alone."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from bertlab.errors import ConfigError, user_error
+from bertlab.train import train
+
+FAST = ["data.max_samples=160", "batch_size=16", "lr=1e-3"]
+
+
+def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoTokenizer, pipeline
+
+    from bertlab.checkpoints import find_checkpoint, load_model, load_network
+    from bertlab.export import export
+    from bertlab.models.network import build_network
+    from bertlab.predict import predict_texts
+    from test_serve import compose_tool
+
+    run = tmp_path / "run"
+    train(make_cfg(*FAST, "model.peft=lora", "model.lora.r=4"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    params = metrics["parameters"]
+    assert params["trainable_at_start"] < params["total"] / 2
+    model = load_model(find_checkpoint(str(run)))
+    trainable = [n for n, p in model.net.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or "modules_to_save" in n for n in trainable)
+    assert any("classifier.modules_to_save" in n for n in trainable)  # the head trains fully
+    assert model.net.peft_config["default"].r == 4
+
+    net = load_network(find_checkpoint(str(run)))  # predict: adapters merged into the weights
+    assert not any("lora_" in n for n, _ in net.named_parameters())
+    tok = AutoTokenizer.from_pretrained(net.hparams.model["tokenizer"])
+    texts = ["the film was great", "an awful plot and a dull cast", "music"]
+    ours = predict_texts(net, tok, texts)
+    enc = tok(texts, padding=True, return_tensors="pt")
+    with torch.no_grad():  # the same as the unmerged LoRA network
+        assert torch.allclose(ours, model(**enc).softmax(-1), atol=1e-5)
+
+    out = tmp_path / "hf"  # merged: a plain Hugging Face folder
+    export(compose_tool("export", f"run_dir={run}", f"out={out}"))
+    assert not (out / "adapter_config.json").exists()
+    theirs = pipeline("text-classification", model=str(out), device="cpu")(texts, top_k=None)
+    labels = list(net.hparams.labels)
+    for row, scores in zip(ours, theirs):
+        for s in scores:
+            assert s["score"] == pytest.approx(float(row[labels.index(s["label"])]), abs=1e-4)
+
+    adapter = tmp_path / "adapter"  # the adapter alone, which peft puts on the base model
+    export(compose_tool("export", f"run_dir={run}", f"out={adapter}", "adapter_only=true"))
+    assert (adapter / "adapter_config.json").is_file()
+    assert (adapter / "adapter_model.safetensors").stat().st_size < \
+        (out / "model.safetensors").stat().st_size / 2
+    base = build_network({**model.hparams.model, "peft": None, "pretrained": False}, "classification",
+                         labels)
+    state = torch.load(find_checkpoint(str(run)), weights_only=True)["state_dict"]
+    prefix = "net.base_model.model."  # (the tiny base is random: take its weights from the run)
+    weights = {k[len(prefix):].replace(".base_layer.", ".").replace(".original_module.", "."): v
+               for k, v in state.items()
+               if k.startswith(prefix) and "lora_" not in k and "modules_to_save" not in k}
+    assert not set(base.state_dict()) - set(weights)  # every base weight, as it was trained on
+    base.load_state_dict(weights)
+    loaded = PeftModel.from_pretrained(base, str(adapter)).eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(**enc).logits.softmax(-1), ours, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides, words", [
+    (["model.peft=qlora"], r"model.peft='qlora' is not valid; use lora"),
+    (["model.peft=lora", "model.lora.target_modules=[attn]"],
+     r"model.lora.target_modules=\['attn'\] match no layer of BertForSequenceClassification; its "
+     r"linear layers are named: .*query"),
+])
+def test_lora_mistakes_are_one_line(make_cfg, tmp_path, overrides, words):
+    with pytest.raises(Exception) as raised:
+        train(make_cfg(*FAST, *overrides))
+    err = user_error(raised.value)
+    assert isinstance(err, ConfigError) and re.search(words, str(err)), raised.value
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_adapter_only_needs_a_lora_run_and_format_hf(make_cfg, tmp_path):
+    from bertlab.export import export
+    from test_serve import compose_tool
+
+    train(make_cfg(*FAST))
+    run = tmp_path / "run"
+    with pytest.raises(ConfigError, match="has no adapters"):
+        export(compose_tool("export", f"run_dir={run}", f"out={tmp_path / 'a'}", "adapter_only=true"))
+    with pytest.raises(ConfigError, match="adapter_only=true writes a peft adapter folder"):
+        export(compose_tool("export", f"run_dir={run}", "format=onnx", "adapter_only=true"))
+    assert not (tmp_path / "a").exists() and not (run / "onnx").exists()
+
+
+def test_a_killed_lora_run_resumes_to_the_same_metrics(tmp_path):
+    from test_resume import FINAL, args, finish, start, step_of, wait_for_checkpoint
+    import pandas as pd
+
+    from conftest import sentences
+
+    rows = sentences(400)
+    data = tmp_path / "d.csv"
+    pd.DataFrame({"text": [t for t, _ in rows], "label": [y for _, y in rows]}).to_csv(data, index=False)
+    a, b = tmp_path / "a", tmp_path / "b"
+    finish(args(data, "model.peft=lora", f"hydra.run.dir={a}"), tmp_path)
+    expected = json.loads((a / "metrics.json").read_text())
+    last = b / "checkpoints" / "last.ckpt"
+    p = start(args(data, "model.peft=lora", f"hydra.run.dir={b}"), tmp_path)
+    wait_for_checkpoint(p, last)
+    p.kill()
+    p.wait()
+    assert 0 < step_of(last) < 40
+    finish([f"resume={b}"], tmp_path)
+    got = json.loads((b / "metrics.json").read_text())
+    assert got["status"] == "finished" and got["steps"] == expected["steps"]
+    for key in FINAL:
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
