@@ -122,11 +122,12 @@ def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
 def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
                   progress: bool = False, precision: str = "32",
                   pairs: list[str] | None = None, device: str = "cpu",
-                  windows: list[int] | None = None) -> torch.Tensor:
+                  windows: list[int] | None = None, logits: bool = False) -> torch.Tensor:
     """Probabilities (classes), sigmoid scores (multi-label) or values (regression), in order,
     on the CPU; `pairs`: each text's second text, for models trained on pairs; `device`: where
     the (torch) model is. A model trained with long_text=windows reads each text in windows and
-    pools their logits; `windows`, if a list, receives each text's count of windows."""
+    pools their logits; `windows`, if a list, receives each text's count of windows. `logits`:
+    return the logits instead."""
     dtype = PRECISIONS[precision]
     device = torch.device(device)
     hp = model.hparams
@@ -151,15 +152,15 @@ def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
         idx = order[start:start + batch_size]
         batch = {k: v.to(device) for k, v in collate([rows[i] for i in idx]).items()}
         with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            logits = model(**batch).float().cpu()
-        for i, value in zip(idx, logits):
+            found = model(**batch).float().cpu()
+        for i, value in zip(idx, found):
             out[i] = value
-    logits = torch.stack(out)
+    found = torch.stack(out)
     if doc is not None:
         from bertlab.data.windows import pool
 
-        logits = pool(logits, doc, hp.windows["pool"])[0]
-    return model.task.scores(logits)
+        found = pool(found, doc, hp.windows["pool"])[0]
+    return found if logits else model.task.scores(found)
 
 
 def check_threshold(threshold) -> None:

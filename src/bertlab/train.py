@@ -18,8 +18,9 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from bertlab import calibration, hydra_state, results, runs, thresholds
+from bertlab import calibration, distill, hydra_state, results, runs, thresholds
 from bertlab.callbacks.preemption import Preemption
+from bertlab.checkpoints import checkpoint_hparams, load_network
 from bertlab.checks import check_config, resolve_monitor
 from bertlab.data.datamodule import TextDataModule, from_config
 from bertlab.errors import ConfigError, Diverged
@@ -59,11 +60,20 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
                    started: float) -> float:
     """The run in a folder it owns: from `checkpoint` (at optimizer step `step`) if resumed."""
     set_up_process(cfg)
+    teacher = distill.teacher_checkpoint(cfg)  # distill.teacher: the student's model first
+    keep = distill.student_model(cfg, checkpoint_hparams(teacher)[1]) if teacher else None
     dm = build_data(cfg, run_dir)
     calibration.check(cfg, dm)
     thresholds.check(cfg, dm)
+    if teacher:
+        distill.check_data(checkpoint_hparams(teacher)[1], dm)
     length, chosen = decide(cfg, len(dm.dataset["train"]))
     model = build_model(cfg, dm)
+    if teacher:
+        if keep and checkpoint is None:
+            distill.init_from_teacher(model, load_network(teacher), keep)
+        dm.dataset["train"] = dm.dataset["train"].add_column(
+            "teacher", distill.targets(teacher, dm, dm.cache_root).tolist())
     chosen["parameters"] = {"total": sum(p.numel() for p in model.parameters()),
                             "trainable_at_start": sum(p.numel() for p in model.parameters()
                                                       if p.requires_grad)}
@@ -74,6 +84,8 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     fit_seconds = round(time.time() - fit_start, 1)  # training, with its per-epoch validation
     ended = results.outcome(trainer, run_dir, diverged)
     metrics = results.run_record(cfg, dm, model, trainer, ended, chosen)
+    if teacher:
+        metrics["distill"] = distill.record(cfg, dm, keep)
     log.info("fit: %s", metrics["fit"])
     best = trainer.checkpoint_callback.best_model_path if ended["best_checkpoint"] else None
     scored = bool(best) or not diverged  # after a NaN loss, only an earlier checkpoint counts
@@ -126,14 +138,20 @@ def build_model(cfg: DictConfig, dm: TextDataModule) -> TextClassifier:
     weights = plain(weights) if OmegaConf.is_list(weights) else weights
     counts = None
     if dm.task.has_classes and not dm.task.multi_hot:  # the counts that class weights need
-        counts = torch.bincount(torch.tensor(list(dm.dataset["train"]["labels"])),
-                                minlength=len(dm.labels)).tolist()
+        train = dm.dataset["train"]
+        labels = torch.tensor(list(train["labels"]))
+        if "labeled" in train.column_names:  # (not the unlabelled rows' placeholders)
+            labels = labels[torch.tensor(list(train["labeled"]))]
+        counts = torch.bincount(labels, minlength=len(dm.labels)).tolist()
     return TextClassifier(model=plain(cfg.model), task=dm.task.name, labels=dm.labels,
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
                           clean=list(cfg.data.clean), class_counts=counts,
                           l1=float(cfg.get("regularization", {}).get("l1") or 0.0),
-                          layer_decay=cfg.layer_decay, class_weights=weights, windows=dm.windows)
+                          layer_decay=cfg.layer_decay, class_weights=weights, windows=dm.windows,
+                          distill={"temperature": float(cfg.distill.temperature),
+                                   "alpha": float(cfg.distill.alpha)} if cfg.get("distill", {}).get("teacher")
+                          else None)
 
 
 def fit(trainer, model, dm, run_dir: Path, checkpoint: Path | None) -> str | None:

@@ -91,6 +91,7 @@ class TextDataModule(L.LightningDataModule):
         window_stride: int | None = None,
         window_pool: str = "mean",
         thresholds: str | float | None = None,  # multi-label decisions, read after training
+        unlabeled_file: str | None = None,
     ) -> None:
         super().__init__()
         check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
@@ -104,6 +105,8 @@ class TextDataModule(L.LightningDataModule):
             clean=list(clean), val_size=val_size, test_size=test_size, max_samples=max_samples,
             max_length=max_length, seed=seed, labels=labels, strict=strict,
             drop_duplicates=drop_duplicates, cv=list(cv) if cv else None)
+        if unlabeled_file:  # (in the cache key, its size and time too, only when given)
+            self.cfg["files"]["unlabeled"] = unlabeled_file
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.group_by_length = group_by_length
@@ -149,6 +152,8 @@ class TextDataModule(L.LightningDataModule):
         dd, self.labels = encode_labels(dd, self.task, c, report)
         dd = carve(dd, self.task, c)
         leakage(dd, report)
+        if c["files"].get("unlabeled"):  # distillation: text the teacher alone labels
+            dd["train"] = with_unlabeled(dd["train"], read_unlabeled(c), report)
         return tokenize(dd, self.tokenizer, c["max_length"], report, self.windows)
 
     # ---- cache ----------------------------------------------------------------------------
@@ -170,10 +175,13 @@ class TextDataModule(L.LightningDataModule):
         if self.report:  # on every run, cached or not: what happened to which rows
             log.info("data: %s", "; ".join(f"{what} {counts}" for what, counts in self.report.items()))
         # each document's text, for error analysis (a document's windows all hold it: take one)
-        self.texts = {s: [t for t, w in zip(ds["text"], ds["window"]) if w == 0]
-                      if self.windows else list(ds["text"]) for s, ds in dd.items()}
+        first = {s: [w == 0 for w in ds["window"]] if self.windows else None for s, ds in dd.items()}
+        keep = lambda s, column: [t for t, f in zip(dd[s][column], first[s]) if f] \
+            if first[s] else list(dd[s][column])  # noqa: E731
+        self.texts = {s: keep(s, "text") for s in dd}
+        self.pairs = {s: keep(s, "text_pair") for s, ds in dd.items() if "text_pair" in ds.column_names}
         self.dataset = datasets.DatasetDict({
-            s: ds.select_columns([c for c in MODEL_INPUTS + ("length",) + WINDOW_KEYS
+            s: ds.select_columns([c for c in MODEL_INPUTS + ("length", "labeled") + WINDOW_KEYS
                                   if c in ds.column_names]) for s, ds in dd.items()})
         if self.windows and not self.task.has_classes:
             if self.windows["pool"] != "mean":
@@ -255,6 +263,51 @@ class TextDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")
+
+
+def read_unlabeled(c: dict) -> datasets.Dataset:
+    """data.unlabeled_file: a .txt file (one text per line) or a table with the text column (and
+    the pair column of a pair task), cleaned like the rest; blank texts dropped."""
+    from bertlab.data.clean import cleaner
+    from bertlab.data.sources import read_files
+
+    path = c["files"]["unlabeled"]
+    if not Path(path).is_file():
+        raise ConfigError(f"data.unlabeled_file={path} does not exist")
+    if Path(path).suffix.lower() == ".txt":
+        lines = Path(path).read_text(encoding="utf-8", errors="replace").split("\n")
+        ds = datasets.Dataset.from_dict({c["text_column"]: [t.removesuffix("\r") for t in lines]})
+    else:
+        ds = read_files({"unlabeled": path}, None, c["read_kwargs"])["unlabeled"]
+    columns = [c["text_column"]] + ([c["text_pair_column"]] if c["text_pair_column"] else [])
+    missing = [col for col in columns if col not in ds.column_names]
+    if missing:
+        raise DataError(f"data.unlabeled_file={path} has no column {missing[0]!r} (data.text_column"
+                        f"{'/text_pair_column' if len(columns) > 1 else ''}); its columns are: "
+                        f"{', '.join(ds.column_names)}")
+    clean = cleaner(c["clean"])
+    out = {"text": [clean(t) for t in ds[c["text_column"]]]}
+    if c["text_pair_column"]:
+        out["text_pair"] = [clean(t) for t in ds[c["text_pair_column"]]]
+    ds = datasets.Dataset.from_dict(out)
+    return ds.filter(lambda row: bool(row["text"].strip()))
+
+
+def with_unlabeled(train: datasets.Dataset, unlabeled: datasets.Dataset, report: dict
+                   ) -> datasets.Dataset:
+    """The training rows (labeled=True) followed by the unlabelled ones (labeled=False, a
+    placeholder label that no loss reads)."""
+    from bertlab.data.hygiene import count
+
+    example = train[0]["labels"]
+    placeholder = [0] * len(example) if isinstance(example, list) else type(example)(0)
+    extra = unlabeled.add_column("labels", [placeholder] * len(unlabeled))
+    extra = extra.add_column("labeled", [False] * len(extra))
+    train = train.add_column("labeled", [True] * len(train))
+    extra = extra.select_columns(train.column_names).cast(train.features)
+    count(report, "unlabeled", "train", len(extra))
+    log.info("train: %d labelled rows and %d unlabelled rows (the teacher's alone)", len(train), len(extra))
+    return datasets.concatenate_datasets([train, extra])
 
 
 def from_config(cfg, **overrides) -> TextDataModule:

@@ -120,7 +120,7 @@ def read(c: dict, report: dict) -> datasets.DatasetDict:
         wanted = c["splits"] or {s: s for s in SPLITS}
         return datasets.DatasetDict({ours: dd[theirs] for ours, theirs in wanted.items()
                                      if theirs is not None and theirs in dd})
-    files = {split: str(p) for split, p in c["files"].items() if p}
+    files = {split: str(p) for split, p in c["files"].items() if p and split in SPLITS}
     dd = read_files(files, c["format"], c["read_kwargs"])
     for split, n in multiline_rows(files, dd, c["format"]).items():
         message = (f"{split}: {n} rows of {files[split]} span several lines: quoted fields with "

@@ -54,8 +54,9 @@ def tokenize_windows(dd: datasets.DatasetDict, tokenizer, max_length: int, repor
         enc, cut = encode_windows(tokenizer, batch["text"], pairs, max_length, stride)
         docs = enc["doc"]
         enc["doc"] = [indices[d] for d in docs]
-        for key in ("text", "labels"):
-            enc[key] = [batch[key][d] for d in docs]
+        for key in ("text", "labels", "labeled"):
+            if key in batch:
+                enc[key] = [batch[key][d] for d in docs]
         enc["length"] = [len(x) for x in enc["input_ids"]]
         enc["cut"] = [cut if i == 0 else 0 for i in range(len(docs))]  # (summed below)
         return enc

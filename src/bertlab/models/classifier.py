@@ -58,7 +58,7 @@ class TextClassifier(L.LightningModule):
                  scheduler: dict, max_length: int = 128, clean: list[str] = (),
                  class_counts: list[int] | None = None, l1: float = 0.0,
                  layer_decay: float | None = None, class_weights=None,
-                 windows: dict | None = None) -> None:
+                 windows: dict | None = None, distill: dict | None = None) -> None:
         super().__init__()
         task = task_of(task).name  # saved by name: checkpoints hold plain values
         self.save_hyperparameters()
@@ -85,7 +85,10 @@ class TextClassifier(L.LightningModule):
     def step(self, batch: dict, stage: str) -> torch.Tensor | None:
         labels = batch.pop("labels")
         doc, window = batch.pop("doc", None), batch.pop("window", None)
+        teacher, labeled = batch.pop("teacher", None), batch.pop("labeled", None)
         logits = self(**batch)
+        if teacher is not None and stage == "train":
+            return self.distill_step(logits, teacher, labels, labeled)
         if doc is not None and stage != "train":  # windows: scored per document at the epoch's end
             self.window_outputs.setdefault(stage, []).append(
                 (doc, window, logits.detach().float(), labels))
@@ -104,6 +107,25 @@ class TextClassifier(L.LightningModule):
         metrics.update(preds, target)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=n)
         return loss
+
+    def distill_step(self, logits, teacher, labels, labeled) -> torch.Tensor:
+        """distill.teacher: the mixed loss (distill.py), logged with its two parts; the metrics
+        count the labelled rows."""
+        from bertlab import distill
+
+        d = self.hparams.distill
+        total, soft, hard = distill.loss(self.task, logits, teacher, labels, labeled,
+                                         d["temperature"], d["alpha"], self.loss_fn)
+        n = labels.shape[0]
+        self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log_dict({"train/soft_loss": soft, "train/hard_loss": hard}, on_step=True,
+                      on_epoch=False, batch_size=n)
+        mask = labeled.bool() if labeled is not None else slice(None)
+        if labels[mask].shape[0]:
+            self.train_metrics.update(*self.task.metric_inputs(
+                self.task.scores(logits[mask].detach()), labels[mask]))
+            self.log_dict(self.train_metrics, on_step=False, on_epoch=True, batch_size=n)
+        return total
 
     def score_documents(self, stage: str) -> None:
         """long_text=windows: pool each document's window logits (every process's, under DDP)
