@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from bertlab import distill
-from bertlab.errors import ConfigError, user_error
+from bertlab.errors import user_error
 from bertlab.task import CLASSIFICATION, REGRESSION
 from bertlab.train import train
 from conftest import sentences
