@@ -133,7 +133,8 @@ def test_a_student_learns_from_the_teacher_and_unlabelled_text(teacher, make_cfg
 def write_csv(path, label_names=("negative", "positive")):
     rows = sentences(60)
     names = dict(zip(("negative", "positive"), label_names))
-    pd.DataFrame({"text": [t for t, _ in rows], "label": [names[y] for _, y in rows]}).to_csv(path, index=False)
+    pd.DataFrame({"text": [t for t, _ in rows], "label": [names[y] for _, y in rows]}).to_csv(
+        path, index=False)
     return path
 
 
@@ -165,7 +166,8 @@ def test_distillation_mistakes_are_one_line(teacher, make_cfg, tmp_path, case, w
         args.append(f"data.unlabeled_file={tmp_path / 'u.csv'}")
     elif case == "no teacher":
         (tmp_path / "u.txt").write_text("some text\n")
-        args = [a for a in args if not a.startswith("distill.")] + [f"data.unlabeled_file={tmp_path / 'u.txt'}"]
+        args = [a for a in args if not a.startswith("distill.")]
+        args.append(f"data.unlabeled_file={tmp_path / 'u.txt'}")
     with pytest.raises(Exception) as raised:
         train(make_cfg(*args))
     err = user_error(raised.value)
