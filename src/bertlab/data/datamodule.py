@@ -174,12 +174,14 @@ class TextDataModule(L.LightningDataModule):
         self.task, self.labels, self.report = TASKS[meta["task"]], meta["labels"], meta["report"]
         if self.report:  # on every run, cached or not: what happened to which rows
             log.info("data: %s", "; ".join(f"{what} {counts}" for what, counts in self.report.items()))
-        # each document's text, for error analysis (a document's windows all hold it: take one)
-        first = {s: [w == 0 for w in ds["window"]] if self.windows else None for s, ds in dd.items()}
-        keep = lambda s, column: [t for t, f in zip(dd[s][column], first[s]) if f] \
-            if first[s] else list(dd[s][column])  # noqa: E731
-        self.texts = {s: keep(s, "text") for s in dd}
-        self.pairs = {s: keep(s, "text_pair") for s, ds in dd.items() if "text_pair" in ds.column_names}
+        def per_document(ds, column: str) -> list[str]:  # (a document's windows all hold it)
+            values = list(ds[column])
+            return [v for v, w in zip(values, ds["window"]) if w == 0] if self.windows else values
+
+        # each document's text (and second text), for error analysis and a teacher's predictions
+        self.texts = {s: per_document(ds, "text") for s, ds in dd.items()}
+        self.pairs = {s: per_document(ds, "text_pair") for s, ds in dd.items()
+                      if "text_pair" in ds.column_names}
         self.dataset = datasets.DatasetDict({
             s: ds.select_columns([c for c in MODEL_INPUTS + ("length", "labeled") + WINDOW_KEYS
                                   if c in ds.column_names]) for s, ds in dd.items()})

@@ -54,7 +54,7 @@ def tokenize_windows(dd: datasets.DatasetDict, tokenizer, max_length: int, repor
         enc, cut = encode_windows(tokenizer, batch["text"], pairs, max_length, stride)
         docs = enc["doc"]
         enc["doc"] = [indices[d] for d in docs]
-        for key in ("text", "labels", "labeled"):
+        for key in ("text", "text_pair", "labels", "labeled"):
             if key in batch:
                 enc[key] = [batch[key][d] for d in docs]
         enc["length"] = [len(x) for x in enc["input_ids"]]
