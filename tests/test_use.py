@@ -303,11 +303,13 @@ def test_predict_multilabel_lists_labels_over_threshold(tmp_path_factory, tmp_pa
         path, orient="records", lines=True)
     run = trained(tmp_path_factory, "data=files", f"data.train_file={path}")
     (tmp_path / "in.txt").write_text("text number 3\n")
-    for threshold in ("0.01", "0.99"):
+    from bertlab.predict import predict
+    from test_serve import compose_tool
+
+    for threshold in ("0.01", "0.99"):  # (in-process: the command line has tests of its own)
         out = tmp_path / f"p{threshold}.jsonl"
-        r = tool("predict.py", f"run_dir={run}", f"input={tmp_path / 'in.txt'}",
-                 f"output={out}", f"threshold={threshold}")
-        assert r.returncode == 0, r.stderr[-2000:]
+        predict(compose_tool("predict", f"run_dir={run}", f"input={tmp_path / 'in.txt'}",
+                             f"output={out}", f"threshold={threshold}"))
         (row,) = predictions(out)
         probs = {n: row[f"p_{n}"] for n in "abc"}
         assert row["labels"] == [n for n, p in probs.items() if p > float(threshold)]
