@@ -134,6 +134,7 @@ def test_export_mistakes_are_one_line(run_dir, tmp_path, args, words):
     (["backend=onnx", "explain=true"], "explain=true needs gradients"),
     (["backend=onnx", "ckpt_path=x.ckpt"], "ckpt_path is for backend=torch"),
     (["backend=onnx", "run_dir={tmp}"], "holds no ONNX model; write one with python export.py"),
+    (["threshold=0"], "threshold=0 is not valid; use a probability in (0, 1), or null"),
 ])
 def test_predict_backend_mistakes(run_dir, tmp_path, args, words):
     from bertlab.errors import ConfigError
@@ -273,6 +274,7 @@ def test_onnx_server_takes_text_pairs(pair_run, tmp_path):
     (["max_batch_size=0", "run_dir={run}"], "max_batch_size=0 is not valid"),
     (["batch_timeout=-1", "run_dir={run}"], "batch_timeout=-1 is not valid"),
     (["precision=fp8", "run_dir={run}"], "precision=fp8 is not valid"),
+    (["threshold=1.5", "run_dir={run}"], "threshold=1.5 is not valid; use a probability in (0, 1)"),
 ])
 def test_serve_mistakes(run_dir, tmp_path, args, words):
     from bertlab.errors import BertlabError
