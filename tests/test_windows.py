@@ -82,7 +82,7 @@ def test_windows_find_a_needle_past_max_length_that_truncation_misses(make_cfg, 
     from test_serve import compose_tool
 
     data = needles(tmp_path / "needles.jsonl")
-    common = ["data=files", f"data.train_file={data}", "max_length=32", "max_epochs=4", "lr=1e-3",
+    common = ["data=files", f"data.train_file={data}", "max_length=32", "max_epochs=3", "lr=3e-3",
               "batch_size=16"]
     found = {}
     for mode in ("windows", "truncate"):
