@@ -49,6 +49,12 @@ def collect(model, loader, logits: bool = False) -> tuple[torch.Tensor, torch.Te
     return out if logits else model.task.scores(out), target
 
 
+def predicted(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    """collect's scores as predict gives them: after the run's temperature (calibrate=true)."""
+    logits, target = collect(model, loader, logits=True)
+    return model.task.scores(logits / getattr(model, "temperature", 1.0)), target
+
+
 def per_class_report(preds, target, labels: list[str], task: Task) -> list[dict]:
     n = len(labels)
     kw = dict(num_labels=n) if task.multi_hot else dict(num_classes=n)
@@ -95,8 +101,7 @@ def scatter_figure(scores: torch.Tensor, target: torch.Tensor):
 def analyse(model, dm, split: str, out_dir: Path, writer=None, step: int = 0) -> dict:
     """Write the analysis of `split` into `out_dir` (and TensorBoard); returns its file names."""
     texts = dm.eval_texts(split)
-    logits, target = collect(model, dm.eval_dataloader(split), logits=True)
-    scores = model.task.scores(logits / getattr(model, "temperature", 1.0))  # as predict gives them
+    scores, target = predicted(model, dm.eval_dataloader(split))
     labels = list(model.hparams.labels)
     out_dir.mkdir(parents=True, exist_ok=True)
     files = {}

@@ -10,7 +10,7 @@ import datasets
 import lightning as L
 from omegaconf import DictConfig
 
-from bertlab.analysis import analyse, collect, score
+from bertlab.analysis import analyse, predicted, score
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.plugins import trainer_plugins
@@ -59,8 +59,8 @@ def evaluate(cfg: DictConfig) -> dict:
     metrics = {"checkpoint": str(ckpt), "data": name, "rows": dm.documents(split),
                **{k.replace("test/", f"{stage}/", 1): v for k, v in raw.items()}}
     if model.thresholds:  # multi-label: the run's own decisions, beside 0.5's above
-        logits, target = collect(model, dm.eval_dataloader(split), logits=True)
-        decided = decide((logits / model.temperature).sigmoid(), model.thresholds)
+        scores, target = predicted(model, dm.eval_dataloader(split))
+        decided = decide(scores, model.thresholds)
         metrics["thresholds"] = {
             "thresholds": dict(zip(model.hparams.labels, model.thresholds)),
             **{k: round(v, 4) for k, v in score(model.task, model.num_labels, stage, decided,

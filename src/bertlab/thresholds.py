@@ -98,16 +98,15 @@ def decide(scores: torch.Tensor, thresholds) -> torch.Tensor:
     return (scores > torch.as_tensor(thresholds, dtype=scores.dtype)).float()
 
 
-def fit(model, dm, run_dir: Path, checkpoint: str | None, value, temperature: float = 1.0) -> dict:
+def fit(model, dm, run_dir: Path, checkpoint: str | None, value) -> dict:
     """Choose the thresholds on the validation split, score them beside 0.5 (validation, and test
     if any), and write thresholds.json for `checkpoint`; sets model.thresholds."""
-    from bertlab.analysis import collect, score
+    from bertlab.analysis import predicted, score
 
     splits = {"val": "validation", **({"test": "test"} if "test" in dm.dataset else {})}
     found = {}
     for name, split in splits.items():
-        logits, target = collect(model, dm.eval_dataloader(split), logits=True)
-        found[name] = ((logits / temperature).sigmoid(), target)
+        found[name] = predicted(model, dm.eval_dataloader(split))  # (calibrated, if it was)
     t = [round(x, 6) for x in choose(value, *found["val"]).tolist()]
     labels = list(model.hparams.labels)
     value = parse(value)

@@ -97,7 +97,7 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
         log.info("calibration: %s", metrics["calibration"])
     if dm.task.multi_hot and scored and trainer.is_global_zero:
         chosen = metrics["thresholds"] = thresholds.fit(model, dm, run_dir, best, cfg.data.get(
-            "thresholds"), model.temperature)
+            "thresholds"))
         log.info("thresholds (%s): %s; val/f1 %.4f (0.5: %.4f)", chosen["method"],
                  chosen["thresholds"], chosen["val/f1"], chosen["at_0.5"]["val/f1"])
     score = results.score_of(metrics, cfg.monitor)
