@@ -120,13 +120,12 @@ def test_killed_and_preempted_run_resumes_to_the_same_metrics(data, tmp_path):
 def test_resume_refusals_are_one_line(data, tmp_path):
     run = tmp_path / "run"
     finish(args(data, f"hydra.run.dir={run}", "max_epochs=1"), tmp_path)
-    cases = [([f"resume={run}"], "already finished"),
-             ([f"resume={run}", "lr=0.1"], "drop lr=0.1"),
-             ([f"resume={tmp_path}"], "not a run or sweep folder")]
     (run / "metrics.json").unlink()  # as if it had been killed after its last checkpoint...
     last = run / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[:5000])  # ...and the checkpoint then damaged
-    cases[0] = ([f"resume={run}"], "truncated")
+    cases = [([f"resume={run}"], "truncated"),  # (a finished run: test_mistakes.py)
+             ([f"resume={run}", "lr=0.1"], "drop lr=0.1"),
+             ([f"resume={tmp_path}"], "not a run or sweep folder")]
     for argv, words in cases:
         r = subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)

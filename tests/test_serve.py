@@ -154,6 +154,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def default_ctrl_c() -> None:
+    """Ctrl-C as in a terminal: a test worker may ignore SIGINT, and its children inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Server:
     """serve.py in its own process group on a free port; stopped (Ctrl-C) by the test."""
 
@@ -162,7 +167,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), f"port={self.port}", *args],
                                      stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=default_ctrl_c)
         deadline = time.time() + 120
         while time.time() < deadline:
             assert self.proc.poll() is None, log.read_text()[-3000:]
@@ -178,12 +183,15 @@ class Server:
         return requests.post(f"{self.url}/predict", json=body, timeout=60, **kw)
 
     def stop(self) -> None:
+        """Ctrl-C: the server stops by itself, cleanly (exit status 0)."""
         os.killpg(self.proc.pid, signal.SIGINT)
         try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
+            code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # (a clean stop takes about a second)
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+            raise AssertionError(f"the server did not stop on Ctrl-C: {self.log.read_text()[-2000:]}")
+        assert code == 0 and "Traceback" not in self.log.read_text(), self.log.read_text()[-2000:]
 
 
 @pytest.fixture(scope="module")

@@ -66,7 +66,13 @@ class TextAPI(ls.LitAPI):
         self.threshold, self.threads, self.log_batches = threshold, threads, log_batches
 
     def setup(self, device) -> None:
+        import signal
+
         import torch
+
+        # Ctrl-C reaches every process of the group; the server's main process stops this one.
+        # Left to it, the worker would print a KeyboardInterrupt traceback as it goes.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
         from bertlab.predict import load_predictor
 
