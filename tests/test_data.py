@@ -25,7 +25,7 @@ def test_tweets_corpus_offline(make_cfg):
     assert dm.labels == ["negative", "neutral", "positive"]
     assert [len(dm.dataset[s]) for s in ("train", "validation", "test")] == [320, 40, 40]
     batch = next(iter(dm.train_dataloader()))
-    assert set(batch) == {"input_ids", "attention_mask", "token_type_ids", "labels"}
+    assert set(batch) == {"input_ids", "attention_mask", "labels"}  # (single texts: no segment ids)
     assert batch["input_ids"].shape[0] == 32
 
 
@@ -105,6 +105,20 @@ def test_tokenization_is_cached_and_keyed(make_cfg, files, monkeypatch):
     datamodule(make_cfg("data=files", f"data.train_file={path}"))  # a hit: no build
     with pytest.raises(AssertionError, match="warm cache"):  # another max_length: a miss
         datamodule(make_cfg("data=files", f"data.train_file={path}", "max_length=16"))
+
+
+def test_two_processes_clean_and_tokenize_as_one_does(make_cfg, tmp_path):
+    """data.num_proc=2 (cleaning with ftfy and tokenizing in two processes) gives the rows,
+    the counts and the tokens that one process gives, in the same order."""
+    one = datamodule(make_cfg("data.max_samples=3000", "data.num_proc=1",
+                              f"data.cache_dir={tmp_path / 'one'}"))
+    two = datamodule(make_cfg("data.max_samples=3000", "data.num_proc=2",
+                              f"data.cache_dir={tmp_path / 'two'}"))
+    assert one.report == two.report and one.report.get("cleaned")
+    for split in ("train", "validation", "test"):
+        assert one.texts(split) == two.texts(split)
+        for column in ("input_ids", "labels", "length"):
+            assert one.dataset[split][column] == two.dataset[split][column], (split, column)
 
 
 def test_batches_are_padded_per_batch_and_grouped_by_length(make_cfg, files):
@@ -215,6 +229,8 @@ def test_bad_sizes(make_cfg, files):
     msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
                    "data.val_size=1.5")
     assert "data.val_size=1.5" in msg
+    msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}", "data.num_proc=0")
+    assert "data.num_proc=0 is not valid; use a positive number of processes" in msg
 
 
 @pytest.mark.parametrize("data, name", [("sst2", "nyu-mll/glue/sst2"), ("stsb", "nyu-mll/glue/stsb"),

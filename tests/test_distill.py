@@ -124,7 +124,7 @@ def test_a_student_learns_from_the_teacher_and_unlabelled_text(teacher, make_cfg
     train_rows = dm.dataset["train"]
     assert sum(train_rows["labeled"]) == 160 and len(train_rows) == 250
     teacher_net = load_network(find_checkpoint(str(run)))
-    texts = dm.texts["train"][-3:]  # the last rows are the unlabelled ones
+    texts = dm.texts("train")[-3:]  # the last rows are the unlabelled ones
     expected = predict_texts(teacher_net, tok, texts, logits=True,
                              precision="bf16" if torch.cpu._is_avx512_bf16_supported() else "32")
     assert torch.allclose(targets[-3:], expected, atol=1e-5)

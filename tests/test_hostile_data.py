@@ -58,7 +58,7 @@ def test_every_row_is_used_or_counted(rows, tmp_path_factory):
         return
     dropped = dm.report.get("dropped", {}).get("train", 0)
     assert rows_used(dm) + dropped == len(rows)
-    texts_used = list(dm.texts["train"])
+    texts_used = list(dm.texts("train"))
     assert all(t and "\x00" not in t for t in texts_used)
     assert all(n <= 16 for n in dm.dataset["train"]["length"])
     truncated = dm.report.get("truncated", {}).get("train", 0)
@@ -108,13 +108,13 @@ def test_validation_rows_seen_in_training_are_counted(tmp_path):
     train = write_csv(tmp_path / "t.csv", sentences(30))
     val = write_csv(tmp_path / "v.csv", sentences(30)[:4] + sentences(30, seed=9)[:6])
     dm = module(train, tmp_path, validation_file=str(val))
-    seen = set(dm.texts["train"])
-    assert dm.report["also_in_train"]["validation"] == sum(t in seen for t in dm.texts["validation"])
+    seen = set(dm.texts("train"))
+    assert dm.report["also_in_train"]["validation"] == sum(t in seen for t in dm.texts("validation"))
     assert dm.report["also_in_train"]["validation"] >= 4
     carved = write_csv(tmp_path / "c.csv", sentences(40) + sentences(40)[:20])  # 20 repeats
     dm = module(carved, tmp_path, validation_file=None, val_size=0.25)
-    seen = set(dm.texts["train"])
-    assert dm.report["also_in_train"]["validation"] == sum(t in seen for t in dm.texts["validation"]) > 0
+    seen = set(dm.texts("train"))
+    assert dm.report["also_in_train"]["validation"] == sum(t in seen for t in dm.texts("validation")) > 0
 
 
 def test_nul_bytes_and_mojibake_are_cleaned_and_counted(tmp_path):
@@ -122,7 +122,7 @@ def test_nul_bytes_and_mojibake_are_cleaned_and_counted(tmp_path):
     body = "".join(f"{t},{y}\n" for t, y in sentences(10))
     path.write_bytes(b"text,label\n" + body.encode() + "caf\u00c3\u00a9 nul\x00 here,positive\n".encode())
     dm = module(path, tmp_path)
-    assert dm.texts["train"][-1] == "café nul here"  # ftfy repaired it; the NUL is gone
+    assert dm.texts("train")[-1] == "café nul here"  # ftfy repaired it; the NUL is gone
     assert dm.report["cleaned"]["train"] == 1
 
 
@@ -170,4 +170,4 @@ def test_a_file_that_is_not_utf8_is_one_line_with_the_fix(tmp_path):
     with pytest.raises(DataError, match=r"UnicodeDecodeError.*data.read_kwargs=\{encoding: latin-1\}"):
         module(path, tmp_path)
     dm = module(path, tmp_path, read_kwargs={"encoding": "latin-1"})
-    assert dm.texts["train"][-1] == "café au lait"
+    assert dm.texts("train")[-1] == "café au lait"

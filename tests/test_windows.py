@@ -113,7 +113,7 @@ def test_windows_find_a_needle_past_max_length_that_truncation_misses(make_cfg, 
     assert evaluated["test/acc"] == pytest.approx(acc, abs=1e-6)
 
     net = load_network(find_checkpoint(str(run)))  # predict reads the same windows
-    texts = dm.texts["test"]
+    texts = dm.texts("test")
     counts = []
     probs = predict_texts(net, dm.tokenizer, texts, windows=counts)
     assert counts == [3] * 30

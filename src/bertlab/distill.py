@@ -140,8 +140,8 @@ def targets(ckpt: Path, dm, cache_root: Path) -> torch.Tensor:
         tok = from_pretrained(AutoTokenizer, teacher.hparams.model["tokenizer"],
                               what="the teacher's tokenizer")
         precision, _ = inference_precision("auto", "torch")
-        logits = predict_texts(teacher, tok, dm.texts["train"], batch_size=128, precision=precision,
-                               pairs=dm.pairs.get("train"), logits=True)
+        logits = predict_texts(teacher, tok, dm.texts("train"), batch_size=128, precision=precision,
+                               pairs=dm.texts("train", "text_pair"), logits=True)
         per_doc = logits.float().reshape(len(logits), -1)
         cache_root.mkdir(parents=True, exist_ok=True)
         with written_whole(path) as tmp:

@@ -31,7 +31,7 @@ WINDOW_KEYS = ("doc", "window")  # long_text=windows: each row's document and pl
 
 
 def check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
-                    val_size, test_size) -> None:
+                    val_size, test_size, num_proc=None) -> None:
     """What the data config must hold before anything is read."""
     if source not in SOURCES:
         raise ConfigError(f"data.source={source!r} is not valid; use one of {', '.join(SOURCES)}")
@@ -43,6 +43,10 @@ def check_arguments(source, task, train_file, test_file, labels, batch_size, max
     for key, value in (("batch_size", batch_size), ("max_length", max_length)):
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{key}={value!r} is not valid; use a positive integer")
+    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int)
+                                 or num_proc <= 0):
+        raise ConfigError(f"data.num_proc={num_proc!r} is not valid; use a positive number of "
+                          f"processes, or null (one per core for 20,000 rows or more)")
     for key, value in (("val_size", val_size), ("test_size", test_size)):
         if not 0 <= value < 1:
             raise ConfigError(f"data.{key}={value!r} is not valid; use a fraction in [0, 1)")
@@ -92,10 +96,11 @@ class TextDataModule(L.LightningDataModule):
         window_pool: str = "mean",
         thresholds: str | float | None = None,  # multi-label decisions, read after training
         unlabeled_file: str | None = None,
+        num_proc: int | None = None,
     ) -> None:
         super().__init__()
         check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
-                        val_size, test_size)
+                        val_size, test_size, num_proc)
         self.cfg = dict(
             source=source, files={"train": train_file, "validation": validation_file,
                                   "test": test_file},
@@ -111,6 +116,7 @@ class TextDataModule(L.LightningDataModule):
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.group_by_length = group_by_length
         self.num_workers = num_workers
+        self.num_proc = num_proc  # cleaning and tokenizing processes (not in the cache key)
         self.seed = seed
         self.cache_root = Path(os.path.expanduser(cache_dir or "~/.cache/bertlab"))
         self.tokenizer = from_pretrained(AutoTokenizer, tokenizer, what=tokenizer_key)
@@ -138,23 +144,23 @@ class TextDataModule(L.LightningDataModule):
         c, report = self.cfg, self.report
         dd = read(c, report)
         if c["labels"] is not None and "train" not in dd:  # only scoring a given file
-            dd = standardize(dd, c, report)
+            dd = standardize(dd, c, report, self.num_proc)
             self.task = task_named(c["task"], next(iter(dd.values())).features["labels"])
             dd, self.labels = encode_labels(dd, self.task, c, report)
-            return tokenize(dd, self.tokenizer, c["max_length"], report, self.windows)
+            return tokenize(dd, self.tokenizer, c["max_length"], report, self.windows, self.num_proc)
         if "train" not in dd:
             raise DataError(f"the data has no train split; its splits are: {', '.join(dd)}")
         if c["max_samples"]:
             dd["train"] = dd["train"].shuffle(seed=c["seed"]).select(
                 range(min(c["max_samples"], len(dd["train"]))))
-        dd = standardize(dd, c, report)
+        dd = standardize(dd, c, report, self.num_proc)
         self.task = task_named(c["task"], dd["train"].features["labels"])
         dd, self.labels = encode_labels(dd, self.task, c, report)
         dd = carve(dd, self.task, c)
         leakage(dd, report)
         if c["files"].get("unlabeled"):  # distillation: text the teacher alone labels
             dd["train"] = with_unlabeled(dd["train"], read_unlabeled(c), report)
-        return tokenize(dd, self.tokenizer, c["max_length"], report, self.windows)
+        return tokenize(dd, self.tokenizer, c["max_length"], report, self.windows, self.num_proc)
 
     # ---- cache ----------------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -174,14 +180,9 @@ class TextDataModule(L.LightningDataModule):
         self.task, self.labels, self.report = TASKS[meta["task"]], meta["labels"], meta["report"]
         if self.report:  # on every run, cached or not: what happened to which rows
             log.info("data: %s", "; ".join(f"{what} {counts}" for what, counts in self.report.items()))
-        def per_document(ds, column: str) -> list[str]:  # (a document's windows all hold it)
-            values = list(ds[column])
-            return [v for v, w in zip(values, ds["window"]) if w == 0] if self.windows else values
-
-        # each document's text (and second text), for error analysis and a teacher's predictions
-        self.texts = {s: per_document(ds, "text") for s, ds in dd.items()}
-        self.pairs = {s: per_document(ds, "text_pair") for s, ds in dd.items()
-                      if "text_pair" in ds.column_names}
+        # the texts stay on disk (memory-mapped) until error analysis or a teacher reads them
+        self.raw = {s: ds.select_columns([c for c in ("text", "text_pair", "window")
+                                          if c in ds.column_names]) for s, ds in dd.items()}
         self.dataset = datasets.DatasetDict({
             s: ds.select_columns([c for c in MODEL_INPUTS + ("length", "labeled") + WINDOW_KEYS
                                   if c in ds.column_names]) for s, ds in dd.items()})
@@ -192,14 +193,24 @@ class TextDataModule(L.LightningDataModule):
                                   f"(data.window_pool=mean)")
             log.info("regression with windows: a document's value is the mean of its windows' values")
 
+    def texts(self, split: str, column: str = "text") -> list[str] | None:
+        """Each document's text (or `text_pair`: its second text; None without pairs), in order."""
+        ds = self.raw[split]
+        if column not in ds.column_names:
+            return None
+        values = list(ds[column])  # (a document's windows all hold it)
+        return [v for v, w in zip(values, ds["window"]) if w == 0] if self.windows else values
+
     def documents(self, split: str) -> int:
         """Rows of the split as read (with windows, each document once)."""
-        return len(self.texts[split])
+        ds = self.raw[split]
+        return list(ds["window"]).count(0) if self.windows else len(ds)
 
     def eval_texts(self, split: str) -> list[str]:
         """The split's texts in the order analysis.collect gives their predictions: by length
         (eval_order), or with windows by document."""
-        return self.texts[split] if self.windows else [self.texts[split][i] for i in self.eval_order(split)]
+        texts = self.texts(split)
+        return texts if self.windows else [texts[i] for i in self.eval_order(split)]
 
     @property
     def num_labels(self) -> int:

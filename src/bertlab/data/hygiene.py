@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 
 import datasets
 
@@ -36,9 +37,22 @@ def check_columns(dd: datasets.DatasetDict, c: dict) -> None:
                             f"its columns are: {', '.join(ds.column_names)}")
 
 
-def standardize(dd: datasets.DatasetDict, c: dict, report: dict) -> datasets.DatasetDict:
-    """Keep text, text_pair and labels (renamed), cleaned; drop unusable rows with a count
-    (or refuse them under data.strict); count, and optionally drop, duplicates."""
+def processes(num_proc: int | None, rows: int) -> int | None:
+    """Worker processes for a `datasets.map` over `rows` rows: data.num_proc, or (null) one per
+    core for big data; small data in this process, where forking would cost more than it saves."""
+    if num_proc is None:
+        num_proc = min(os.cpu_count() or 1, 8) if rows >= PARALLEL_FROM else 1
+    return num_proc if num_proc > 1 and rows >= 2 * num_proc else None
+
+
+PARALLEL_FROM = 20_000  # rows
+
+
+def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int | None = 1
+                ) -> datasets.DatasetDict:
+    """Keep text, text_pair and labels (renamed), cleaned (in `num_proc` processes); drop
+    unusable rows with a count (or refuse them under data.strict); count, and optionally drop,
+    duplicates."""
     check_columns(dd, c)
     clean = cleaner(c["clean"])
     pair = c["text_pair_column"]
@@ -55,7 +69,8 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict) -> datasets.Dat
 
     out = {}
     for split, ds in dd.items():
-        ds = ds.map(standard, batched=True, remove_columns=ds.column_names, desc=f"clean {split}")
+        ds = ds.map(standard, batched=True, remove_columns=ds.column_names, desc=f"clean {split}",
+                    num_proc=processes(num_proc, len(ds)))
         count(report, "cleaned", split, sum(ds["changed"]))
         ds = drop_unusable(split, ds.remove_columns("changed"), c["strict"], report)
         if len(ds) == 0:

@@ -10,30 +10,37 @@ from pathlib import Path
 
 import datasets
 
-from bertlab.data.hygiene import count
+from bertlab.data.hygiene import count, processes
 from bertlab.files import written_whole
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 3  # bump when the cached layout changes
+CACHE_VERSION = 4  # bump when the cached layout changes
 
 
 def tokenize(dd: datasets.DatasetDict, tokenizer, max_length: int, report: dict,
-             windows: dict | None = None) -> datasets.DatasetDict:
-    """input_ids etc. truncated to `max_length`, each row's `length`, and whether it was cut; or,
-    with `windows`, one row per window (windows.encode) holding its document's index and label."""
+             windows: dict | None = None, num_proc: int | None = 1) -> datasets.DatasetDict:
+    """input_ids (and token_type_ids for pairs; the collator adds the attention mask) truncated to
+    `max_length`, each row's `length`, and whether it was cut; or, with `windows`, one row per
+    window (windows.encode) holding its document's index and label. `num_proc` processes."""
     if windows:
         return tokenize_windows(dd, tokenizer, max_length, report, windows["stride"])
 
     def encode(batch):
         pair = batch["text_pair"] if "text_pair" in batch else None
-        full = tokenizer(batch["text"], pair, truncation=False)
-        enc = tokenizer(batch["text"], pair, truncation=True, max_length=max_length)
+        enc = tokenizer(batch["text"], pair, truncation=True, max_length=max_length,
+                        return_attention_mask=False, return_token_type_ids=pair is not None)
+        if enc.encodings is not None:  # a fast tokenizer keeps what truncation cut off
+            cut = [bool(e.overflowing) for e in enc.encodings]
+        else:
+            cut = [len(x) > max_length for x in tokenizer(batch["text"], pair)["input_ids"]]
+        enc = dict(enc)
         enc["length"] = [len(x) for x in enc["input_ids"]]
-        enc["truncated"] = [len(x) > max_length for x in full["input_ids"]]
+        enc["truncated"] = cut
         return enc
 
-    dd = datasets.DatasetDict({s: ds.map(encode, batched=True, desc=f"tokenize {s}")
+    dd = datasets.DatasetDict({s: ds.map(encode, batched=True, desc=f"tokenize {s}",
+                                         num_proc=processes(num_proc, len(ds)))
                                for s, ds in dd.items()})
     for split, ds in dd.items():
         n = sum(ds["truncated"])
