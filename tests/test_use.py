@@ -106,6 +106,57 @@ def test_predict_each_input_kind(run_dir, tmp_path, kind):
         assert row["label"] == ["negative", "neutral", "positive"][probs.index(max(probs))]
 
 
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_a_stopped_prediction_resumes_to_the_same_rows(run_dir, tmp_path, monkeypatch, suffix):
+    """Chunks of 8 texts; stopped in the third chunk, with half a row written past the last
+    record (a kill mid-write): resume=true gives the bytes of an uninterrupted run."""
+    from bertlab import predict as module
+    from bertlab.errors import ConfigError
+    from test_serve import compose_tool
+
+    (tmp_path / "in.txt").write_text("\n".join(f"text {i} is {'good' if i % 3 else 'bad'}"
+                                               for i in range(30)) + "\n")
+    (tmp_path / "other.txt").write_text("another text\n")
+
+    def args(out, *extra, source="in.txt"):
+        return compose_tool("predict", f"run_dir={run_dir}", f"input={tmp_path / source}",
+                            f"output={out}", "precision=32", *extra)
+
+    monkeypatch.setattr(module, "CHUNK", 8)
+    whole, out = tmp_path / f"whole.{suffix}", tmp_path / f"out.{suffix}"
+    assert module.predict(args(whole)) == 30
+    real, calls = module.predict_texts, []
+
+    def stopped_in_the_third_chunk(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(module, "predict_texts", stopped_in_the_third_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        module.predict(args(out))
+    partial = tmp_path / f"out.{suffix}.partial"
+    assert not out.exists() and len(predictions_in(partial, suffix)) == 16
+    with open(partial, "ab") as f:
+        f.write(b'{"text": "text 16 is go')  # torn: past what the record says was written
+    monkeypatch.setattr(module, "predict_texts", real)
+    with pytest.raises(ConfigError, match="has an unfinished prediction.*resume=true"):
+        module.predict(args(out))  # never started over silently
+    with pytest.raises(ConfigError, match="holds rows of another prediction \\(input="):
+        module.predict(args(out, "resume=true", source="other.txt"))
+    with pytest.raises(ConfigError, match="holds rows of another prediction \\(threshold="):
+        module.predict(args(out, "resume=true", "threshold=0.3"))
+    assert module.predict(args(out, "resume=true")) == 30
+    assert out.read_bytes() == whole.read_bytes()
+    assert not partial.exists() and not list(tmp_path.glob("*.partial*"))
+
+
+def predictions_in(path, suffix):
+    text = path.read_text()
+    return text.splitlines() if suffix == "jsonl" else text.splitlines()[1:]
+
+
 def test_predict_regression_values(tmp_path_factory, tmp_path):
     run = trained(tmp_path_factory, "data=valence")
     (tmp_path / "in.txt").write_text(":)\nhorrible\n")

@@ -4,7 +4,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
+import time
+from collections.abc import Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -14,52 +18,87 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from bertlab.data.clean import cleaner
 from bertlab.errors import ConfigError, DataError
-from bertlab.files import write_csv, written_whole
+from bertlab.files import written_whole
 from bertlab.hub import from_pretrained
 from bertlab.checkpoints import find_checkpoint, load_network
 
 TABLES = {".csv": ",", ".tsv": "\t"}
 
 
-def read_texts(source: str, text_column: str) -> list[str]:
-    """Texts from a .txt file (one per line), a csv/tsv/jsonl/json table, or stdin (`-`)."""
+CHUNK = 2048  # texts read, predicted and written together: memory stays flat on any input size
+
+
+def text_rows(source: str, text_column: str) -> Iterator[str]:
+    """The texts of a .txt file (one per line), a csv/tsv/jsonl/json table, one at a time; or
+    of stdin (`-`, read whole)."""
     if source == "-":
-        name, raw, suffix = "stdin", sys.stdin.buffer.read().decode("utf-8", errors="replace"), ".txt"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ConfigError(f"input={source} " + ("is a folder; give a file (or - for stdin)"
-                                                    if path.is_dir() else "does not exist"))
-        name, suffix = source, path.suffix.lower()
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:  # a lone \r is no line end
-            raw = f.read()
+        yield from lines_of(sys.stdin.buffer)
+        return
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigError(f"input={source} " + ("is a folder; give a file (or - for stdin)"
+                                                if path.is_dir() else "does not exist"))
+    suffix = path.suffix.lower()
     if suffix in TABLES:
-        rows = list(csv.DictReader(io.StringIO(raw), delimiter=TABLES[suffix]))
+        with open(path, encoding="utf-8", errors="replace", newline="") as f:
+            reader = csv.DictReader(f, delimiter=TABLES[suffix])
+            for row in reader:
+                yield field(row, text_column, source, reader.fieldnames)
     elif suffix in (".jsonl", ".json"):
-        try:
-            rows = (json.loads(raw) if suffix == ".json" else
-                    [json.loads(line) for line in raw.splitlines() if line.strip()])
-        except json.JSONDecodeError as e:
-            raise DataError(f"input={name} is not valid {suffix[1:]}: {e}") from e
+        with open(path, "rb") as f:
+            try:
+                records = (json.load(f) if suffix == ".json" else
+                           (json.loads(line) for line in f if line.strip()))
+                for record in records:
+                    yield field(record, text_column, source, record)
+            except json.JSONDecodeError as e:
+                raise DataError(f"input={source} is not valid {suffix[1:]}: {e}") from e
     else:
-        rows = None
-    if rows is None:
-        # lines end at \n (or \r\n) only: str.splitlines would also cut a text at \x1c, \x85 or
-        # \u2028, which real texts (tweets) hold, and shift every later prediction
-        texts = [line.removesuffix("\r") for line in raw.split("\n")]
-        while texts and not texts[-1].strip():  # blank lines at the end are no texts
-            texts.pop()
-    else:
-        if rows and text_column not in rows[0]:
-            raise DataError(f"text_column={text_column!r} is not a column of {name}; its columns "
-                            f"are: {', '.join(rows[0])}")
-        texts = [str(r.get(text_column) or "") for r in rows]
-    if not texts:
-        raise DataError(f"input={name} holds no texts")
-    blank = [i + 1 for i, t in enumerate(texts) if not t.strip()]
+        with open(path, "rb") as f:
+            yield from lines_of(f)
+
+
+def lines_of(f) -> Iterator[str]:
+    """Lines that end at \n (or \r\n) only: str.splitlines would also cut a text at \x1c, \x85
+    or \u2028, which real texts (tweets) hold, and shift every later prediction. Blank lines
+    at the end are no texts."""
+    blank = 0
+    for raw in f:
+        line = raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+        if not line.strip():
+            blank += 1
+            continue
+        yield from [""] * blank  # blank lines inside the file are texts (refused as blank)
+        blank = 0
+        yield line
+
+
+def field(record, text_column: str, source: str, columns) -> str:
+    if not isinstance(record, dict) or text_column not in record:
+        raise DataError(f"text_column={text_column!r} is not a column of {source}; its columns "
+                        f"are: {', '.join(columns) if isinstance(columns, (dict, list)) else '(none)'}")
+    return str(record.get(text_column) or "")
+
+
+def count_texts(texts: Iterable[str], source: str) -> int:
+    """The number of texts, read through once; blank texts refused (every row gets a prediction)."""
+    n, blank, first = 0, 0, None
+    for n, text in enumerate(texts, 1):
+        if not text.strip():
+            blank += 1
+            first = first or n
+    if not n:
+        raise DataError(f"input={'stdin' if source == '-' else source} holds no texts")
     if blank:
-        raise DataError(f"input={name} has {len(blank)} blank text(s), the first at row {blank[0]}"
-                        f"; remove them (every row gets a prediction)")
+        raise DataError(f"input={'stdin' if source == '-' else source} has {blank} blank text(s), "
+                        f"the first at row {first}; remove them (every row gets a prediction)")
+    return n
+
+
+def read_texts(source: str, text_column: str) -> list[str]:
+    """All texts of `source` (text_rows), checked as count_texts does."""
+    texts = list(text_rows(source, text_column))
+    count_texts(texts, source)
     return texts
 
 
@@ -214,19 +253,60 @@ def json_line(row: dict) -> str:
     return text + "\n"
 
 
-def write_rows(rows: list[dict], output: str) -> None:
-    """csv or jsonl by suffix; written to a temporary name first, so no half file is left."""
-    path = output_path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with written_whole(path) as tmp:
-        if path.suffix.lower() == ".jsonl":
-            tmp.write_text("".join(json_line(r) for r in rows), encoding="utf-8")
-        else:
-            write_csv(tmp, [{k: "|".join(v) if isinstance(v, list) else v for k, v in r.items()}
-                            for r in rows])
+def encoded(rows: list[dict], csv_file: bool, header: bool) -> bytes:
+    """Rows as jsonl lines, or csv rows (lists joined by |) after a header when `header`."""
+    if not csv_file:
+        return "".join(json_line(r) for r in rows).encode("utf-8")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    if header:
+        writer.writeheader()
+    writer.writerows({k: "|".join(v) if isinstance(v, list) else v for k, v in r.items()}
+                     for r in rows)
+    return out.getvalue().encode("utf-8")
 
 
-def predict(cfg: DictConfig) -> list[dict]:
+def started(path: Path, what: dict, resume: bool) -> tuple[int, int]:
+    """(rows, bytes) an earlier prediction into `path` wrote before it stopped: (0, 0) for a new
+    one. Its `<output>.partial` is continued only with resume=true, and only for the same `what`
+    (input file, model, settings)."""
+    partial, record = unfinished(path)
+    if not partial.exists():
+        if resume and what["input"] == "-":
+            raise ConfigError("resume=true needs input=<a file>; stdin cannot be read again")
+        return 0, 0
+    if not resume:
+        raise ConfigError(f"output {path} has an unfinished prediction in {partial}; continue it "
+                          f"with resume=true, or remove it to start again")
+    saved = json.loads(record.read_text()) if record.exists() else {"for": what, "rows": 0, "bytes": 0}
+    for key, value in what.items():
+        if saved["for"].get(key) != value:
+            raise ConfigError(f"output {partial} holds rows of another prediction ({key}="
+                              f"{saved['for'].get(key)}, not {value}); rerun it as it was, or "
+                              f"choose a new output")
+    return saved["rows"], saved["bytes"]
+
+
+def unfinished(path: Path) -> tuple[Path, Path]:
+    """The rows written so far, and the record of how far they go."""
+    return path.with_name(path.name + ".partial"), path.with_name(path.name + ".partial.json")
+
+
+def identity(cfg: DictConfig) -> dict:
+    """What a prediction's rows depend on: the input file as it is, the model and the settings."""
+    source = str(cfg.input)
+    found = {"input": source if source == "-" else str(Path(source).resolve())}
+    if source != "-":
+        stat = Path(source).stat()
+        found.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
+    found.update({k: str(cfg[k]) for k in ("text_column", "run_dir", "ckpt_path", "backend",
+                                           "precision", "threshold")})
+    return found
+
+
+def predict(cfg: DictConfig) -> int:
+    """Predict `cfg.input` into `cfg.output` in chunks of CHUNK texts, each written (and
+    recorded) as it is done, so that a stopped prediction continues with resume=true."""
     check_threshold(cfg.threshold)
     if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
         raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
@@ -234,27 +314,75 @@ def predict(cfg: DictConfig) -> list[dict]:
     precision, why = inference_precision(str(cfg.precision), cfg.backend)
     if cfg.explain and cfg.backend != "torch":
         raise ConfigError("explain=true needs gradients: use it with backend=torch")
-    output_path(cfg.output, cfg.explain)
+    if cfg.explain and cfg.resume:
+        raise ConfigError("explain=true writes its page when all texts are done; it cannot "
+                          "resume (use resume=false)")
+    path = output_path(cfg.output, cfg.explain)
+    source = str(cfg.input)
+    if source == "-":  # read once: checked and predicted from memory
+        texts = read_texts(source, cfg.text_column)
+        total, rows_of = len(texts), lambda: iter(texts)
+    else:
+        rows_of = lambda: text_rows(source, cfg.text_column)  # noqa: E731
+        total = count_texts(rows_of(), source)
+    done, offset = started(path, identity(cfg), bool(cfg.resume))
     model, tokenizer = load_predictor(cfg.run_dir, cfg.ckpt_path, cfg.backend)
     precision, why = model_precision(model.hparams, precision, why, str(cfg.precision))
-    texts = read_texts(str(cfg.input), cfg.text_column)
     if str(cfg.precision) == "auto":  # (after every check: a mistake stays one line)
         print(f"precision {precision}: {why}", file=sys.stderr)
+    if done:
+        print(f"continuing {path}: {done} of {total} rows were done", file=sys.stderr)
+    partial, record = unfinished(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    explained, clock, rows_done = [], time.time(), done
+    texts = rows_of()
+    for _ in islice(texts, done):  # (skipped, not predicted)
+        pass
+    bar = tqdm(total=total, initial=done, unit="rows", desc="predict", disable=total <= CHUNK,
+               file=sys.stderr)
+    with open(partial, "r+b" if partial.exists() else "wb") as f:
+        f.truncate(offset)  # a chunk written after the last record is written again
+        f.seek(offset)
+        while chunk := list(islice(texts, CHUNK)):
+            rows = predicted_rows(model, tokenizer, chunk, cfg, precision, explained)
+            f.write(encoded(rows, path.suffix.lower() == ".csv", header=f.tell() == 0))
+            f.flush()
+            os.fsync(f.fileno())
+            rows_done += len(rows)
+            with written_whole(record) as tmp:
+                tmp.write_text(json.dumps({"for": identity(cfg), "rows": rows_done,
+                                           "bytes": f.tell()}))
+            bar.update(len(rows))
+    bar.close()
+    if cfg.explain:
+        from bertlab.explain import write_html
+
+        page = path.with_suffix(".html")
+        write_html(page, *zip(*explained), tokenizer)
+        print(f"wrote explanations to {page}", file=sys.stderr)
+    if path.exists():
+        raise ConfigError(f"output {path} appeared while predicting; the rows are in {partial}")
+    os.replace(partial, path)
+    record.unlink()
+    rate = (rows_done - done) / max(time.time() - clock, 1e-9)
+    print(f"wrote {rows_done} predictions to {cfg.output} ({rate:.0f} rows/s)", file=sys.stderr)
+    return rows_done
+
+
+def predicted_rows(model, tokenizer, texts: list[str], cfg: DictConfig, precision: str,
+                   explained: list) -> list[dict]:
+    """The result rows of `texts`; with explain=true, each row's top tokens added and (row,
+    token scores) kept in `explained` for the page."""
     windows = [] if model.hparams.get("windows") else None  # each text's count, in its row
-    scores = predict_texts(model, tokenizer, texts, cfg.batch_size, progress=len(texts) > 1000,
-                           precision=precision, windows=windows)
+    scores = predict_texts(model, tokenizer, texts, cfg.batch_size, precision=precision,
+                           windows=windows)
     rows = result_rows(model, texts, scores, cfg.threshold, windows)
     if cfg.explain:
-        from bertlab.explain import explain_texts, top_tokens, write_html
+        from bertlab.explain import explain_texts, top_tokens
 
         targets = ([None] * len(texts) if not model.task.has_classes else
                    scores.argmax(-1).tolist())  # multi-label: the most likely label
-        explanations = explain_texts(model, tokenizer, texts, targets)
-        for row, scores_ in zip(rows, explanations):
-            row["explanation"] = top_tokens(scores_, tokenizer)
-        page = Path(cfg.output).with_suffix(".html")
-        write_html(page, rows, explanations, tokenizer)
-        print(f"wrote explanations to {page}", file=sys.stderr)
-    write_rows(rows, cfg.output)
-    print(f"wrote {len(rows)} predictions to {cfg.output}", file=sys.stderr)
+        for row, token_scores in zip(rows, explain_texts(model, tokenizer, texts, targets)):
+            row["explanation"] = top_tokens(token_scores, tokenizer)
+            explained.append((row, token_scores))
     return rows
