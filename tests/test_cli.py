@@ -165,6 +165,15 @@ def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     for folder in (job(sweep, 0), job(sweep, 1)):
         assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
         assert f"torch threads: {share}" in (folder / "train.log").read_text()
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+
+    with initialize_config_dir(str(CONF), version_base="1.3"):  # a search launches as many at once
+        for launcher, n_jobs in ((["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], 2), ([], 1)):
+            cfg = compose("train", overrides=["hparams_search=lr_optuna", *launcher],
+                          return_hydra_config=True)
+            assert cfg.hydra.sweeper.n_jobs == n_jobs
 
 
 def test_submitit_local_executor_and_the_slurm_option(tmp_path):
@@ -200,6 +209,38 @@ def test_ddp_on_cpu_two_processes_one_run_folder(tmp_path):
     # synced across both processes: the same as one process on the whole validation split
     assert single["validation/acc"] == pytest.approx(metrics["val/acc"], abs=1e-6)
     assert single["validation/loss"] == pytest.approx(metrics["val/loss"], abs=1e-5)
+
+
+def test_two_workers_share_one_journal_study(tmp_path):
+    """Two searches started at once on one JournalStorage file: every trial run once, by one of
+    them, with draws of its own; the summary from the study; another space refused."""
+    import optuna
+
+    journal = tmp_path / "study.log"
+    args = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=lr_optuna", *SMOKE,
+            "hydra.sweeper.n_trials=6", f"hparams_search.storage={journal}",
+            "trainer.enable_progress_bar=false"]
+    workers = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True) for _ in range(2)]
+    for w in workers:
+        assert w.wait(timeout=300) == 0, w.stderr.read()[-3000:]
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
+    trials = optuna.load_study(study_name="lr_optuna", storage=storage).trials
+    assert len(trials) in (6, 7)  # (two workers asking for the last trial at once: one more)
+    assert all(t.state.is_finished() for t in trials)
+    ran_by = {t.system_attrs["worker"] for t in trials}
+    assert len(ran_by) == 2 and {w.split(":")[1] for w in ran_by} == {str(w.pid) for w in workers}
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == len(trials)
+    search = tmp_path / "outputs" / "searches" / "lr_optuna"
+    for t in trials:  # one folder per trial, which ran to an end
+        assert json.loads((job(search, t.number) / "metrics.json").read_text())["status"] in (
+            "finished", "pruned")
+    assert json.loads((search / "best.json").read_text())["trials"] == len(trials)
+    size = journal.stat().st_size
+    other = cli(args[2:-1] + ["lr=choice(1e-4,2e-4)"], tmp_path)
+    assert other.returncode == 2 and "searches another space (lr: tag(log, interval(1e-5, 3e-4)) " \
+        "there, choice(1e-4,2e-4) here)" in other.stderr.strip().splitlines()[-1], other.stderr[-2000:]
+    assert journal.stat().st_size == size
 
 
 def test_optuna_search_continues_and_prunes(tmp_path):

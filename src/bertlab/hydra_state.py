@@ -67,9 +67,10 @@ def copy_records(dest: Path) -> None:
             shutil.copy(path, dest / path.name)
 
 
-def sweep() -> tuple[str, str, dict]:
-    """(sweep folder, Optuna study name, pruner config) of a hyperparameter search job."""
+def sweep() -> tuple[str, str, dict, str | None]:
+    """(sweep folder, Optuna study name, pruner config, storage URL) of a search job."""
     from omegaconf import OmegaConf
 
     hc = current()
-    return hc.sweep.dir, hc.sweeper.study_name, OmegaConf.to_container(hc.sweeper.pruner)
+    return (hc.sweep.dir, hc.sweeper.study_name, OmegaConf.to_container(hc.sweeper.pruner),
+            hc.sweeper.get("storage"))

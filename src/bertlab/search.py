@@ -2,10 +2,11 @@
 
 The sweeper itself is in hydra_plugins/bertlab_optuna_sweeper (Hydra finds plugins there).
 
-Hydra's own Optuna sweeper pins optuna<3, so this one is ours. Two things it adds: the study
-lives in an SQLite file in the sweep folder, so the same command continues a search where it
-stopped; and each job reports its validation curve (callbacks/optuna_pruning.py), so a median pruner
-stops hopeless trials early.
+Hydra's own Optuna sweeper pins optuna<3, so this one is ours. What it adds: the study lives in
+an SQLite file in the sweep folder, so the same command continues a search where it stopped, or
+in a shared storage (a JournalStorage file, a database) that several workers serve at once; and
+each job reports its validation curve (callbacks/optuna_pruning.py), so a median pruner stops
+hopeless trials early.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ class OptunaSweeperConf:
     study_name: str = "search"
     seed: int = 0
     n_jobs: int = 1  # trials launched together (a parallel launcher runs them at once)
+    storage: Any = None  # null: optuna.db in the sweep folder; or a journal file / SQLAlchemy URL
     params: dict = field(default_factory=dict)
     pruner: dict = field(default_factory=lambda: {"n_startup_trials": 3, "n_warmup_steps": 0})
 
@@ -39,21 +41,149 @@ def register() -> None:
                                  node=OptunaSweeperConf, provider="bertlab")
 
 
-def storage_url(sweep_dir: str | Path) -> str:
-    return f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}"
+def open_storage(url: str | None, sweep_dir: str | Path):
+    """The study's storage: by default an SQLite file in the sweep folder (one machine; the same
+    command continues the search). `url` shares one study between workers: a file path (or
+    `journal:<path>`) is an Optuna JournalStorage file, for a filesystem the workers share; an
+    SQLAlchemy URL (`postgresql://user:pw@host/db`, `mysql://...`, `sqlite:///...`) a database."""
+    import optuna
+
+    if not url:
+        return optuna.storages.RDBStorage(f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}")
+    try:
+        if "://" in url:
+            return optuna.storages.RDBStorage(url)
+        path = Path(url.removeprefix("journal:")).expanduser()
+        if not path.parent.is_dir():
+            raise FileNotFoundError(f"the folder {path.parent} does not exist")
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    except Exception as e:  # drivers, network and files fail in many ways; all are the user's URL
+        from bertlab.data.sources import first_line
+
+        raise ConfigError(f"hparams_search.storage={url} cannot be opened ({first_line(e)}); use a "
+                          f"journal file on a shared filesystem (/shared/study.log) or an SQLAlchemy "
+                          f"URL (postgresql://user:password@host/db)") from e
 
 
-def load_study(sweep_dir, study_name: str, direction: str = "minimize", seed: int = 0,
-               pruner: dict | None = None):
+def load_study(sweep_dir, study_name: str, direction: str = "minimize", pruner: dict | None = None,
+               storage: str | None = None, space: dict | None = None):
+    """The sweeper's study: created, or loaded to continue; one of another direction or search
+    space (`space`: each searched key's spec as text) is refused."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        storage=storage_url(sweep_dir), study_name=study_name, direction=direction,
-        load_if_exists=True, pruner=optuna.pruners.MedianPruner(**(pruner or {})))
-    # seeded, but not replaying the first run's draws when a search continues
-    study.sampler = optuna.samplers.TPESampler(seed=seed + len(study.trials))
-    return study
+    opened, median = open_storage(storage, sweep_dir), optuna.pruners.MedianPruner(**(pruner or {}))
+    try:  # (loaded first: a refused search must not add a line to a shared journal)
+        study = optuna.load_study(study_name=study_name, storage=opened, pruner=median)
+    except KeyError:  # a new study; or another worker's, created at this moment
+        study = optuna.create_study(storage=opened, study_name=study_name, direction=direction,
+                                    load_if_exists=True, pruner=median)
+    where = f"study {study_name!r} in {storage or sweep_dir}"
+    if study.direction.name.lower() != direction:
+        raise ConfigError(f"the {where} is to {study.direction.name.lower()}, not {direction}; use "
+                          f"another hydra.sweeper.study_name for a new search")
+    if space is not None:
+        before = study.user_attrs.get("search_space")
+        if before is None:
+            study.set_user_attr("search_space", space)
+        elif before != space:
+            changed = sorted(k for k in set(before) | set(space) if before.get(k) != space.get(k))
+            raise ConfigError(f"the {where} searches another space ({changed[0]}: "
+                              f"{before.get(changed[0])} there, {space.get(changed[0])} here); use "
+                              f"another hydra.sweeper.study_name for a new search")
+    return study  # (the sweeper seeds the sampler for each trial)
+
+
+def attach(sweep_dir, study_name: str, pruner: dict | None, storage: str | None):
+    """A trial's job: the study its sweeper made (to report the curve and be pruned)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=study_name, storage=open_storage(storage, sweep_dir),
+                             pruner=optuna.pruners.MedianPruner(**(pruner or {})))
+
+
+# ---- several workers on one study: who runs a trial, and whether it is still alive -------------
+# Optuna's heartbeat is for RDB storages only (not JournalStorage), and its ask/tell API leaves
+# beating to the caller, so each sweeper marks its trials and beats for them while they run.
+BEAT_EVERY, STALE_AFTER = 30, 300  # seconds
+
+
+def worker() -> str:
+    import os
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(study, trial) -> None:
+    import time
+
+    study._storage.set_trial_system_attr(trial._trial_id, "worker", worker())
+    study._storage.set_trial_system_attr(trial._trial_id, "heartbeat", time.time())
+
+
+def beating(study, trials):
+    """A context in which a thread records a heartbeat for `trials` every BEAT_EVERY seconds."""
+    import contextlib
+    import threading
+    import time
+
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(BEAT_EVERY):
+            for t in trials:
+                try:
+                    study._storage.set_trial_system_attr(t._trial_id, "heartbeat", time.time())
+                except Exception:  # noqa: BLE001 - finished meanwhile (pruned by its job)
+                    pass
+
+    @contextlib.contextmanager
+    def running():
+        thread = threading.Thread(target=beat, daemon=True, name="optuna-heartbeat")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    return running()
+
+
+def stale(trial, now: float) -> bool:
+    """A running trial whose worker is gone: a process of this machine that no longer runs, or
+    no heartbeat for STALE_AFTER seconds (a trial of an older bertlab: none after a minute)."""
+    import os
+    import socket
+
+    who, beat = trial.system_attrs.get("worker"), trial.system_attrs.get("heartbeat")
+    if who is None:
+        return now - trial.datetime_start.timestamp() > 60
+    host, pid = who.rsplit(":", 1)
+    if host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+    return beat is None or now - beat > STALE_AFTER
+
+
+def give_up_stale(study) -> int:
+    """Running trials whose worker is gone, told failed (they count as done); how many."""
+    import time
+
+    import optuna
+
+    now, n = time.time(), 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if stale(t, now):
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            n += 1
+    return n
 
 
 def parse_space(name: str, spec) -> Any:

@@ -59,8 +59,8 @@ def callbacks(cfg: DictConfig) -> list:
     if cfg.get("optuna_trial") is not None:  # a trial of hparams_search: report the curve
         from bertlab.callbacks.optuna_pruning import OptunaPruning
 
-        sweep_dir, study, pruner = hydra_state.sweep()
-        found.append(OptunaPruning(sweep_dir, study, cfg.optuna_trial, cfg.monitor, pruner))
+        sweep_dir, study, pruner, storage = hydra_state.sweep()
+        found.append(OptunaPruning(sweep_dir, study, cfg.optuna_trial, cfg.monitor, pruner, storage))
     return found
 
 

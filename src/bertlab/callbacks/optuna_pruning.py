@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from lightning.pytorch.callbacks import Callback
 
-from bertlab.search import load_study
+from bertlab.search import attach
 
 
 class OptunaPruning(Callback):
@@ -11,10 +11,10 @@ class OptunaPruning(Callback):
     says the curve is hopeless (the job then ends with status `pruned`)."""
 
     def __init__(self, sweep_dir: str, study_name: str, trial_number: int, monitor: str,
-                 pruner: dict | None = None) -> None:
+                 pruner: dict | None = None, storage: str | None = None) -> None:
         import optuna
 
-        self.study = load_study(sweep_dir, study_name, pruner=pruner)  # the sweeper's pruner
+        self.study = attach(sweep_dir, study_name, pruner, storage)  # the sweeper's study and pruner
         self.trial_number, self.monitor, self.pruned = trial_number, monitor, False
         trial = next(t for t in self.study.trials if t.number == trial_number)
         self.trial = optuna.trial.Trial(self.study, trial._trial_id)
