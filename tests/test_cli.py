@@ -185,6 +185,14 @@ def test_submitit_local_executor_and_the_slurm_option(tmp_path):
         cfg = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1
+    with initialize_config_dir(str(CONF), version_base="1.3"):  # many nodes: one task per GPU
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "trainer=ddp", "trainer.devices=8",
+                                          "trainer.num_nodes=4"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (4, 8, 8)
+    assert (cfg.trainer.num_nodes, cfg.trainer.strategy) == (4, "ddp")
+    r = cli(["-m", "hydra/launcher=slurm", "trainer=ddp", "lr=1e-5"], tmp_path)  # devices: -1
+    assert r.returncode == 2 and "give trainer.devices=<GPUs per node>" in r.stderr, r.stderr
     r = cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1",
              "hydra.launcher.timeout_min=10", *SMOKE, "lr=1e-4,3e-4"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -127,6 +127,36 @@ def test_a_used_run_folder_is_never_reused(make_cfg, tmp_path):
     assert (tmp_path / "run" / "metrics.json").read_text() == before
 
 
+@pytest.mark.parametrize("env, first", [
+    ({}, True), ({"LOCAL_RANK": "1"}, False), ({"NODE_RANK": "1", "LOCAL_RANK": "0"}, False),
+    ({"RANK": "5"}, False), ({"SLURM_NTASKS": "8", "SLURM_PROCID": "3"}, False),
+    ({"SLURM_NTASKS": "8", "SLURM_PROCID": "0"}, True), ({"SLURM_NTASKS": "1", "SLURM_PROCID": "2"}, True),
+])
+def test_only_the_first_process_of_a_run_claims_and_records(monkeypatch, tmp_path, env, first):
+    """DDP over nodes (NODE_RANK, torchrun's RANK) or SLURM tasks (one per GPU): every process
+    runs train.py on the same folder; the first claims it and writes its records, the rest do not
+    (and are not refused because the first did). One SLURM task alone (an array job) is first."""
+    from omegaconf import OmegaConf
+
+    from bertlab import runs
+
+    for key in ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "RANK", "SLURM_NTASKS", "SLURM_PROCID"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert runs.first_process() is first
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.CLAIM).write_text("another process")  # the first process's claim
+    if first:
+        with pytest.raises(ConfigError, match="already holds a run"):
+            runs.claim_run_dir(run)
+    else:
+        runs.claim_run_dir(run)  # not refused
+        runs.write_records(run, OmegaConf.create({"lr": 1}), None)
+        assert sorted(p.name for p in run.iterdir()) == [runs.CLAIM]  # nothing written
+
+
 def test_tensorboard_has_curves_lr_and_hparams(make_cfg, tmp_path):
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
     from tensorboard.plugins.hparams import plugin_data_pb2

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from bertlab import runs
 from bertlab.errors import ConfigError, exit_usage, user_error
+from bertlab.runs import first_process
 from bertlab.hydra_state import in_multirun
 from bertlab.overrides import (VALUED, check_group_choices, check_overrides, name_jobs_by_swept_keys,
                                place_output)
@@ -181,8 +181,10 @@ def entry(script: str, config_name: str, task: str, check: str | None = None) ->
     if config_name == "train":
         argv = resume_argv(argv)
     argv = check_overrides(argv, conf, config_name)
-    if os.environ.get("LOCAL_RANK", "0") == "0":  # (not a DDP process of a run already placed)
+    if first_process():  # (not a DDP process of a run that the first one placed)
         argv = place_output(argv, conf, config_name)
+    elif not any(a.startswith("hydra.output_subdir=") for a in argv):
+        argv.append("hydra.output_subdir=null")  # the first process's records stand (as Lightning does)
     if config_name == "train":
         argv = name_jobs_by_swept_keys(argv, conf)
     if not any(a.startswith("hydra.job.name=") for a in argv):

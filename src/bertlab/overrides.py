@@ -195,6 +195,11 @@ def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]
         exit_usage(f"run_dir={run_dir} " + ("is a file, not a run folder" if Path(run_dir).exists()
                                        else "does not exist") + "; give outputs/runs/<run>")
     if multirun:
+        tasks = OmegaConf.select(cfg, "hydra.launcher.tasks_per_node", default=None)
+        if "Slurm" in str(OmegaConf.select(cfg, "hydra.launcher._target_", default="")) and not (
+                isinstance(tasks, int) and tasks > 0):
+            exit_usage(f"hydra/launcher=slurm starts one task per GPU, but tasks_per_node is {tasks} "
+                       f"(trainer.devices); give trainer.devices=<GPUs per node>, a number")
         given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")]
         resumed = any(a.startswith("resume=") for a in argv)
         searching = OmegaConf.select(cfg, "hydra.sweeper.study_name", default=None)

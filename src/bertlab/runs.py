@@ -62,11 +62,21 @@ def claim(folder: Path, key: str) -> None:
                          if key == "hydra.run.dir" else ""))
 
 
+def first_process() -> bool:
+    """False in a DDP process other than the run's first: one Lightning started beside it
+    (LOCAL_RANK), one on another node (NODE_RANK, torchrun's RANK), or one of SLURM's tasks
+    (SLURM_PROCID, when srun starts one task per GPU). Only the first claims and records."""
+    env = os.environ
+    if int(env.get("SLURM_NTASKS", "1")) > 1 and env.get("SLURM_PROCID", "0") != "0":
+        return False
+    return all(env.get(key, "0") == "0" for key in ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "RANK"))
+
+
 def claim_run_dir(run_dir: Path) -> None:
     """Make the folder this run's alone: refused if it holds a run or another command claimed it
     (the entry point usually claimed it already, before Hydra wrote its records)."""
-    if os.environ.get("LOCAL_RANK", "0") != "0":
-        return  # a DDP process that Lightning started for the run that rank 0 claimed
+    if not first_process():
+        return  # a DDP process of the run that the first one claimed
     for name in ("metrics.json", "checkpoints"):
         if (run_dir / name).exists():
             raise ConfigError(f"output_dir={run_dir} already holds a run ({name}); "
@@ -133,7 +143,9 @@ def provenance() -> dict:
 
 def write_records(run_dir: Path, cfg: DictConfig, resume_step: int | None) -> None:
     """A new run: its resolved config and provenance. A resumed one: what ran the resumed
-    part, beside what ran the first one (`resume_step` None: a new run)."""
+    part, beside what ran the first one (`resume_step` None: a new run); by the first process."""
+    if not first_process():
+        return
     if resume_step is None and not (run_dir / "provenance.json").exists():
         (run_dir / ".hydra").mkdir(exist_ok=True)
         if cfg.get("resume"):  # a sweep job that never started: Hydra wrote its records aside

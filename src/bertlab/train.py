@@ -118,7 +118,7 @@ def set_up_process(cfg: DictConfig) -> None:
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).handlers.clear()  # Hydra's handlers (console, train.log) print
         logging.getLogger(name).propagate = True  # each line once
-    datasets.disable_progress_bars()  # tokenizing is quick; the training bar is the one to watch
+    datasets.disable_progress_bars()  # small data tokenizes at once (big data turns them on: build)
 
 
 def build_data(cfg: DictConfig, run_dir: Path) -> TextDataModule:

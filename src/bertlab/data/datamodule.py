@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from bertlab.data import tokens, windows
-from bertlab.data.hygiene import leakage, standardize
+from bertlab.data.hygiene import PARALLEL_FROM, leakage, standardize
 from bertlab.data.labels import carve, encode_labels, task_named
 from bertlab.data.sampler import EpochSampler
 from bertlab.data.sources import SOURCES, read
@@ -141,8 +141,19 @@ class TextDataModule(L.LightningDataModule):
     # ---- the one-way pipeline: each stage is a plain function in its own module -------------
     def build(self) -> datasets.DatasetDict:
         """read a table -> clean and count -> labels and splits -> tokenize."""
+        dd = read(self.cfg, self.report)
+        shown = datasets.is_progress_bar_enabled()
+        if max(len(ds) for ds in dd.values()) >= PARALLEL_FROM:  # big data: bars with rate and ETA
+            datasets.enable_progress_bars()
+        try:
+            return self.prepared(dd)
+        finally:
+            if not shown:
+                datasets.disable_progress_bars()
+
+    def prepared(self, dd: datasets.DatasetDict) -> datasets.DatasetDict:
+        """clean and count -> labels and splits -> tokenize, for the raw splits `dd`."""
         c, report = self.cfg, self.report
-        dd = read(c, report)
         if c["labels"] is not None and "train" not in dd:  # only scoring a given file
             dd = standardize(dd, c, report, self.num_proc)
             self.task = task_named(c["task"], next(iter(dd.values())).features["labels"])
