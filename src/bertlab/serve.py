@@ -6,9 +6,11 @@ must never get that far.
 """
 
 import sys
+from queue import Empty
 from typing import Any, ClassVar, Optional
 
 import litserve as ls
+from litserve.loops.simple_loops import BatchedLoop
 from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -54,6 +56,45 @@ class TextsRequest(BaseModel):
         if any(not t.strip() for t in many):
             raise ValueError(f"{key} holds a blank text; every text must have words")
         return many
+
+
+IDLE_WAIT = 0.5  # seconds a worker waits at once for the first request of a batch
+
+
+class Waiting:
+    """A request queue as LitServe's batched loop reads it, with a wait for the first request:
+    the loop itself asks for one every millisecond while idle (its worker and the queue's manager
+    process kept busy for nothing, a core between them). The first request, once it comes, is
+    handed to the loop, which gathers the batch around it as always (batch_timeout)."""
+
+    def __init__(self, queue) -> None:
+        self.queue, self.pending = queue, []
+
+    def wait(self, seconds: float) -> bool:
+        """Whether a request came within `seconds` (ends as soon as one does: no added latency)."""
+        if not self.pending:
+            try:
+                self.pending.append(self.queue.get(True, seconds))
+            except Empty:
+                return False
+        return True
+
+    def get(self, block: bool = True, timeout: float | None = None):
+        return self.pending.pop() if self.pending else self.queue.get(block, timeout)
+
+    def get_nowait(self):
+        return self.get(False)
+
+
+class WaitingLoop(BatchedLoop):
+    """LitServe's batched loop, on a Waiting queue."""
+
+    def get_batch_requests(self, lit_api, request_queue, transport):
+        if getattr(self, "waiting", None) is None or self.waiting.queue is not request_queue:
+            self.waiting = Waiting(request_queue)
+        if not self.waiting.wait(IDLE_WAIT):
+            return [], []
+        return super().get_batch_requests(lit_api, self.waiting, transport)
 
 
 class TextAPI(ls.LitAPI):
@@ -191,7 +232,8 @@ def serve(cfg: DictConfig) -> None:
     TextsRequest.pairs = reads_pairs(str(cfg.run_dir), cfg.backend)
     api = TextAPI(str(cfg.run_dir), cfg.backend, precision, cfg.threshold, cfg.threads,
                   cfg.log_batches, max_batch_size=cfg.max_batch_size,
-                  batch_timeout=float(cfg.batch_timeout))
+                  batch_timeout=float(cfg.batch_timeout),
+                  loop=WaitingLoop() if cfg.max_batch_size > 1 else "auto")
     server = ls.LitServer(api, accelerator="cpu" if cfg.backend == "onnx" else cfg.accelerator,
                           workers_per_device=cfg.workers, max_payload_size=cfg.max_body_bytes,
                           timeout=cfg.timeout)
