@@ -55,9 +55,11 @@ def compose_tool(name: str, *overrides: str):
 
 
 def predict(run_dir, tmp_path, name, *args):
+    """predict.py's rows for in.txt (in this process: test_use runs its command line)."""
+    from bertlab.predict import predict as run
+
     out = tmp_path / f"{name}.jsonl"
-    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}", f"output={out}", *args)
-    assert r.returncode == 0, r.stderr[-2000:]
+    run(compose_tool("predict", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}", f"output={out}", *args))
     return predictions(out)
 
 

@@ -71,6 +71,15 @@ def test_eval_cli_writes_inside_the_run(run_dir):
     assert "test/acc" in json.loads(out.read_text())
 
 
+def predict_in_process(*args):
+    """predict.py's work without a new process (the command line itself: test_predict_each_input_kind
+    reads stdin through it, and test_predict_bad_input_is_one_line checks its errors)."""
+    from bertlab.predict import predict
+    from test_serve import compose_tool
+
+    return predict(compose_tool("predict", *args))
+
+
 def predictions(path):
     if path.suffix == ".jsonl":
         return [json.loads(line) for line in path.read_text().splitlines()]
@@ -95,9 +104,12 @@ def test_predict_each_input_kind(run_dir, tmp_path, kind):
     source = "-" if kind == "stdin" else str(tmp_path / f"in.{kind}")
     out = tmp_path / ("out.csv" if kind == "csv" else "out.jsonl")
     extra = ["text_column=tweet"] if kind == "csv" else []
-    r = tool("predict.py", f"run_dir={run_dir}", f"input={source}", f"output={out}", *extra,
-             stdin=stdin)
-    assert r.returncode == 0, r.stderr[-2000:]
+    if kind == "stdin":  # the command line, reading stdin
+        r = tool("predict.py", f"run_dir={run_dir}", f"input={source}", f"output={out}", *extra,
+                 stdin=stdin)
+        assert r.returncode == 0, r.stderr[-2000:]
+    else:
+        predict_in_process(f"run_dir={run_dir}", f"input={source}", f"output={out}", *extra)
     rows = predictions(out)
     assert [row["text"] for row in rows] == texts
     for row in rows:
@@ -160,9 +172,7 @@ def predictions_in(path, suffix):
 def test_predict_regression_values(tmp_path_factory, tmp_path):
     run = trained(tmp_path_factory, "data=valence")
     (tmp_path / "in.txt").write_text(":)\nhorrible\n")
-    r = tool("predict.py", f"run_dir={run}", f"input={tmp_path / 'in.txt'}",
-             f"output={tmp_path / 'out.jsonl'}")
-    assert r.returncode == 0, r.stderr[-2000:]
+    predict_in_process(f"run_dir={run}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}")
     rows = predictions(tmp_path / "out.jsonl")
     assert [set(row) for row in rows] == [{"text", "value"}] * 2
 
@@ -247,9 +257,8 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
 
     texts = ["what a great day", "this is awful", "the car drives itself"]  # clean already
     (tmp_path / "in.txt").write_text("\n".join(texts))
-    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
-             f"output={tmp_path / 'p.jsonl'}", "precision=32")  # (the pipeline runs fp32)
-    assert r.returncode == 0, r.stderr[-2000:]
+    predict_in_process(f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
+                       f"output={tmp_path / 'p.jsonl'}", "precision=32")  # (the pipeline runs fp32)
     ours = predictions(tmp_path / "p.jsonl")
     theirs = pipeline("text-classification", model=str(out), device="cpu")(texts, top_k=None)
     for mine, scores in zip(ours, theirs):
@@ -264,9 +273,7 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
 def test_a_trailing_blank_line_is_not_a_text(run_dir, tmp_path):
     # a line ends at \n or \r\n only: \u2028, \x85 and \x1c inside a text (tweets hold them) do not cut it
     (tmp_path / "in.txt").write_bytes("good\u2028film\r\nbad\x85 film\x1c\rend\n\n".encode())
-    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
-             f"output={tmp_path / 'p.jsonl'}")
-    assert r.returncode == 0, r.stderr[-2000:]
+    predict_in_process(f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'p.jsonl'}")
     assert [row["text"] for row in predictions(tmp_path / "p.jsonl")] == ["good\u2028film",
                                                                           "bad\x85 film\x1c\rend"]
 
@@ -321,9 +328,8 @@ def test_regression_analysis(tmp_path_factory):
 
 def test_predict_explain_adds_tokens_and_a_page(run_dir, tmp_path):
     (tmp_path / "in.txt").write_text("what a great day\nthis is awful\n")
-    r = tool("predict.py", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
-             f"output={tmp_path / 'p.jsonl'}", "explain=true")
-    assert r.returncode == 0, r.stderr[-2000:]
+    predict_in_process(f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'p.jsonl'}",
+                       "explain=true")
     rows = predictions(tmp_path / "p.jsonl")
     shown = [[pair.rsplit(":", 1)[0] for pair in row["explanation"].split()] for row in rows]
     assert sorted(shown[0]) == ["a", "day", "great", "what"]  # every word, no [CLS] / [SEP]
