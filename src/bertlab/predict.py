@@ -47,8 +47,9 @@ def text_rows(source: str, text_column: str) -> Iterator[str]:
     elif suffix in (".jsonl", ".json"):
         with open(path, "rb") as f:
             try:
-                records = (json.load(f) if suffix == ".json" else
-                           (json.loads(line) for line in f if line.strip()))
+                text = lambda raw: raw.decode("utf-8", errors="replace")  # noqa: E731
+                records = (json.loads(text(f.read())) if suffix == ".json" else
+                           (json.loads(text(line)) for line in f if line.strip()))
                 for record in records:
                     yield field(record, text_column, source, record)
             except json.JSONDecodeError as e:

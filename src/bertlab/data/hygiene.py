@@ -37,15 +37,15 @@ def check_columns(dd: datasets.DatasetDict, c: dict) -> None:
                             f"its columns are: {', '.join(ds.column_names)}")
 
 
+PARALLEL_FROM = 20_000  # rows: below this, cleaning and tokenizing in one process is quicker
+
+
 def processes(num_proc: int | None, rows: int) -> int | None:
     """Worker processes for a `datasets.map` over `rows` rows: data.num_proc, or (null) one per
     core for big data; small data in this process, where forking would cost more than it saves."""
     if num_proc is None:
         num_proc = min(os.cpu_count() or 1, 8) if rows >= PARALLEL_FROM else 1
     return num_proc if num_proc > 1 and rows >= 2 * num_proc else None
-
-
-PARALLEL_FROM = 20_000  # rows
 
 
 def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int | None = 1
