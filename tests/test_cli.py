@@ -115,17 +115,6 @@ def test_hub_model_offline_is_one_line(tmp_path):
     assert "model=minilm" in last
 
 
-def test_a_failing_job_does_not_stop_the_sweep(tmp_path):
-    r = cli(["-m", *SMOKE, "lr=1e-4,-1,3e-4"], tmp_path)
-    assert r.returncode == 1
-    assert "error: 1 of 3 jobs failed" in r.stderr
-    assert "job 1_" in r.stderr and ": lr=-1 is not valid" in r.stderr
-    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
-    statuses = [json.loads((job(sweep, i) / "metrics.json").read_text())["status"]
-                for i in range(3)]
-    assert statuses == ["finished", "failed", "finished"]
-
-
 def fake_job(sweep, num, overrides, metrics=None):
     job = sweep / str(num)
     (job / ".hydra").mkdir(parents=True)
@@ -157,13 +146,18 @@ def test_report_rebuilds_a_seeded_interrupted_sweep(tmp_path):
 
 
 def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
-    r = cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMOKE, "lr=1e-4,3e-4"],
+    """Two jobs at once, each with its share of the cores; a job that fails (lr=-1) does not stop
+    the sweep: recorded as failed, listed at the end, and the sweep exits non-zero."""
+    r = cli(["-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *SMOKE, "lr=1e-4,-1,3e-4"],
             tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "error: 1 of 3 jobs failed" in r.stderr
+    assert "job 1_" in r.stderr and ": lr=-1 is not valid" in r.stderr
     (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    statuses = [json.loads((job(sweep, i) / "metrics.json").read_text())["status"] for i in range(3)]
+    assert statuses == ["finished", "failed", "finished"]
     share = max(1, (os.cpu_count() or 1) // 2)
-    for folder in (job(sweep, 0), job(sweep, 1)):
-        assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
+    for folder in (job(sweep, 0), job(sweep, 2)):
         assert f"torch threads: {share}" in (folder / "train.log").read_text()
     from hydra import compose, initialize_config_dir
 

@@ -87,6 +87,7 @@ def test_killed_and_preempted_run_resumes_to_the_same_metrics(data, tmp_path):
     assert 0 < killed_at < 20, killed_at
     # a crash in the middle of a checkpoint write leaves a temporary file, never a torn last.ckpt
     (last.parent / ".last.ckpt.tmp99999").write_bytes(b"PK\x03\x04 half a checkpoint")
+    refusals_are_one_line(b, tmp_path)
 
     # 2. resume, then SIGTERM in the second epoch: a checkpoint at the step boundary, status
     p = start([f"resume={b}"], tmp_path)
@@ -117,13 +118,16 @@ def test_killed_and_preempted_run_resumes_to_the_same_metrics(data, tmp_path):
     assert len(json.loads((b / "provenance.json").read_text())["resumed"]) == 2
 
 
-def test_resume_refusals_are_one_line(data, tmp_path):
-    run = tmp_path / "run"
-    finish(args(data, f"hydra.run.dir={run}", "max_epochs=1"), tmp_path)
-    (run / "metrics.json").unlink()  # as if it had been killed after its last checkpoint...
-    last = run / "checkpoints" / "last.ckpt"
-    last.write_bytes(last.read_bytes()[:5000])  # ...and the checkpoint then damaged
-    cases = [([f"resume={run}"], "truncated"),  # (a finished run: test_mistakes.py)
+def refusals_are_one_line(run, tmp_path):
+    """A stopped run continues with its own config only; a damaged last checkpoint or a folder
+    that holds no run is refused in one line (a finished run: test_mistakes.py)."""
+    import shutil
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    last = damaged / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:5000])
+    cases = [([f"resume={damaged}"], "truncated"),
              ([f"resume={run}", "lr=0.1"], "drop lr=0.1"),
              ([f"resume={tmp_path}"], "not a run or sweep folder")]
     for argv, words in cases:
@@ -133,6 +137,7 @@ def test_resume_refusals_are_one_line(data, tmp_path):
         assert r.stderr.strip().splitlines()[-1].startswith("error:") and words in r.stderr, \
             r.stderr[-2000:]
         assert "Traceback" not in r.stderr
+    shutil.rmtree(damaged)
 
 
 def test_resumed_sweep_runs_only_unfinished_jobs(data, tmp_path):
