@@ -196,23 +196,6 @@ def test_submitit_local_executor_and_the_slurm_option(tmp_path):
         assert "torch threads: 1" in (folder / "train.log").read_text()
 
 
-def test_ddp_on_cpu_two_processes_one_run_folder(tmp_path):
-    r = cli(["trainer=ddp_cpu", *SMOKE, "data.max_samples=160"], tmp_path)
-    assert r.returncode == 0, r.stderr[-3000:]
-    (run,) = (tmp_path / "outputs" / "runs").iterdir()
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["steps"] == 4  # 128 rows, batch 16, split over 2 processes
-    assert len(list((run / "tensorboard").glob("events.*"))) >= 1
-    e = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"run_dir={run}",
-                        "split=validation"], capture_output=True, text=True, timeout=300)
-    assert e.returncode == 0, e.stderr[-2000:]
-    (out,) = (run / "eval").glob("*/metrics.json")
-    single = json.loads(out.read_text())
-    # synced across both processes: the same as one process on the whole validation split
-    assert single["validation/acc"] == pytest.approx(metrics["val/acc"], abs=1e-6)
-    assert single["validation/loss"] == pytest.approx(metrics["val/loss"], abs=1e-5)
-
-
 def test_two_workers_share_one_journal_study(tmp_path):
     """Two searches started at once on one JournalStorage file: every trial run once, by one of
     them, with draws of its own; the summary from the study; another space refused."""

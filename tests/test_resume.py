@@ -192,9 +192,18 @@ def test_ctrl_c_saves_and_stops_and_a_second_exits_at_once(data, tmp_path, monke
 def test_ddp_run_killed_mid_epoch_resumes_to_the_same_metrics(data, tmp_path):
     import os
 
-    whole = tmp_path / "whole"
-    finish(args(data, "trainer=ddp_cpu", f"hydra.run.dir={whole}"), tmp_path)
+    finish(args(data, "trainer=ddp_cpu"), tmp_path)  # the default place: one folder for both processes
+    (whole,) = (tmp_path / "outputs" / "runs").iterdir()
     expected = json.loads((whole / "metrics.json").read_text())
+    assert len(list((whole / "tensorboard").glob("events.*"))) >= 1
+    e = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"run_dir={whole}", "split=validation"],
+                       capture_output=True, text=True, timeout=300)
+    assert e.returncode == 0, e.stderr[-2000:]
+    (out,) = (whole / "eval").glob("*/metrics.json")
+    single = json.loads(out.read_text())
+    # synced across both processes: the same as one process on the whole validation split
+    assert single["validation/acc"] == pytest.approx(expected["val/acc"], abs=1e-6)
+    assert single["validation/loss"] == pytest.approx(expected["val/loss"], abs=1e-5)
     run, last = tmp_path / "ddp", tmp_path / "ddp" / "checkpoints" / "last.ckpt"
     p = subprocess.Popen([sys.executable, str(ROOT / "train.py"),
                           *args(data, "trainer=ddp_cpu", f"hydra.run.dir={run}")], cwd=tmp_path,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import math
+import time
 
 import pytest
 import torch
@@ -317,6 +318,11 @@ def test_wandb_offline_run_holds_hyperparameters_and_final_metrics(make_cfg, tmp
     run(make_cfg, "logger=wandb", "max_epochs=1")
     (record,) = (tmp_path / "run" / "wandb").glob("offline-run-*/run-*.wandb")
     data = record.read_bytes()  # W&B's own record file, uploaded later by `wandb sync`
+    for _ in range(60):  # (W&B's service process writes it; under load, once, after finish())
+        if b"test/acc" in data:
+            break
+        time.sleep(1)
+        data = record.read_bytes()
     final = json.loads((tmp_path / "run" / "metrics.json").read_text())
     for key in (b"batch_size", b"lr", b"test/acc", b"val/acc", b"plots/confusion_matrix"):
         assert key in data, key
