@@ -326,7 +326,8 @@ def predict(cfg: DictConfig) -> int:
     else:
         rows_of = lambda: text_rows(source, cfg.text_column)  # noqa: E731
         total = count_texts(rows_of(), source)
-    done, offset = started(path, identity(cfg), bool(cfg.resume))
+    what = identity(cfg)
+    done, offset = started(path, what, bool(cfg.resume))
     model, tokenizer = load_predictor(cfg.run_dir, cfg.ckpt_path, cfg.backend)
     precision, why = model_precision(model.hparams, precision, why, str(cfg.precision))
     if str(cfg.precision) == "auto":  # (after every check: a mistake stays one line)
@@ -351,7 +352,7 @@ def predict(cfg: DictConfig) -> int:
             os.fsync(f.fileno())
             rows_done += len(rows)
             with written_whole(record) as tmp:
-                tmp.write_text(json.dumps({"for": identity(cfg), "rows": rows_done,
+                tmp.write_text(json.dumps({"for": what, "rows": rows_done,
                                            "bytes": f.tell()}))
             bar.update(len(rows))
     bar.close()

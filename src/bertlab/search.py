@@ -10,8 +10,13 @@ hopeless trials early.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import socket
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,25 +115,17 @@ BEAT_EVERY, STALE_AFTER = 30, 300  # seconds
 
 
 def worker() -> str:
-    import os
-    import socket
-
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def claim(study, trial) -> None:
-    import time
-
     study._storage.set_trial_system_attr(trial._trial_id, "worker", worker())
     study._storage.set_trial_system_attr(trial._trial_id, "heartbeat", time.time())
 
 
+@contextlib.contextmanager
 def beating(study, trials):
-    """A context in which a thread records a heartbeat for `trials` every BEAT_EVERY seconds."""
-    import contextlib
-    import threading
-    import time
-
+    """While it lasts, a thread records a heartbeat for `trials` every BEAT_EVERY seconds."""
     stop = threading.Event()
 
     def beat():
@@ -139,25 +136,18 @@ def beating(study, trials):
                 except Exception:  # noqa: BLE001 - finished meanwhile (pruned by its job)
                     pass
 
-    @contextlib.contextmanager
-    def running():
-        thread = threading.Thread(target=beat, daemon=True, name="optuna-heartbeat")
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-
-    return running()
+    thread = threading.Thread(target=beat, daemon=True, name="optuna-heartbeat")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def stale(trial, now: float) -> bool:
     """A running trial whose worker is gone: a process of this machine that no longer runs, or
     no heartbeat for STALE_AFTER seconds (a trial of an older bertlab: none after a minute)."""
-    import os
-    import socket
-
     who, beat = trial.system_attrs.get("worker"), trial.system_attrs.get("heartbeat")
     if who is None:
         return now - trial.datetime_start.timestamp() > 60
@@ -174,8 +164,6 @@ def stale(trial, now: float) -> bool:
 
 def give_up_stale(study) -> int:
     """Running trials whose worker is gone, told failed (they count as done); how many."""
-    import time
-
     import optuna
 
     now, n = time.time(), 0

@@ -9,6 +9,7 @@ validation curve (bertlab.callbacks.optuna_pruning), so a median pruner stops ho
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,6 @@ class OptunaSweeper(Sweeper):
     def __init__(self, n_trials: int, direction: str, study_name: str, seed: int, n_jobs: int,
                  params: dict, pruner: dict, storage: str | None = None) -> None:
         self.n_trials, self.direction, self.study_name = n_trials, direction, study_name
-        import os
-
         # joblib's way: -1 is one per core, -2 all but one
         self.seed = seed
         self.n_jobs = max(1, n_jobs if n_jobs > 0 else (os.cpu_count() or 1) + 1 + n_jobs)
@@ -92,11 +91,7 @@ class OptunaSweeper(Sweeper):
                  max(self.n_trials - len(states), 0),
                  f", {running} running in other workers" if running else "",
                  f" ({gone} left running by a stopped worker: given up)" if gone else "")
-        while True:
-            give_up_stale(study)
-            left = self.n_trials - len(study.get_trials(deepcopy=False))  # other workers' too
-            if left <= 0:
-                break
+        while (left := self.n_trials - len(study.get_trials(deepcopy=False))) > 0:  # (all workers')
             trials = [study.ask() for _ in range(min(self.n_jobs, left))]
             batch = []
             for t in trials:
@@ -120,6 +115,7 @@ class OptunaSweeper(Sweeper):
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 else:
                     study.tell(trial, float(value))
+            give_up_stale(study)  # (another worker may have died meanwhile)
         write_best(study, sweep_dir)
         return study
 
