@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from bertlab.data.clean import cleaner
 from bertlab.data.sampler import EpochSampler, length_grouped
 from bertlab.errors import BertlabError, ConfigError, user_error
+from conftest import sentences
 
 
 def datamodule(cfg):
@@ -35,6 +36,27 @@ def test_tweets_test_split_is_stratified(make_cfg):
     train, test = share("train"), share("test")
     for label in range(3):
         assert abs(train[label] / 1600 - test[label] / 200) < 0.01
+
+
+@pytest.mark.parametrize("seed", [0, 7])
+def test_carved_splits_are_the_rows_datasets_train_test_split_gives(seed):
+    import datasets
+
+    from bertlab.data.labels import split_off
+
+    labels = [i % 5 if i % 11 else 4 for i in range(997)]
+    ds = datasets.Dataset.from_dict({"row": list(range(997)), "labels": labels}, features=datasets.Features(
+        {"row": datasets.Value("int64"), "labels": datasets.ClassLabel(num_classes=5)}))
+    rest, carved = split_off(ds, 101, seed, "labels")
+    theirs = ds.train_test_split(test_size=101, seed=seed, stratify_by_column="labels")
+    assert rest["row"][:] == theirs["train"]["row"][:] and carved["row"][:] == theirs["test"]["row"][:]
+
+
+def test_a_class_of_one_row_cannot_be_carved(make_cfg, files):
+    path = files("t.csv", 40, label=["positive", "negative"] * 19 + ["positive", "meh"])
+    msg = error_of(make_cfg, "data=files", f"data.train_file={path}")
+    assert "class 'meh' has 1 row; a stratified split needs 2 or more of each" in msg
+    assert "give data.test_file or more data" in msg and "\n" not in msg
 
 
 def test_valence_lexicon_is_regression(make_cfg):
@@ -90,6 +112,27 @@ def test_text_pairs_get_segment_ids(make_cfg, files):
                              "data.text_pair_column=hypothesis"))
     batch = next(iter(dm.train_dataloader()))
     assert batch["token_type_ids"].max() == 1
+
+
+@pytest.mark.parametrize("pair", [False, True])
+def test_token_ids_are_the_tokenizers_own_with_truncation(make_cfg, files, pair):
+    """The cache holds what tokenizer(text[, pair], truncation=True, max_length=...) gives."""
+    rows = sentences(60, 3)
+    path = files("t.csv", 60, text=[f"{t} {t} {t}" for t, _ in rows],
+                 hypothesis=[t for t, _ in rows[::-1]])
+    dm = datamodule(make_cfg("data=files", f"data.train_file={path}", "max_length=12",
+                             *(["data.text_pair_column=hypothesis"] if pair else [])))
+    texts, pairs = dm.texts("train"), dm.texts("train", "text_pair")
+    theirs = dm.tokenizer(texts, pairs, truncation=True, max_length=12)
+    ds = dm.dataset["train"]
+    assert ds["input_ids"][:] == theirs["input_ids"]
+    assert ds["length"][:] == [len(x) for x in theirs["input_ids"]]
+    if pair:
+        assert ds["token_type_ids"][:] == theirs["token_type_ids"]
+    else:
+        assert "token_type_ids" not in ds.column_names
+    whole = dm.tokenizer(texts, pairs)["input_ids"]
+    assert dm.report["truncated"]["train"] == sum(len(x) > 12 for x in whole) > 0
 
 
 def test_tokenization_is_cached_and_keyed(make_cfg, files, monkeypatch):

@@ -147,7 +147,7 @@ def targets(ckpt: Path, dm, cache_root: Path) -> torch.Tensor:
         with written_whole(path) as tmp:
             torch.save(per_doc, tmp)
     ds = dm.dataset["train"]
-    return per_doc[torch.tensor(ds["doc"])] if "doc" in ds.column_names else per_doc
+    return per_doc[torch.tensor(ds["doc"][:])] if "doc" in ds.column_names else per_doc
 
 
 def loss(task, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,

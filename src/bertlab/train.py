@@ -139,9 +139,9 @@ def build_model(cfg: DictConfig, dm: TextDataModule) -> TextClassifier:
     counts = None
     if dm.task.has_classes and not dm.task.multi_hot:  # the counts that class weights need
         train = dm.dataset["train"]
-        labels = torch.tensor(list(train["labels"]))
+        labels = torch.tensor(train["labels"][:])
         if "labeled" in train.column_names:  # (not the unlabelled rows' placeholders)
-            labels = labels[torch.tensor(list(train["labeled"]))]
+            labels = labels[torch.tensor(train["labeled"][:])]
         counts = torch.bincount(labels, minlength=len(dm.labels)).tolist()
     return TextClassifier(model=plain(cfg.model), task=dm.task.name, labels=dm.labels,
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),

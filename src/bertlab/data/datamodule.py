@@ -209,13 +209,13 @@ class TextDataModule(L.LightningDataModule):
         ds = self.raw[split]
         if column not in ds.column_names:
             return None
-        values = list(ds[column])  # (a document's windows all hold it)
-        return [v for v, w in zip(values, ds["window"]) if w == 0] if self.windows else values
+        values = ds[column][:]  # (a document's windows all hold it)
+        return [v for v, w in zip(values, ds["window"][:]) if w == 0] if self.windows else values
 
     def documents(self, split: str) -> int:
         """Rows of the split as read (with windows, each document once)."""
         ds = self.raw[split]
-        return list(ds["window"]).count(0) if self.windows else len(ds)
+        return ds["window"][:].count(0) if self.windows else len(ds)
 
     def eval_texts(self, split: str) -> list[str]:
         """The split's texts in the order analysis.collect gives their predictions: by length
@@ -252,7 +252,7 @@ class TextDataModule(L.LightningDataModule):
         # length-grouped batches (far less padding) or plain shuffling, by (seed, epoch); under
         # DDP, groups of the global batch dealt out to the processes
         sampler = EpochSampler(len(ds), self.seed, self.batch_size * world,
-                               list(ds["length"]) if self.group_by_length else None, rank, world)
+                               ds["length"][:] if self.group_by_length else None, rank, world)
         if self.resume_at:  # a checkpoint's place: continue its epoch after its last batch
             epoch, done = self.resume_at
             batches = math.ceil(len(ds) / sampler.batch_size)  # sampler.batch_size: all processes'
@@ -275,7 +275,7 @@ class TextDataModule(L.LightningDataModule):
 
     def eval_order(self, split: str) -> list[int]:
         """Rows sorted by length: less padding, same metrics."""
-        lengths = list(self.dataset[split]["length"])
+        lengths = self.dataset[split]["length"][:]
         return sorted(range(len(lengths)), key=lengths.__getitem__)
 
     def eval_dataloader(self, split: str) -> DataLoader:
@@ -310,9 +310,9 @@ def read_unlabeled(c: dict) -> datasets.Dataset:
                         f"{'/text_pair_column' if len(columns) > 1 else ''}); its columns are: "
                         f"{', '.join(ds.column_names)}")
     clean = cleaner(c["clean"])
-    out = {"text": [clean(t) for t in ds[c["text_column"]]]}
+    out = {"text": [clean(t) for t in ds[c["text_column"]][:]]}
     if c["text_pair_column"]:
-        out["text_pair"] = [clean(t) for t in ds[c["text_pair_column"]]]
+        out["text_pair"] = [clean(t) for t in ds[c["text_pair_column"]][:]]
     ds = datasets.Dataset.from_dict(out)
     return ds.filter(lambda row: bool(row["text"].strip()))
 

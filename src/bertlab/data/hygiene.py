@@ -71,7 +71,7 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
     for split, ds in dd.items():
         ds = ds.map(standard, batched=True, remove_columns=ds.column_names, desc=f"clean {split}",
                     num_proc=processes(num_proc, len(ds)))
-        count(report, "cleaned", split, sum(ds["changed"]))
+        count(report, "cleaned", split, sum(ds["changed"][:]))
         ds = drop_unusable(split, ds.remove_columns("changed"), c["strict"], report)
         if len(ds) == 0:
             raise DataError(f"the {split} data is empty after dropping blank rows and missing "
@@ -83,7 +83,7 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
 def drop_unusable(split: str, ds: datasets.Dataset, strict: bool, report: dict) -> datasets.Dataset:
     """Rows with blank text or a missing/NaN label: dropped and counted, or refused (strict)."""
     n = len(ds)
-    usable = [bool(t) and not is_missing(y) for t, y in zip(ds["text"], ds["labels"])]
+    usable = [bool(t) and not is_missing(y) for t, y in zip(ds["text"][:], ds["labels"][:])]
     if all(usable):
         return ds
     first = usable.index(False)
@@ -101,8 +101,8 @@ def drop_unusable(split: str, ds: datasets.Dataset, strict: bool, report: dict) 
 def text_keys(ds: datasets.Dataset) -> list:
     """What makes two rows the same input: the text, or the (text, text_pair) pair."""
     if "text_pair" in ds.column_names:
-        return list(zip(ds["text"], ds["text_pair"]))
-    return list(ds["text"])
+        return list(zip(ds["text"][:], ds["text_pair"][:]))
+    return ds["text"][:]
 
 
 def leakage(dd: datasets.DatasetDict, report: dict) -> None:
@@ -121,7 +121,7 @@ def duplicates(split: str, ds: datasets.Dataset, drop: bool, report: dict) -> da
     with another label; drop them (keeping the first) when `drop` (data.drop_duplicates)."""
     first: dict = {}
     repeats, conflicts = [], 0
-    labels = list(ds["labels"])
+    labels = ds["labels"][:]
     for i, key in enumerate(text_keys(ds)):
         if key in first:
             repeats.append(i)
