@@ -1,6 +1,7 @@
 """The data pipeline: every source kind, task guessing, splits, label maps, cache, cleaning."""
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pytest
@@ -133,6 +134,28 @@ def test_token_ids_are_the_tokenizers_own_with_truncation(make_cfg, files, pair)
         assert "token_type_ids" not in ds.column_names
     whole = dm.tokenizer(texts, pairs)["input_ids"]
     assert dm.report["truncated"]["train"] == sum(len(x) > 12 for x in whole) > 0
+
+
+@pytest.mark.parametrize("before", [None, "false"])
+def test_tokenizing_turns_the_rust_threads_on_and_back(make_cfg, monkeypatch, before):
+    import datasets
+    from tokenizers import Tokenizer
+
+    from bertlab.data import tokens
+
+    seen = []
+    encode = Tokenizer.encode_batch_fast
+    monkeypatch.setattr(Tokenizer, "encode_batch_fast", lambda self, texts: (
+        seen.append(os.environ.get("TOKENIZERS_PARALLELISM")), encode(self, texts))[1], raising=False)
+    if before is None:
+        monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+    else:
+        monkeypatch.setenv("TOKENIZERS_PARALLELISM", before)
+    dm = datamodule(make_cfg("data.max_samples=100"))
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": dm.texts("train")})})
+    assert len(tokens.tokenize(dd, dm.tokenizer, 32, {})["train"]) == 80
+    assert seen and set(seen) == {"true"}
+    assert os.environ.get("TOKENIZERS_PARALLELISM") == before
 
 
 def test_tokenization_is_cached_and_keyed(make_cfg, files, monkeypatch):

@@ -56,13 +56,18 @@ def tokenize(dd: datasets.DatasetDict, tokenizer, max_length: int, report: dict,
     # A fast tokenizer runs in this process on all cores (Rust threads: 25k rows/s on 2 cores, where
     # two processes of one thread each gave 17k); a slow one in data.num_proc processes.
     procs = 1 if rust is not None else num_proc
-    tok_id = hashlib.sha256((rust.to_str() if rust else repr(tokenizer)).encode()).hexdigest()
+    tok_id = hashlib.sha256(rust.to_str().encode()).hexdigest() if rust is not None else None
+
+    def fingerprint(ds):  # given, where datasets would pickle the tokenizer to hash it (slow)
+        return None if tok_id is None else hashlib.sha256(
+            f"{ds._fingerprint}|{max_length}|{tok_id}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+
     with rust_threads():
-        dd = datasets.DatasetDict({  # (the fingerprint given: datasets would pickle the tokenizer)
-            s: ds.with_format("arrow").map(
-                encode, batched=True, desc=f"tokenize {s}", num_proc=processes(procs, len(ds)),
-                new_fingerprint=hashlib.sha256(f"{ds._fingerprint}|{max_length}|{tok_id}".encode())
-                .hexdigest()[:16]).with_format(None) for s, ds in dd.items()})
+        dd = datasets.DatasetDict({
+            s: ds.with_format("arrow").map(encode, batched=True, desc=f"tokenize {s}",
+                                           num_proc=processes(procs, len(ds)),
+                                           new_fingerprint=fingerprint(ds)).with_format(None)
+            for s, ds in dd.items()})
     for split, ds in dd.items():
         n = sum(ds["truncated"][:])
         if n:
