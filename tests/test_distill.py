@@ -181,3 +181,31 @@ def test_a_student_of_another_model_option(teacher, make_cfg, tmp_path):
                    "distill.layers=null", "model.config_overrides.num_hidden_layers=1", *COMMON))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["distill"]["student"] == "model=" and metrics["status"] == "finished"
+
+
+def test_a_student_resumes_to_the_same_metrics(teacher, make_cfg, tmp_path):
+    """A student stopped after its first epoch and continued from last.ckpt ends exactly where an
+    uninterrupted one does: its weights come from the checkpoint (not the teacher again), the
+    teacher's targets from the cache. The uninterrupted run computes the targets (its own cache
+    folder) and the others read them: a run does not depend on which it did."""
+    import time
+
+    from bertlab.train import fit_and_report
+
+    run, data = teacher
+    args = ["data=files", f"data.train_file={data}", f"data.cache_dir={tmp_path / 'cache'}",
+            f"distill.teacher={run}", "distill.layers=1", "batch_size=16", "lr=1e-3",
+            "scheduler=constant", "trainer.deterministic=true"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(make_cfg(*args, "max_epochs=2", run_dir=a))
+    assert list((tmp_path / "cache").glob("teacher-*.pt"))
+    expected = json.loads((a / "metrics.json").read_text())
+    train(make_cfg(*args, "max_epochs=1", run_dir=b))  # stopped after epoch 1 (10 steps)
+    last = b / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True, mmap=True)["global_step"] == 10
+    fit_and_report(make_cfg(*args, "max_epochs=2", run_dir=b), b, last, 10, time.time())
+    got = json.loads((b / "metrics.json").read_text())
+    assert got["status"] == "finished" and got["steps"] == expected["steps"] == 20
+    assert got["distill"] == expected["distill"]
+    for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
+        assert got[key] == expected[key], key

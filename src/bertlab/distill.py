@@ -135,7 +135,8 @@ def targets(ckpt: Path, dm, cache_root: Path) -> torch.Tensor:
         log.info("teacher predictions from cache %s", path)
         per_doc = torch.load(path, weights_only=True)
     else:
-        teacher = load_network(ckpt)
+        with torch.random.fork_rng(devices=[]):  # building the teacher draws random numbers: the
+            teacher = load_network(ckpt)         # run must not depend on whether they were cached
         teacher.temperature = 1.0  # its raw logits (a calibrated teacher's T is for predict)
         tok = from_pretrained(AutoTokenizer, teacher.hparams.model["tokenizer"],
                               what="the teacher's tokenizer")
