@@ -11,12 +11,14 @@ lengths are real. For each size, each in its own process:
 Targets: time 1M / 100k between 8 and 12, peak RSS at 1M within 1.3x of 100k for training and
 prediction, tokenization >= 20k rows/s on 2 cores.
 
-Search: `train.py -m hparams_search=lr_optuna` with N trials on one JournalStorage file: one
-worker, against two workers started together (each half the cores); wall seconds, and that no
-trial ran twice.
+Search: `train.py -m hparams_search=lr_optuna` with N trials on one JournalStorage file: two
+workers started together (each half the cores) against one worker on all the cores, and against
+one worker on half the cores (a worker's share: what adding a second worker, as on a second
+machine, buys); wall seconds, and that no trial ran twice.
 
     python benchmarks/scale.py --results benchmarks/RESULTS.md   (about 25 minutes on 2 CPU cores)
     python benchmarks/scale.py --sizes 2000 20000 --trials 4     (a quick look)
+    python benchmarks/scale.py --sizes                           (the search alone)
 """
 from __future__ import annotations
 
@@ -121,18 +123,19 @@ def measure(tmp: Path, rows: int) -> dict:
             "predict_s": pred_s, "predict_rows_s": rate, "predict_rss_mb": pred_mb}
 
 
-def search(tmp: Path, trials: int, workers: int) -> tuple[float, int, int]:
-    """(wall seconds, trials in the study, distinct trial folders) for `workers` sweepers at once."""
+def search(tmp: Path, trials: int, workers: int, threads: int) -> tuple[float, int, int]:
+    """(wall seconds, trials in the study, distinct trial folders) for `workers` sweepers at once,
+    each with `threads` torch threads."""
     import optuna
 
-    folder = tmp / f"search{workers}"
+    folder = tmp / f"search{workers}x{threads}"
     folder.mkdir()
     table, _ = write_files(folder, 2000)
     journal = folder / "study.log"
     cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=lr_optuna", *DATA,
            f"data.train_file={table}", "max_epochs=2", "batch_size=32", f"hydra.sweeper.n_trials={trials}",
            f"hparams_search.storage={journal}", "trainer.enable_progress_bar=false"]
-    env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // workers))}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     start = time.time()
     procs = [subprocess.Popen(cmd, cwd=folder, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True) for _ in range(workers)]
@@ -149,7 +152,8 @@ def search(tmp: Path, trials: int, workers: int) -> tuple[float, int, int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000, 1_000_000],
+                    help="row counts (none: the search alone)")
     ap.add_argument("--trials", type=int, default=8)
     ap.add_argument("--results", help="append the lines to this markdown file")
     ap.add_argument("--child-tokenize", nargs=2, help=argparse.SUPPRESS)
@@ -180,12 +184,16 @@ def main() -> None:
                 f"time {x('tokenize_s'):.1f}x, predict time {x('predict_s'):.1f}x; peak RSS train "
                 f"{x('train_rss_mb'):.2f}x, predict {x('predict_rss_mb'):.2f}x, tokenize "
                 f"{x('tokenize_rss_mb'):.2f}x")
-        one = search(tmp, args.trials, 1)
-        two = search(tmp, args.trials, 2)
+        cores = os.cpu_count() or 1
+        half = max(1, cores // 2)
+        one = search(tmp, args.trials, 1, cores)
+        two = search(tmp, args.trials, 2, half)
+        single = search(tmp, args.trials, 1, half)  # a worker's share: what a second one adds
         lines.append(f"  - search, {args.trials} trials on one JournalStorage file (model=tiny, 2,000 rows, "
-                     f"2 epochs): one worker {one[0]:.0f} s; two workers at once {two[0]:.0f} s "
-                     f"({two[0] / one[0]:.2f}x), {two[1]} trials in the study, {two[2]} trial folders "
-                     f"(none run twice)")
+                     f"2 epochs): one worker on all {cores} cores {one[0]:.0f} s; two workers at once, "
+                     f"{half} each, {two[0]:.0f} s ({two[0] / one[0]:.2f}x); against one worker "
+                     f"with the same {half} ({single[0]:.0f} s) {two[0] / single[0]:.2f}x; "
+                     f"{two[1]} trials in the study, {two[2]} trial folders (none run twice)")
         for line in lines:
             report(line, args.results)
 
