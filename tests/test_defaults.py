@@ -14,6 +14,7 @@ from bertlab.budget import plan
 from bertlab.checks import resolve_monitor
 from bertlab.errors import ConfigError
 from bertlab.plugins import choose_precision, trainer_plugins
+from bertlab.resolvers import recommended_lr
 from bertlab.train import train
 
 FAST = ["data.max_samples=160", "batch_size=16"]
@@ -111,6 +112,14 @@ def test_each_model_carries_its_lr(make_cfg, model, lr):
     assert make_cfg(f"model={model}").lr == lr
     assert make_cfg(f"model={model}", "lr=7e-6").lr == 7e-6  # the command line wins
     assert make_cfg(f"model={model}", "optimizer=sgd").optimizer.lr == lr
+
+
+@pytest.mark.parametrize("model, lora_lr", [("minilm", 1e-3), ("bert_base", 5e-4), ("roberta_base", 5e-4)])
+def test_lora_runs_default_to_the_models_lora_lr(make_cfg, model, lora_lr):
+    assert make_cfg(f"model={model}", "model.peft=lora").lr == lora_lr
+    assert make_cfg(f"model={model}", "model.peft=lora", "lr=7e-6").lr == 7e-6  # the command line wins
+    assert make_cfg(f"model={model}", "model.peft=lora", "model.lora.lr=2e-3").optimizer.lr == 2e-3
+    assert recommended_lr(make_cfg(f"model={model}", "model.peft=lora").model) == lora_lr  # (metrics.json)
 
 
 def test_metrics_record_the_lr_and_its_source(make_cfg):

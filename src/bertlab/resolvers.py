@@ -33,8 +33,21 @@ def run_name(output_dir: str) -> str:
     return "/".join(parts[parts.index("outputs") + 1:] if "outputs" in parts else parts[-1:])
 
 
+def peak_lr(full: float, peft: str | None, lora: float | None) -> float:
+    """The top-level lr's default: the model's rate, or its LoRA rate under model.peft=lora
+    (adapters train at several times the rate of full fine-tuning)."""
+    return lora if peft == "lora" and lora is not None else full
+
+
+def recommended_lr(model) -> float | None:
+    """The peak rate a model config recommends for its run (its LoRA rate under peft=lora)."""
+    return peak_lr(model.get("lr"), model.get("peft"), (model.get("lora") or {}).get("lr"))
+
+
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("package_file"):
         OmegaConf.register_new_resolver("package_file", package_file)
     if not OmegaConf.has_resolver("run_name"):
         OmegaConf.register_new_resolver("run_name", run_name)
+    if not OmegaConf.has_resolver("peak_lr"):
+        OmegaConf.register_new_resolver("peak_lr", peak_lr)

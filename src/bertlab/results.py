@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from bertlab import hydra_state
 from bertlab.callbacks.pruning import EncoderPruning
 from bertlab.loggers import record_run
+from bertlab.resolvers import recommended_lr
 from bertlab.runs import read_checkpoint, write_metrics
 from bertlab.task import task_of
 
@@ -87,7 +88,7 @@ def run_record(cfg: DictConfig, dm, model, trainer, ended: dict, choices: dict) 
             "loss": {"name": type(model.loss_fn).__name__, "class_weights": None if weight
                      is None else [round(w, 4) for w in weight.tolist()]},
             "budget": choices["budget"], "precision": choices["precision"],
-            "lr": {"value": cfg.lr, "model_recommends": cfg.model.get("lr")}}
+            "lr": {"value": cfg.lr, "model_recommends": recommended_lr(cfg.model)}}
 
 
 def readable_hparams(cfg: DictConfig, choices: dict) -> dict:

@@ -12,6 +12,7 @@ from bertlab import hydra_state
 from bertlab.budget import plan
 from bertlab.callbacks.unfreeze import UnfreezeAt
 from bertlab.plugins import choose_precision, hardware, trainer_plugins, uses_cuda
+from bertlab.resolvers import recommended_lr
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +44,9 @@ def decide(cfg: DictConfig, rows: int) -> tuple[dict, dict]:
              length["max_epochs"], length["max_steps"], length["val_check_interval"])
     precision, why = choose_precision(str(cfg.trainer.get("precision")),
                                       hardware(uses_cuda(cfg.trainer)))
+    own = recommended_lr(cfg.model)
     log.info("precision: %s (%s); lr %g%s", precision, why, cfg.lr,
-             "" if cfg.lr == cfg.model.get("lr") else f" (the model's own: {cfg.model.get('lr')})")
+             "" if cfg.lr == own else f" (the model's own: {own})")
     cfg.trainer.precision = precision
     return length, {"budget": budget, "precision": {"value": precision, "why": why}}
 
