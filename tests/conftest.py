@@ -82,3 +82,24 @@ def files(tmp_path):
         return path
 
     return write
+
+
+def stopped_and_resumed(make_cfg, tmp_path: Path, args: list[str]) -> tuple[dict, dict]:
+    """(metrics of an uninterrupted 2-epoch run, metrics of the same run stopped after its first
+    epoch of 10 steps and continued in-process from last.ckpt). In-process: the kill-and-resume
+    machinery has its own subprocess tests in test_resume.py."""
+    import time
+
+    import torch
+
+    from bertlab.train import fit_and_report, train
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(make_cfg(*args, "max_epochs=2", run_dir=a))
+    train(make_cfg(*args, "max_epochs=1", run_dir=b))
+    last = b / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True, mmap=True)["global_step"] == 10
+    fit_and_report(make_cfg(*args, "max_epochs=2", run_dir=b), b, last, 10, time.time())
+    expected, got = (json.loads((run / "metrics.json").read_text()) for run in (a, b))
+    assert got["status"] == "finished" and got["steps"] == expected["steps"] == 20
+    return expected, got

@@ -13,7 +13,7 @@ from bertlab import distill
 from bertlab.errors import user_error
 from bertlab.task import CLASSIFICATION, REGRESSION
 from bertlab.train import train
-from conftest import sentences
+from conftest import sentences, stopped_and_resumed
 
 COMMON = ["batch_size=16", "lr=1e-3", "max_epochs=2"]
 
@@ -188,24 +188,12 @@ def test_a_student_resumes_to_the_same_metrics(teacher, make_cfg, tmp_path):
     uninterrupted one does: its weights come from the checkpoint (not the teacher again), the
     teacher's targets from the cache. The uninterrupted run computes the targets (its own cache
     folder) and the others read them: a run does not depend on which it did."""
-    import time
-
-    from bertlab.train import fit_and_report
-
     run, data = teacher
-    args = ["data=files", f"data.train_file={data}", f"data.cache_dir={tmp_path / 'cache'}",
-            f"distill.teacher={run}", "distill.layers=1", "batch_size=16", "lr=1e-3",
-            "scheduler=constant", "trainer.deterministic=true"]
-    a, b = tmp_path / "a", tmp_path / "b"
-    train(make_cfg(*args, "max_epochs=2", run_dir=a))
+    expected, got = stopped_and_resumed(make_cfg, tmp_path, [
+        "data=files", f"data.train_file={data}", f"data.cache_dir={tmp_path / 'cache'}",
+        f"distill.teacher={run}", "distill.layers=1", "batch_size=16", "lr=1e-3", "scheduler=constant",
+        "trainer.deterministic=true"])
     assert list((tmp_path / "cache").glob("teacher-*.pt"))
-    expected = json.loads((a / "metrics.json").read_text())
-    train(make_cfg(*args, "max_epochs=1", run_dir=b))  # stopped after epoch 1 (10 steps)
-    last = b / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True, mmap=True)["global_step"] == 10
-    fit_and_report(make_cfg(*args, "max_epochs=2", run_dir=b), b, last, 10, time.time())
-    got = json.loads((b / "metrics.json").read_text())
-    assert got["status"] == "finished" and got["steps"] == expected["steps"] == 20
     assert got["distill"] == expected["distill"]
     for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
         assert got[key] == expected[key], key

@@ -9,6 +9,7 @@ import torch
 
 from bertlab.errors import ConfigError, user_error
 from bertlab.train import train
+from conftest import stopped_and_resumed
 
 FAST = ["data.max_samples=160", "batch_size=16", "lr=1e-3"]
 
@@ -100,22 +101,9 @@ def test_adapter_only_needs_a_lora_run_and_format_hf(make_cfg, tmp_path):
 
 def test_a_lora_run_resumes_to_the_same_metrics(make_cfg, tmp_path):
     """A LoRA run stopped after its first epoch and continued from last.ckpt (adapters, head,
-    optimizer, RNG and data position) ends where an uninterrupted run does. (In-process: the
-    kill-and-resume machinery has its own subprocess tests in test_resume.py.)"""
-    import time
-
-    from bertlab.train import fit_and_report
-
-    args = ["data.max_samples=200", "batch_size=16", "lr=2e-3", "model.peft=lora",
-            "scheduler=constant", "trainer.deterministic=true"]
-    a, b = tmp_path / "a", tmp_path / "b"
-    train(make_cfg(*args, "max_epochs=2", run_dir=a))
-    expected = json.loads((a / "metrics.json").read_text())
-    train(make_cfg(*args, "max_epochs=1", run_dir=b))  # stopped after epoch 1 (10 steps)
-    last = b / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True, mmap=True)["global_step"] == 10
-    fit_and_report(make_cfg(*args, "max_epochs=2", run_dir=b), b, last, 10, time.time())
-    got = json.loads((b / "metrics.json").read_text())
-    assert got["status"] == "finished" and got["steps"] == expected["steps"] == 20
+    optimizer, RNG and data position) ends where an uninterrupted run does."""
+    expected, got = stopped_and_resumed(make_cfg, tmp_path, [
+        "data.max_samples=200", "batch_size=16", "lr=2e-3", "model.peft=lora", "scheduler=constant",
+        "trainer.deterministic=true"])
     for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
