@@ -26,7 +26,8 @@ def tokenize(dd: datasets.DatasetDict, tokenizer, max_length: int, report: dict,
              windows: dict | None = None, num_proc: int | None = 1) -> datasets.DatasetDict:
     """input_ids (and token_type_ids for pairs; the collator adds the attention mask) truncated to
     `max_length`, each row's `length`, and whether it was cut; or, with `windows`, one row per
-    window (windows.encode) holding its document's index and label. `num_proc` processes."""
+    window (windows.encode) holding its document's index and label. A slow tokenizer runs in
+    `num_proc` processes, a fast one in this process on all cores."""
     if windows:
         return tokenize_windows(dd, tokenizer, max_length, report, windows["stride"])
 
