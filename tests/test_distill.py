@@ -197,3 +197,23 @@ def test_a_student_resumes_to_the_same_metrics(teacher, make_cfg, tmp_path):
     assert got["distill"] == expected["distill"]
     for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
         assert got[key] == expected[key], key
+
+
+def test_a_sweep_of_lora_students_under_debug_fast(teacher, tmp_path):
+    """Distillation and LoRA work in a multirun sweep and with debug=fast like any run: one
+    command sweeps distill.alpha over LoRA students of the teacher; each job is a finished run
+    that records its teacher, its alpha and its trainable parameters."""
+    from test_cli import cli, job
+
+    run, data = teacher
+    r = cli(["-m", "debug=fast", "data=files", f"data.train_file={data}", f"distill.teacher={run}",
+             "distill.layers=null", "model.peft=lora", "distill.alpha=0.3,0.7"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
+    for i, alpha in enumerate((0.3, 0.7)):
+        m = json.loads((job(sweep, i) / "metrics.json").read_text())
+        assert m["status"] == "finished" and m["distill"]["alpha"] == alpha
+        assert m["distill"]["teacher"] == str(run) and m["distill"]["student"] == "model="
+        params = m["parameters"]
+        assert 0 < params["trainable_at_start"] < params["total"]  # adapters and head only
+        assert m["lr"] == {"value": 1e-3, "model_recommends": 1e-3}  # LoRA's own default rate
