@@ -217,3 +217,28 @@ def test_a_sweep_of_lora_students_under_debug_fast(teacher, tmp_path):
         params = m["parameters"]
         assert 0 < params["trainable_at_start"] < params["total"]  # adapters and head only
         assert m["lr"] == {"value": 1e-3, "model_recommends": 1e-3}  # LoRA's own default rate
+
+
+def test_a_lora_student_under_ddp(teacher, tmp_path):
+    """trainer=ddp_cpu (two processes) with a LoRA student of the teacher: one run folder, a
+    finished run whose checkpoint predicts, the teacher's targets cached once."""
+    from test_cli import cli
+
+    run, data = teacher
+    r = cli(["debug=fast", "trainer=ddp_cpu", "data=files", f"data.train_file={data}",
+             f"data.cache_dir={tmp_path / 'cache'}", f"distill.teacher={run}", "distill.layers=null",
+             "model.peft=lora"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (folder,) = (tmp_path / "outputs" / "runs").iterdir()
+    m = json.loads((folder / "metrics.json").read_text())
+    assert m["status"] == "finished" and m["distill"]["teacher"] == str(run)
+    assert 0 < m["parameters"]["trainable_at_start"] < m["parameters"]["total"]
+    assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 1
+    from transformers import AutoTokenizer
+
+    from bertlab.checkpoints import find_checkpoint, load_network
+    from bertlab.predict import predict_texts
+
+    student = load_network(find_checkpoint(str(folder)))
+    tok = AutoTokenizer.from_pretrained(TINY_TOKENIZER)
+    assert predict_texts(student, tok, ["a fine film"]).shape == (1, 2)
