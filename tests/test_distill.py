@@ -242,3 +242,15 @@ def test_a_lora_student_under_ddp(teacher, tmp_path):
     student = load_network(find_checkpoint(str(folder)))
     tok = AutoTokenizer.from_pretrained(TINY_TOKENIZER)
     assert predict_texts(student, tok, ["a fine film"]).shape == (1, 2)
+
+
+def test_an_unlabelled_txt_file_is_one_text_per_line(tmp_path):
+    """A .txt data.unlabeled_file: lines end at \\n or \\r\\n only (a tweet may hold \\x85 or
+    \\u2028), blank lines dropped."""
+    from bertlab.data.datamodule import read_unlabeled
+
+    path = tmp_path / "u.txt"
+    path.write_bytes("one\x85 text\r\n\n  two   texts \nthree\u2028end\n\n".encode())
+    c = {"files": {"unlabeled": str(path)}, "text_column": "text", "text_pair_column": None,
+         "read_kwargs": {}, "clean": []}
+    assert read_unlabeled(c)["text"][:] == ["one\x85 text", "  two   texts ", "three\u2028end"]

@@ -68,3 +68,19 @@ def read_beside_checkpoint(checkpoint: Path, name: str) -> dict | None:
         return None
     found = json.loads(path.read_text())
     return found if found.get("checkpoint") == Path(checkpoint).name else None
+
+
+def lines_of(f) -> Iterator[str]:
+    """The texts of a one-text-per-line file opened in binary (predict's input, a .txt
+    data.unlabeled_file): lines end at \n (or \r\n) only; str.splitlines would also cut a text
+    at \x1c, \x85 or \u2028, which real texts (tweets) hold, and shift every later prediction.
+    Blank lines at the end are no texts."""
+    blank = 0
+    for raw in f:
+        line = raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+        if not line.strip():
+            blank += 1
+            continue
+        yield from [""] * blank  # blank lines inside the file are texts (refused as blank)
+        blank = 0
+        yield line

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from bertlab.data.clean import cleaner
 from bertlab.errors import ConfigError, DataError
-from bertlab.files import written_whole
+from bertlab.files import lines_of, written_whole
 from bertlab.hub import from_pretrained
 from bertlab.checkpoints import find_checkpoint, load_network
 
@@ -57,21 +57,6 @@ def text_rows(source: str, text_column: str) -> Iterator[str]:
     else:
         with open(path, "rb") as f:
             yield from lines_of(f)
-
-
-def lines_of(f) -> Iterator[str]:
-    """Lines that end at \n (or \r\n) only: str.splitlines would also cut a text at \x1c, \x85
-    or \u2028, which real texts (tweets) hold, and shift every later prediction. Blank lines
-    at the end are no texts."""
-    blank = 0
-    for raw in f:
-        line = raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
-        if not line.strip():
-            blank += 1
-            continue
-        yield from [""] * blank  # blank lines inside the file are texts (refused as blank)
-        blank = 0
-        yield line
 
 
 def field(record, text_column: str, source: str, columns) -> str:

@@ -299,8 +299,10 @@ def read_unlabeled(c: dict) -> datasets.Dataset:
     if not Path(path).is_file():
         raise ConfigError(f"data.unlabeled_file={path} does not exist")
     if Path(path).suffix.lower() == ".txt":
-        lines = Path(path).read_text(encoding="utf-8", errors="replace").split("\n")
-        ds = datasets.Dataset.from_dict({c["text_column"]: [t.removesuffix("\r") for t in lines]})
+        from bertlab.files import lines_of
+
+        with open(path, "rb") as f:
+            ds = datasets.Dataset.from_dict({c["text_column"]: list(lines_of(f))})
     else:
         ds = read_files({"unlabeled": path}, None, c["read_kwargs"])["unlabeled"]
     columns = [c["text_column"]] + ([c["text_pair_column"]] if c["text_pair_column"] else [])
