@@ -55,6 +55,23 @@ def test_budget_constants_come_from_the_config():
     assert (b.epochs, b.max_steps, b.val_check_interval) == (1, 50, 10)
 
 
+@pytest.mark.parametrize("rows, val_rows, trust, keep", [
+    (450, 50, 200, "last"),      # SST-2's first 500 rows, 10% carved: too few to pick an epoch by
+    (900, 199, 200, "last"),
+    (900, 200, 200, "best"),
+    (3600, 400, 200, "best"),
+    (30500, 3800, 200, "best"),  # the tweets
+    (450, 50, 0, "best"),        # 0: always pick by the monitor
+    (450, None, 200, "best"),    # no count given: nothing to distrust
+    (1_000_000, 20, 200, "last"),  # one pass, but validated on 20 rows
+])
+def test_a_small_validation_split_keeps_the_last_weights(rows, val_rows, trust, keep):
+    b = plan(rows, 32, val_rows=val_rows, trust_val_rows=trust)
+    assert b.keep == keep
+    assert (f"{val_rows} validation rows (under {trust})" in b.why) == (keep == "last")
+    assert (b.epochs, b.max_steps) == (plan(rows, 32).epochs, plan(rows, 32).max_steps)  # same length
+
+
 # ---- a run follows the budget, and explicit values win -----------------------------------------
 def metrics_of(make_cfg, *overrides):
     cfg = make_cfg(*FAST, *overrides)
@@ -82,6 +99,34 @@ def test_a_large_budget_validates_inside_the_one_epoch(make_cfg, tmp_path):
     events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
     events.Reload()
     assert [e.step for e in events.Scalars("val/acc")][:3] == [1, 3, 5]  # after steps 2, 4, 6
+
+
+# early stopping that would end the run at its second validation (nothing improves by 1.0)
+STOP_AT_ONCE = ["callbacks.early_stopping.patience=0", "callbacks.early_stopping.min_delta=1.0",
+                "max_epochs=null", "budget.min_steps=30"]
+
+
+def test_a_run_with_a_small_validation_split_trains_whole_and_keeps_the_last(make_cfg, tmp_path):
+    m = metrics_of(make_cfg, *STOP_AT_ONCE)  # 16 validation rows, under 200
+    assert m["budget"]["keep"] == "last" and "16 validation rows (under 200)" in m["budget"]["why"]
+    assert m["stopped_by"] == "max_epochs" and m["epochs"] == 4 and m["steps"] == 32
+    assert m["best_epoch"] == 3  # the last epoch's weights ...
+    ckpts = tmp_path / "run" / "checkpoints"
+    best, last = (torch.load(ckpts / f, weights_only=True, mmap=True) for f in ("best.ckpt", "last.ckpt"))
+    assert best["global_step"] == last["global_step"] == 32  # ... saved at the last step
+    assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+
+
+@pytest.mark.parametrize("override", ["budget.trust_val_rows=0", "budget.trust_val_rows=16"])
+def test_a_trusted_validation_split_stops_early_and_keeps_the_best(make_cfg, override):
+    m = metrics_of(make_cfg, *STOP_AT_ONCE, override)
+    assert m["budget"]["keep"] == "best" and "validation rows" not in m["budget"]["why"]
+    assert m["stopped_by"] == "early stopping" and m["epochs"] < 4 and m["best_epoch"] < 3
+
+
+def test_explicit_length_keeps_early_stopping(make_cfg):
+    m = metrics_of(make_cfg, *STOP_AT_ONCE[:2], "max_epochs=4")
+    assert m["budget"]["keep"] == "best" and m["stopped_by"] == "early stopping"
 
 
 @pytest.mark.parametrize("given, epochs, steps", [("max_epochs=2", 2, 16),

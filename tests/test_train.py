@@ -114,7 +114,9 @@ def test_loss_must_fit_the_task(make_cfg, loss, task_data, ok):
 @pytest.mark.parametrize("override, words", [
     ("lr=0", "lr=0 is not valid"), ("lr=-1e-5", "lr=-1e-05 is not valid"),
     ("batch_size=0", "batch_size=0 is not valid"), ("batch_size=2.5", "batch_size=2.5"),
-    ("mode=up", "mode='up' is not valid; use min, max or auto")])
+    ("mode=up", "mode='up' is not valid; use min, max or auto"),
+    ("budget.trust_val_rows=-1", "budget.trust_val_rows=-1 is not valid; use an integer >= 0"),
+    ("budget.trust_val_rows=0.5", "budget.trust_val_rows=0.5 is not valid")])
 def test_bad_numbers(make_cfg, override, words):
     with pytest.raises(ConfigError, match=words.replace("(", r"\(")):
         run(make_cfg, override)

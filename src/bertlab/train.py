@@ -67,7 +67,8 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     thresholds.check(cfg, dm)
     if teacher:
         distill.check_data(checkpoint_hparams(teacher)[1], dm)
-    length, chosen = decide(cfg, len(dm.dataset["train"]))
+    length, chosen = decide(cfg, len(dm.dataset["train"]),
+                            dm.documents("validation") if "validation" in dm.dataset else None)
     model = build_model(cfg, dm)
     if teacher:
         if keep and checkpoint is None:
@@ -78,7 +79,7 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
                             "trainable_at_start": sum(p.numel() for p in model.parameters()
                                                       if p.requires_grad)}
     runs.write_records(run_dir, cfg, None if checkpoint is None else step)
-    trainer = build_trainer(cfg, length, step)
+    trainer = build_trainer(cfg, length, step, chosen["budget"]["keep"] == "last")
     fit_start = time.time()
     diverged = fit(trainer, model, dm, run_dir, checkpoint)
     fit_seconds = round(time.time() - fit_start, 1)  # training, with its per-epoch validation

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab import hydra_state
@@ -17,29 +17,31 @@ from bertlab.resolvers import recommended_lr
 log = logging.getLogger(__name__)
 
 
-def training_length(cfg: DictConfig, rows: int) -> tuple[dict, dict]:
+def training_length(cfg: DictConfig, rows: int, val_rows: int) -> tuple[dict, dict]:
     """Trainer arguments for how long to train and how often to validate, and their record for
-    metrics.json: the budget rule (bertlab.budget) unless max_epochs or trainer.max_steps is given."""
+    metrics.json: the budget rule (bertlab.budget) unless max_epochs or trainer.max_steps is given
+    (then early stopping and the best checkpoint are as configured)."""
     t = cfg.trainer
     max_steps = t.get("max_steps")
     if cfg.max_epochs is not None or max_steps not in (None, -1):
         given = {"max_epochs": cfg.max_epochs, "max_steps": max_steps if max_steps is not None else -1,
                  "val_check_interval": t.get("val_check_interval") or 1.0}
-        return given, {**given, "rows": rows, "why": "given: " + ", ".join(
+        return given, {**given, "rows": rows, "keep": "best", "why": "given: " + ", ".join(
             f"{k}={v}" for k, v in given.items() if k != "val_check_interval" and v not in (None, -1))}
     devices = t.get("devices", 1)
     processes = devices if isinstance(devices, int) and devices > 0 else 1
     b = plan(rows, cfg.batch_size, int(t.get("accumulate_grad_batches") or 1), processes,
-             **OmegaConf.to_container(cfg.budget))
+             val_rows=val_rows, **OmegaConf.to_container(cfg.budget))
     args = {"max_epochs": b.epochs, "max_steps": b.max_steps,
             "val_check_interval": t.get("val_check_interval") or b.val_check_interval}
     return args, {**b.as_dict(), "val_check_interval": args["val_check_interval"]}
 
 
-def decide(cfg: DictConfig, rows: int) -> tuple[dict, dict]:
+def decide(cfg: DictConfig, rows: int, val_rows: int) -> tuple[dict, dict]:
     """(Trainer arguments for how long, the record of what was chosen and why): the budget for
-    `rows` training rows and the precision (which it also sets in cfg.trainer); both logged."""
-    length, budget = training_length(cfg, rows)
+    `rows` training and `val_rows` validation rows and the precision (which it also sets in
+    cfg.trainer); both logged."""
+    length, budget = training_length(cfg, rows, val_rows)
     log.info("budget: %s (max_epochs=%s, max_steps=%s, val_check_interval=%s)", budget["why"],
              length["max_epochs"], length["max_steps"], length["val_check_interval"])
     precision, why = choose_precision(str(cfg.trainer.get("precision")),
@@ -51,9 +53,16 @@ def decide(cfg: DictConfig, rows: int) -> tuple[dict, dict]:
     return length, {"budget": budget, "precision": {"value": precision, "why": why}}
 
 
-def callbacks(cfg: DictConfig) -> list:
-    """The `callbacks` group's, plus gradual unfreezing and an Optuna trial's pruning report."""
+def callbacks(cfg: DictConfig, keep_last: bool = False) -> list:
+    """The `callbacks` group's, plus gradual unfreezing and an Optuna trial's pruning report.
+    `keep_last` (the budget's rule for a small validation split): no early stopping, and the
+    best-by-monitor checkpoint holds the latest weights instead."""
     found = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    if keep_last:
+        found = [c for c in found if not isinstance(c, EarlyStopping)]
+        for c in found:
+            if isinstance(c, ModelCheckpoint) and c.monitor:
+                c.monitor = None  # Lightning then keeps the latest save (save_top_k=1)
     if not cfg.get("logger"):  # ~logger: no curves, so nothing for the lr monitor to write to
         found = [c for c in found if not isinstance(c, LearningRateMonitor)]
     if cfg.model.get("unfreeze_at_epoch") is not None:
@@ -66,10 +75,10 @@ def callbacks(cfg: DictConfig) -> list:
     return found
 
 
-def build_trainer(cfg: DictConfig, length: dict, resume_step: int):
+def build_trainer(cfg: DictConfig, length: dict, resume_step: int, keep_last: bool = False):
     """The Trainer of `cfg.trainer` with the run's callbacks, logger and plugins."""
     plugins, replaced = trainer_plugins(cfg.trainer)  # atomic checkpoints; bf16 with fused steps
-    return instantiate(cfg.trainer, callbacks=callbacks(cfg), logger=loggers(cfg, resume_step),
+    return instantiate(cfg.trainer, callbacks=callbacks(cfg, keep_last), logger=loggers(cfg, resume_step),
                        plugins=plugins, **{**replaced, **length})
 
 
