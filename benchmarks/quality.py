@@ -11,7 +11,11 @@ Ours: `python train.py data=files data.train_file=... data.test_file=...` with n
 user who changes nothing gets it), trained on the whole training file. Wall time is each whole
 command, start to exit. Prints one line per row (and appends it with --results); asserts nothing.
 
-    python benchmarks/quality.py [--rows sst2-500,sst2-4000,tweets,valence] [--results RESULTS.md]
+    python benchmarks/quality.py [--rows sst2-500,sst2-4000,tweets,valence] [--seeds 0,1,2]
+                                 [--results RESULTS.md]
+
+With several --seeds our side runs once per seed (the peer takes no seed: one run) and the line
+gives each seed's metric and their mean; the comparison is the mean's, the wall time the mean's.
 
 Needs the `bench` extra (accelerate, which the peer's Trainer uses).
 """
@@ -22,6 +26,7 @@ import csv
 import datetime
 import json
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -88,11 +93,11 @@ def dataset(name: str, folder: Path) -> dict:
     raise SystemExit(f"unknown row {name}; use sst2-500, sst2-4000, tweets, valence")
 
 
-def ours(d: dict, run_dir: Path) -> dict:
+def ours(d: dict, run_dir: Path, seed: int) -> dict:
     cmd = [sys.executable, str(ROOT / "train.py"), "data=files", f"data.train_file={d['train']}",
            f"data.test_file={d['test']}", f"data.text_column={d['text']}",
            f"data.label_column={d['label']}", *d["ours"], "trainer.enable_progress_bar=false",
-           f"hydra.run.dir={run_dir}"]
+           f"hydra.run.dir={run_dir}"] + ([f"seed={seed}"] if seed else [])
     start = time.time()
     r = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.time() - start
@@ -101,7 +106,8 @@ def ours(d: dict, run_dir: Path) -> dict:
     m = json.loads((run_dir / "metrics.json").read_text())
     keys = ("test/pearson", "test/spearman") if d["task"] == "regression" else ("test/acc", "test/f1")
     return {"wall_s": round(wall, 1), "metrics": [round(m[k], 4) for k in keys],
-            "steps": m["steps"], "epochs": m["epochs"], "precision": m["precision"]["value"]}
+            "steps": m["steps"], "epochs": m["epochs"], "precision": m["precision"]["value"],
+            "keep": m["budget"]["keep"]}
 
 
 def peer(d: dict) -> dict:
@@ -122,19 +128,29 @@ def peer(d: dict) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", default="sst2-500,sst2-4000,tweets,valence")
+    ap.add_argument("--seeds", default="0", help="our seeds, comma-separated (the peer runs once)")
     ap.add_argument("--results", help="append each line to this markdown file")
     a = ap.parse_args()
+    seeds = [int(s) for s in a.seeds.split(",")]
     for name in a.rows.split(","):
         with tempfile.TemporaryDirectory(prefix="bertlab_quality_") as tmp:
             d = dataset(name, Path(tmp))
-            us = ours(d, Path(tmp) / "ours")
+            runs = [ours(d, Path(tmp) / f"ours_{seed}", seed) for seed in seeds]
             them = peer(d)
+        us = runs[0]
+        if len(runs) > 1:  # the mean of each metric and of the wall time; each seed's first metric
+            us = {**us, "metrics": [statistics.mean(r["metrics"][i] for r in runs) for i in (0, 1)],
+                  "wall_s": round(statistics.mean(r["wall_s"] for r in runs), 1),
+                  **{k: "/".join(str(r[k]) for r in runs) for k in ("epochs", "steps")}}
+        seeds_said = "" if len(runs) == 1 else (
+            f"seeds {a.seeds}: " + " / ".join(f"{r['metrics'][0]:.4f}" for r in runs)
+            + f" (std {statistics.stdev(r['metrics'][0] for r in runs):.4f}); mean ")
         names = "Pearson, Spearman" if d["task"] == "regression" else "accuracy, macro-F1"
         better = all(o >= t for o, t in zip(us["metrics"][:1], them["metrics"][:1]))
         line = (f"- {datetime.date.today()} {platform.machine()} quality {name} ({names} on the "
                 f"test file) | ours, no training flags ({us['epochs']} epochs, {us['steps']} steps, "
-                f"{us['precision']}): {us['metrics'][0]:.4f}, {us['metrics'][1]:.4f} in "
-                f"{us['wall_s']} s | peer --hf-defaults: {them['metrics'][0]:.4f}, "
+                f"{us['precision']}, keeps the {us['keep']}): {seeds_said}{us['metrics'][0]:.4f}, "
+                f"{us['metrics'][1]:.4f} in {us['wall_s']} s | peer --hf-defaults: {them['metrics'][0]:.4f}, "
                 f"{them['metrics'][1]:.4f} in {them['wall_s']} s | ours "
                 f"{'>=' if better else '<'} peer, wall ratio peer/ours "
                 f"{them['wall_s'] / us['wall_s']:.2f}")
