@@ -17,7 +17,7 @@ from bertlab.resolvers import recommended_lr
 log = logging.getLogger(__name__)
 
 
-def training_length(cfg: DictConfig, rows: int, val_rows: int) -> tuple[dict, dict]:
+def training_length(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[dict, dict]:
     """Trainer arguments for how long to train and how often to validate, and their record for
     metrics.json: the budget rule (bertlab.budget) unless max_epochs or trainer.max_steps is given
     (then early stopping and the best checkpoint are as configured)."""
@@ -37,7 +37,7 @@ def training_length(cfg: DictConfig, rows: int, val_rows: int) -> tuple[dict, di
     return args, {**b.as_dict(), "val_check_interval": args["val_check_interval"]}
 
 
-def decide(cfg: DictConfig, rows: int, val_rows: int) -> tuple[dict, dict]:
+def decide(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[dict, dict]:
     """(Trainer arguments for how long, the record of what was chosen and why): the budget for
     `rows` training and `val_rows` validation rows and the precision (which it also sets in
     cfg.trainer); both logged."""
