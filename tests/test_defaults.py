@@ -117,6 +117,22 @@ def test_a_run_with_a_small_validation_split_trains_whole_and_keeps_the_last(mak
     assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
 
 
+def test_a_resumed_run_still_keeps_the_last(make_cfg, tmp_path):
+    import time
+
+    from bertlab.train import fit_and_report
+
+    run = tmp_path / "run"
+    metrics_of(make_cfg, *STOP_AT_ONCE, "budget.max_epochs=2")  # 2 of the 4 epochs, then stopped
+    last = run / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=True, mmap=True)["global_step"] == 16
+    fit_and_report(make_cfg(*FAST, *STOP_AT_ONCE), run, last, 16, time.time())  # ... and resumed
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["budget"]["keep"] == "last" and m["stopped_by"] == "max_epochs" and m["steps"] == 32
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True, mmap=True)
+    assert best["global_step"] == 32 and m["best_epoch"] == 3
+
+
 @pytest.mark.parametrize("override", ["budget.trust_val_rows=0", "budget.trust_val_rows=16"])
 def test_a_trusted_validation_split_stops_early_and_keeps_the_best(make_cfg, override):
     m = metrics_of(make_cfg, *STOP_AT_ONCE, override)
