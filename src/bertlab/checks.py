@@ -61,6 +61,10 @@ RANGES = {
     "trainer.val_check_interval": (lambda v: v is None or integer(v) and v > 0
                                    or number(v) and 0 < v <= 1,
                                    "a fraction of an epoch in (0, 1], a batch count, or null"),
+    "budget.min_steps": (lambda v: integer(v) and v > 0, "a positive integer"),
+    "budget.max_epochs": (lambda v: integer(v) and v > 0, "a positive integer"),
+    "budget.max_steps": (lambda v: integer(v) and v > 0, "a positive integer"),
+    "budget.validations": (lambda v: integer(v) and v > 0, "a positive integer"),
     "budget.trust_val_rows": (lambda v: integer(v) and v >= 0,
                               "an integer >= 0 (0: always pick the best validation)"),
     "callbacks.early_stopping.patience": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
@@ -117,9 +121,6 @@ def check_config(cfg: DictConfig) -> None:
     positive("max_epochs", cfg.max_epochs, integer=True, optional=True)
     if not isinstance(cfg.get("calibrate", False), bool):
         raise ConfigError(f"calibrate={cfg.calibrate!r} is not valid; use true or false")
-    for key, value in (cfg.get("budget") or {}).items():
-        if key != "trust_val_rows":  # (in RANGES: 0 is valid)
-            positive(f"budget.{key}", value, integer=True)
     cv = cfg.get("cv")
     if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
         raise ConfigError(f"cv={cv!r} is not valid; use a number of folds >= 2 (e.g. cv=5), or "
