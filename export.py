@@ -2,4 +2,4 @@
 from bertlab.cli import entry
 
 if __name__ == "__main__":
-    entry(__file__, "export", "bertlab.export:export")
+    entry(__file__, "export", "bertlab.export:export", check="bertlab.checks:check_export")

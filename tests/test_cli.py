@@ -42,13 +42,13 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path):
 def test_multirun_lr_sweep(tmp_path):
     pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = cli(["-m", *SMOKE, "lr=1e-5,3e-5,5e-5", "logger=[tensorboard,mlflow]"], tmp_path,
-            env={"MLFLOW_TRACKING_URI": uri})
+    r = cli([*SMOKE, "lr=1e-5,3e-5,5e-5", "logger=[tensorboard,mlflow]", "-m"], tmp_path,
+            env={"MLFLOW_TRACKING_URI": uri})  # (-m after the overrides works too)
     assert r.returncode == 0, r.stderr[-3000:]
     sweeps = list((tmp_path / "outputs" / "multiruns").iterdir())
     assert len(sweeps) == 1
     jobs = [job(sweeps[0], i) for i in range(3)]
-    assert jobs[1].name == "1_lr=3e-05"  # named by the swept key only
+    assert [j.name for j in jobs] == ["0_lr=1e-05", "1_lr=3e-05", "2_lr=5e-05"]  # the swept key only
     lrs = []
     for folder in jobs:
         assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
@@ -226,6 +226,33 @@ def test_two_workers_share_one_journal_study(tmp_path):
     assert other.returncode == 2 and "searches another space (lr: tag(log, interval(1e-5, 3e-4)) " \
         "there, choice(1e-4,2e-4) here)" in other.stderr.strip().splitlines()[-1], other.stderr[-2000:]
     assert journal.stat().st_size == size
+
+
+def test_a_trial_claimed_a_moment_ago_is_not_stale():
+    """Between claim()'s two writes another worker may read a trial with its heartbeat and no
+    name yet (or with neither): young, so not given up; the two-worker search above once lost
+    that race. A silent or ended worker's trial is stale."""
+    import datetime
+    import socket
+    import time
+    from types import SimpleNamespace
+
+    from bertlab.search import STALE_AFTER, stale, worker
+
+    now = time.time()
+    ended = subprocess.Popen(["true"])
+    ended.wait()
+
+    def trial(**attrs):
+        return SimpleNamespace(system_attrs=attrs,
+                               datetime_start=datetime.datetime.fromtimestamp(now - 1))
+
+    assert not stale(trial(), now)
+    assert not stale(trial(heartbeat=now - 1), now)
+    assert not stale(trial(worker=worker()), now)
+    assert not stale(trial(worker=worker(), heartbeat=now - 1), now)
+    assert stale(trial(worker=worker(), heartbeat=now - STALE_AFTER - 1), now)
+    assert stale(trial(worker=f"{socket.gethostname()}:{ended.pid}", heartbeat=now - 1), now)
 
 
 def test_optuna_search_continues_and_prunes(tmp_path):

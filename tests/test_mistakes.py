@@ -147,13 +147,6 @@ def test_documented_forms_work_as_typed(tmp_path):
     assert not list(tmp_path.iterdir())  # --cfg makes no folder
 
 
-def test_multirun_flag_after_the_overrides(tmp_path):
-    r = command("train", [*SMOKE, "lr=1e-4,2e-4", "-m"], tmp_path)
-    assert r.returncode == 0, r.stderr[-2000:]
-    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
-    assert sorted(p.name for p in sweep.glob("*_lr=*")) == ["0_lr=0.0001", "1_lr=0.0002"]
-
-
 def test_class_weights_and_smoothing_with_the_default_loss(make_cfg, tmp_path):
     from bertlab.train import train
 
@@ -172,11 +165,25 @@ def test_a_diverged_run_exits_non_zero(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["status"] == "diverged"
 
 
-def test_command_line_mistakes_answer_before_torch(tmp_path):
-    probe = ("import sys, runpy; sys.argv = ['train.py', 'lrr=1']\n"
+BEFORE_TORCH = [("train", ["lrr=1"]),
+                ("train", ["data=files", "data.train_file={root}/a_folder"]),
+                ("train", ["model.name_or_path=/nonexistent"]),
+                ("train", ["max_length=1000"]),
+                ("eval", ["run_dir={root}/finished", "split=nosuch"]),
+                ("shrink", ["run_dir={root}/finished", "drop_layers=-3"]),
+                ("export", ["run_dir={root}/finished", "out={root}/exported"])]
+
+
+@pytest.mark.parametrize("script, args", BEFORE_TORCH, ids=[" ".join(a) for _, a in BEFORE_TORCH])
+def test_command_line_mistakes_answer_before_torch(place, script, args):
+    """Mistakes that the command line, the files or the model folder show answer in a second,
+    without the seconds of importing torch and Lightning."""
+    root, env = place
+    argv = [script + ".py", *(a.format(root=root) for a in args)]
+    probe = ("import sys, runpy; sys.argv = %r\n"
              "try:\n    runpy.run_path(%r, run_name='__main__')\n"
              "except SystemExit as e:\n    print('torch' in sys.modules, e.code)\n"
-             % str(ROOT / "train.py"))
-    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=120)
+             % (argv, str(ROOT / argv[0])))
+    r = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, **env})
     assert r.stdout.split() == ["False", "2"], r.stderr[-1500:]

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, sentences
+from test_use import evaluate
 
 FINAL = ("val/loss", "val/acc", "test/loss", "test/acc")
 
@@ -196,11 +197,7 @@ def test_ddp_run_killed_mid_epoch_resumes_to_the_same_metrics(data, tmp_path):
     (whole,) = (tmp_path / "outputs" / "runs").iterdir()
     expected = json.loads((whole / "metrics.json").read_text())
     assert len(list((whole / "tensorboard").glob("events.*"))) >= 1
-    e = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"run_dir={whole}", "split=validation"],
-                       capture_output=True, text=True, timeout=300)
-    assert e.returncode == 0, e.stderr[-2000:]
-    (out,) = (whole / "eval").glob("*/metrics.json")
-    single = json.loads(out.read_text())
+    single = evaluate(whole, "split=validation", out=tmp_path / "eval")  # (in this process)
     # synced across both processes: the same as one process on the whole validation split
     assert single["validation/acc"] == pytest.approx(expected["val/acc"], abs=1e-6)
     assert single["validation/loss"] == pytest.approx(expected["val/loss"], abs=1e-5)

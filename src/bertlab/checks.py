@@ -1,9 +1,13 @@
 """Checks of a composed train config that need no torch: `train.py lr=-1` answers at once."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.errors import ConfigError
+from bertlab.hub import check_local
 from bertlab.task import TASKS, Task, task_of
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
@@ -112,6 +116,30 @@ def check_loggers(cfg: DictConfig) -> None:
                               f"installed: {how}")
 
 
+def check_max_length(max_length: int, limit: int | None) -> None:
+    if limit is not None and limit < 1_000_000 and max_length > limit:  # (unknown: a huge placeholder)
+        raise ConfigError(f"max_length={max_length} is more than this model's limit of {limit} "
+                          f"tokens; use max_length={limit} or less")
+
+
+def check_model(cfg: DictConfig) -> None:
+    """Local model folders exist; max_length fits the limit a local tokenizer declares."""
+    check_local(cfg.model.name_or_path)
+    folder = check_local(cfg.model.tokenizer, "model.tokenizer")
+    declared = folder / "tokenizer_config.json" if folder else None
+    if declared and declared.is_file():
+        check_max_length(cfg.max_length, json.loads(declared.read_text()).get("model_max_length"))
+
+
+def check_data(data: DictConfig) -> None:
+    """A files source's files exist, hold rows and share a format."""
+    from bertlab.data.sources import SPLITS, check_files
+
+    if data.get("source") == "files":
+        files = {s: OmegaConf.select(data, f"{s}_file", throw_on_missing=True) for s in SPLITS}
+        check_files({s: str(f) for s, f in files.items() if f}, data.get("format"))
+
+
 def check_config(cfg: DictConfig) -> None:
     check_ranges(cfg)
     check_loggers(cfg)
@@ -144,6 +172,8 @@ def check_config(cfg: DictConfig) -> None:
     precision = str(cfg.trainer.get("precision"))
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision} is not valid; use one of {', '.join(PRECISIONS)}")
+    check_model(cfg)
+    check_data(cfg.data)
 
 
 HIGHER_IS_BETTER = ("acc", "f1", "pearson", "spearman")  # which way each metric improves
@@ -163,6 +193,55 @@ def resolve_monitor(monitor: str, mode: str, task: str | Task) -> tuple[str, str
     if mode == "auto":
         mode = "max" if monitor.split("/")[1] in HIGHER_IS_BETTER else "min"
     return monitor, mode
+
+
+def check_eval(cfg: DictConfig) -> None:
+    """eval.py: a file that exists; a split the run has (its metrics.json lists them)."""
+    if cfg.file:
+        if not Path(cfg.file).is_file():
+            raise ConfigError(f"file={cfg.file} " + ("is a folder; give a labelled file"
+                              if Path(cfg.file).is_dir() else "does not exist"))
+        return
+    done = Path(cfg.run_dir) / "metrics.json"
+    rows = json.loads(done.read_text()).get("data", {}).get("rows") if done.is_file() else None
+    if rows:
+        check_split(cfg.split, list(rows))
+
+
+def check_split(split: str, splits: list[str]) -> None:
+    if split not in splits:
+        raise ConfigError(f"split={split} is not in this run's data; it has: {', '.join(splits)}")
+
+
+def check_shrink(cfg: DictConfig) -> None:
+    if not integer(cfg.drop_layers) or cfg.drop_layers < 0:
+        raise ConfigError(f"drop_layers={cfg.drop_layers} is not valid; use a number of top "
+                          f"layers >= 0, fewer than the encoder has")
+    if not cfg.int8 and not cfg.drop_layers:
+        raise ConfigError("nothing to do: set int8=true and/or drop_layers=N")
+
+
+EXPORT_FORMATS = ("hf", "onnx")
+
+
+def export_folder(cfg: DictConfig) -> Path:
+    """export.py's new folder, checked: the format's options, and nothing there yet."""
+    if cfg.format not in EXPORT_FORMATS:
+        raise ConfigError(f"format={cfg.format} is not valid; use {' or '.join(EXPORT_FORMATS)}")
+    if cfg.int8 and cfg.format != "onnx":
+        raise ConfigError("int8=true is for format=onnx (for a smaller torch model: shrink.py int8=true)")
+    if cfg.out is None and cfg.format == "hf":
+        raise ConfigError("give out=<new folder> for the Hugging Face model")
+    out = Path(cfg.out or Path(cfg.run_dir) / ("onnx_int8" if cfg.int8 else "onnx"))
+    if out.exists():
+        raise ConfigError(f"out={out} exists already; choose a new folder")
+    if cfg.adapter_only and cfg.format != "hf":
+        raise ConfigError("adapter_only=true writes a peft adapter folder; use it with format=hf")
+    return out
+
+
+def check_export(cfg: DictConfig) -> None:
+    export_folder(cfg)
 
 
 def check_serve(cfg: DictConfig) -> None:

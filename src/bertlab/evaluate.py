@@ -15,6 +15,7 @@ from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.plugins import trainer_plugins
 from bertlab.checkpoints import find_checkpoint, load_model
+from bertlab.checks import check_eval, check_split
 from bertlab.runs import run_config
 from bertlab.thresholds import decide
 
@@ -22,6 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict:
+    check_eval(cfg)
     ckpt = find_checkpoint(cfg.run_dir, cfg.ckpt_path)
     train_cfg = run_config(cfg.run_dir)
     model = load_model(ckpt)
@@ -40,9 +42,7 @@ def evaluate(cfg: DictConfig) -> dict:
         split = name = cfg.split
     dm = from_config(train_cfg, **data)
     dm.setup("test")
-    if split not in dm.dataset:
-        raise ConfigError(f"split={split} is not in this run's data; it has: "
-                          f"{', '.join(dm.dataset)}")
+    check_split(split, list(dm.dataset))
     if dm.task != model.task:
         raise ConfigError(f"{ckpt} is a {model.task} checkpoint but the data is for "
                           f"{dm.task}; give a checkpoint of this run")

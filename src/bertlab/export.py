@@ -15,6 +15,7 @@ from bertlab.errors import ConfigError, require
 from bertlab.files import markdown_table, written_whole
 from bertlab.hub import from_pretrained
 from bertlab import thresholds
+from bertlab.checks import export_folder
 from bertlab.calibration import fold_into_head
 from bertlab.checkpoints import find_checkpoint, load_model, load_network
 from bertlab.models.network import plain
@@ -103,21 +104,8 @@ def model_card(run_dir: Path, out: Path, model) -> str:
         metrics=table({k: round(v, 4) for k, v in metrics.items() if "/" in k}))
 
 
-FORMATS = ("hf", "onnx")
-
-
 def export(cfg: DictConfig) -> Path:
-    if cfg.format not in FORMATS:
-        raise ConfigError(f"format={cfg.format} is not valid; use {' or '.join(FORMATS)}")
-    if cfg.int8 and cfg.format != "onnx":
-        raise ConfigError("int8=true is for format=onnx (for a smaller torch model: shrink.py int8=true)")
-    if cfg.out is None and cfg.format == "hf":
-        raise ConfigError("give out=<new folder> for the Hugging Face model")
-    out = Path(cfg.out or Path(cfg.run_dir) / ("onnx_int8" if cfg.int8 else "onnx"))
-    if out.exists():
-        raise ConfigError(f"out={out} exists already; choose a new folder")
-    if cfg.adapter_only and cfg.format != "hf":
-        raise ConfigError("adapter_only=true writes a peft adapter folder; use it with format=hf")
+    out = export_folder(cfg)
     ckpt = find_checkpoint(cfg.run_dir, cfg.ckpt_path)
     if cfg.format == "onnx":
         return export_onnx(ckpt, out, bool(cfg.int8), Path(cfg.run_dir))

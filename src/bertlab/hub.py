@@ -37,13 +37,19 @@ def ensure_hub_or_offline() -> None:
     datasets.config.HF_HUB_OFFLINE = True
 
 
-def from_pretrained(loader, name_or_path: str, what: str = "model.name_or_path", **kwargs):
-    """`loader.from_pretrained(name_or_path)`, a local folder or a Hub id, with a one-line error."""
+def check_local(name_or_path: str, what: str = "model.name_or_path") -> Path | None:
+    """The folder that `name_or_path` names (None: a Hub id); a local path that is no folder is
+    refused in one line."""
     path = Path(os.path.expanduser(name_or_path))
     if name_or_path.startswith(("/", ".", "~")) and not path.is_dir():  # a local path, not a Hub id
         raise ConfigError(f"{what}={name_or_path} " + ("is a file; give the model's folder"
                           if path.exists() else "does not exist") + " (a local model folder, or a Hub id)")
-    if not path.is_dir():
+    return path if path.is_dir() else None
+
+
+def from_pretrained(loader, name_or_path: str, what: str = "model.name_or_path", **kwargs):
+    """`loader.from_pretrained(name_or_path)`, a local folder or a Hub id, with a one-line error."""
+    if check_local(name_or_path, what) is None:
         ensure_hub_or_offline()
     try:
         return loader.from_pretrained(name_or_path, **kwargs)

@@ -119,8 +119,10 @@ def worker() -> str:
 
 
 def claim(study, trial) -> None:
-    study._storage.set_trial_system_attr(trial._trial_id, "worker", worker())
+    """Mark `trial` this worker's: its first heartbeat, then its worker's name (two writes: another
+    worker that reads between them sees a trial with no name, which is young, not stale)."""
     study._storage.set_trial_system_attr(trial._trial_id, "heartbeat", time.time())
+    study._storage.set_trial_system_attr(trial._trial_id, "worker", worker())
 
 
 @contextlib.contextmanager
@@ -159,7 +161,7 @@ def stale(trial, now: float) -> bool:
             return True
         except PermissionError:
             pass
-    return beat is None or now - beat > STALE_AFTER
+    return now - (beat or trial.datetime_start.timestamp()) > STALE_AFTER
 
 
 def give_up_stale(study) -> int:

@@ -11,6 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from bertlab.analysis import collect, score
+from bertlab.checks import check_shrink
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.files import markdown_table
@@ -54,8 +55,7 @@ def measure(model, dm, path: Path, monitor: str) -> dict:
 
 
 def shrink(cfg: DictConfig) -> dict:
-    if not cfg.int8 and not cfg.drop_layers:
-        raise ConfigError("nothing to do: set int8=true and/or drop_layers=N")
+    check_shrink(cfg)
     ckpt = find_checkpoint(cfg.run_dir, cfg.ckpt_path)
     train_cfg = run_config(cfg.run_dir)
     model = load_model(ckpt)

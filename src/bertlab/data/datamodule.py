@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
+from bertlab.checks import check_max_length
 from bertlab.data import tokens, windows
 from bertlab.data.hygiene import PARALLEL_FROM, leakage, standardize
 from bertlab.data.labels import carve, encode_labels, task_named
@@ -120,10 +121,7 @@ class TextDataModule(L.LightningDataModule):
         self.seed = seed
         self.cache_root = Path(os.path.expanduser(cache_dir or "~/.cache/bertlab"))
         self.tokenizer = from_pretrained(AutoTokenizer, tokenizer, what=tokenizer_key)
-        limit = self.tokenizer.model_max_length
-        if limit < 1_000_000 and max_length > limit:  # (no limit known: a huge placeholder)
-            raise ConfigError(f"max_length={max_length} is more than this model's limit of {limit} "
-                              f"tokens; use max_length={limit} or less")
+        check_max_length(max_length, self.tokenizer.model_max_length)
         self.windows = windows.settings(long_text, window_stride, window_pool, max_length,
                                         self.tokenizer, pair=text_pair_column is not None)
         if self.windows:  # (in the cache key only then: truncating runs keep their caches)

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-import datasets
+from typing import TYPE_CHECKING
 
 from bertlab.errors import ConfigError, DataError
 from bertlab.hub import ensure_hub_or_offline
@@ -16,6 +15,9 @@ SOURCES = ("files", "hub")
 SPLITS = ("train", "validation", "test")
 
 log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    import datasets  # (imported where it reads: check_files runs before the heavy imports)
 
 
 def file_format(path: str, fmt: str | None) -> str:
@@ -30,8 +32,8 @@ def file_format(path: str, fmt: str | None) -> str:
     return FORMATS[suffix]
 
 
-def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> datasets.DatasetDict:
-    """One split per file. All files must share a format (as `load_dataset` requires)."""
+def check_files(files: dict[str, str], fmt: str | None) -> str:
+    """The files exist, hold rows and share one format: that format's `datasets` builder."""
     for split, path in files.items():
         if not Path(path).is_file():
             raise ConfigError(f"data.{split}_file={path} " + (
@@ -41,14 +43,22 @@ def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> dat
     if len(formats) > 1:
         raise DataError(f"data files mix formats {sorted(formats)}; use one format for all splits")
     builder = formats.pop()
-    kwargs = dict(read_kwargs)
-    if builder == "csv" and "sep" not in kwargs and "delimiter" not in kwargs:
-        if all(Path(p).suffix.lower() == ".tsv" for p in files.values()):
-            kwargs["sep"] = "\t"
     for split, path in files.items():
         if builder != "parquet" and not has_rows(Path(path), builder):
             raise DataError(f"data.{split}_file={path} holds no rows"
                             + (" (only a header)" if builder == "csv" else "") + "; give a file with data")
+    return builder
+
+
+def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> datasets.DatasetDict:
+    """One split per file. All files must share a format (as `load_dataset` requires)."""
+    import datasets
+
+    builder = check_files(files, fmt)
+    kwargs = dict(read_kwargs)
+    if builder == "csv" and "sep" not in kwargs and "delimiter" not in kwargs:
+        if all(Path(p).suffix.lower() == ".tsv" for p in files.values()):
+            kwargs["sep"] = "\t"
     quiet = logging.getLogger(f"datasets.packaged_modules.{builder}.{builder}")
     level, quiet.level = quiet.level, logging.CRITICAL  # its ERROR line would repeat ours
     try:
@@ -99,6 +109,8 @@ def first_line(e: BaseException) -> str:
 
 
 def read_hub(path: str, name: str | None, read_kwargs: dict) -> datasets.DatasetDict:
+    import datasets
+
     ensure_hub_or_offline()
     try:
         return datasets.load_dataset(path, name, **read_kwargs)
@@ -113,6 +125,8 @@ def read_hub(path: str, name: str | None, read_kwargs: dict) -> datasets.Dataset
 def read(c: dict, report: dict) -> datasets.DatasetDict:
     """The raw splits that the data config `c` names (a hub data set, or local files); rows of
     a file that span several lines are counted in `report` (or refused under data.strict)."""
+    import datasets
+
     from bertlab.data.hygiene import count
 
     if c["source"] == "hub":
