@@ -20,10 +20,10 @@ train: install
 	$(PY) train.py $(ARGS)
 
 test: install
-	$(PY) -m pytest -q -n 2 --dist loadfile $(ARGS)
+	$(PY) -m pytest -q -n 2 $(ARGS)
 
 test-all: install
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "" $(ARGS)
+	$(PY) -m pytest -q -n 2 -m "" $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks *.py

@@ -165,17 +165,20 @@ def test_a_diverged_run_exits_non_zero(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["status"] == "diverged"
 
 
-BEFORE_TORCH = [("train", ["lrr=1"]),
-                ("train", ["data=files", "data.train_file={root}/a_folder"]),
-                ("train", ["model.name_or_path=/nonexistent"]),
-                ("train", ["max_length=1000"]),
-                ("eval", ["run_dir={root}/finished", "split=nosuch"]),
-                ("shrink", ["run_dir={root}/finished", "drop_layers=-3"]),
-                ("export", ["run_dir={root}/finished", "out={root}/exported"])]
+BEFORE_TORCH = [("train", ["lrr=1"], 2),
+                ("train", ["data=files", "data.train_file={root}/a_folder"], 2),
+                ("train", ["data=files", "data.train_file={root}/empty.csv"], 1),
+                ("train", ["model.name_or_path=/nonexistent"], 2),
+                ("train", ["max_length=1000"], 2),
+                ("eval", ["run_dir={root}/finished", "split=nosuch"], 2),
+                ("eval", ["run_dir={root}/finished", "file={root}/missing.csv"], 2),
+                ("shrink", ["run_dir={root}/finished", "drop_layers=-3"], 2),
+                ("export", ["run_dir={root}/finished", "out={root}/exported"], 2)]
 
 
-@pytest.mark.parametrize("script, args", BEFORE_TORCH, ids=[" ".join(a) for _, a in BEFORE_TORCH])
-def test_command_line_mistakes_answer_before_torch(place, script, args):
+@pytest.mark.parametrize("script, args, code", BEFORE_TORCH,
+                         ids=[" ".join(a) for _, a, _ in BEFORE_TORCH])
+def test_command_line_mistakes_answer_before_torch(place, script, args, code):
     """Mistakes that the command line, the files or the model folder show answer in a second,
     without the seconds of importing torch and Lightning."""
     root, env = place
@@ -186,4 +189,4 @@ def test_command_line_mistakes_answer_before_torch(place, script, args):
              % (argv, str(ROOT / argv[0])))
     r = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
                        timeout=120, env={**os.environ, **env})
-    assert r.stdout.split() == ["False", "2"], r.stderr[-1500:]
+    assert r.stdout.split() == ["False", str(code)], r.stderr[-1500:]
