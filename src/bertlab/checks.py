@@ -1,4 +1,5 @@
-"""Checks of a composed train config that need no torch: `train.py lr=-1` answers at once."""
+"""Checks of composed configs that need no torch: `train.py lr=-1` (or a missing data file, or
+`eval.py split=nosuch`) answers at once."""
 from __future__ import annotations
 
 import json
