@@ -203,9 +203,10 @@ def check_eval(cfg: DictConfig) -> None:
             raise ConfigError(f"file={cfg.file} " + ("is a folder; give a labelled file"
                               if Path(cfg.file).is_dir() else "does not exist"))
         return
-    done = Path(cfg.run_dir) / "metrics.json"
-    rows = json.loads(done.read_text()).get("data", {}).get("rows") if done.is_file() else None
-    if rows:
+    from bertlab.runs import recorded
+
+    rows = recorded(cfg.run_dir).get("data", {}).get("rows")
+    if rows:  # (a run that has not finished: the data module checks the split)
         check_split(cfg.split, list(rows))
 
 
@@ -242,7 +243,7 @@ def export_folder(cfg: DictConfig) -> Path:
 
 
 def check_export(cfg: DictConfig) -> None:
-    export_folder(cfg)
+    export_folder(cfg)  # (entry's checks return None; export() uses the folder)
 
 
 def check_serve(cfg: DictConfig) -> None:
