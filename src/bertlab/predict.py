@@ -219,6 +219,15 @@ def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float 
     return rows
 
 
+def scored_rows(model, tokenizer, texts: list[str], threshold: float | None = None,
+                **predict) -> tuple[list[dict], torch.Tensor]:
+    """(result rows, scores) of `texts`: predict_texts with `predict`'s arguments, then
+    result_rows; a model trained with long_text=windows adds each text's count of windows."""
+    windows = [] if model.hparams.get("windows") else None
+    scores = predict_texts(model, tokenizer, texts, windows=windows, **predict)
+    return result_rows(model, texts, scores, threshold, windows), scores
+
+
 def output_path(output: str, explain: bool = False) -> Path:
     """The output file, checked before any work: a known suffix, and nothing there yet."""
     path = Path(output)
@@ -360,10 +369,8 @@ def predicted_rows(model, tokenizer, texts: list[str], cfg: DictConfig, precisio
                    explained: list) -> list[dict]:
     """The result rows of `texts`; with explain=true, each row's top tokens added and (row,
     token scores) kept in `explained` for the page."""
-    windows = [] if model.hparams.get("windows") else None  # each text's count, in its row
-    scores = predict_texts(model, tokenizer, texts, cfg.batch_size, precision=precision,
-                           windows=windows)
-    rows = result_rows(model, texts, scores, cfg.threshold, windows)
+    rows, scores = scored_rows(model, tokenizer, texts, cfg.threshold,
+                               batch_size=cfg.batch_size, precision=precision)
     if cfg.explain:
         from bertlab.explain import explain_texts, top_tokens
 

@@ -133,7 +133,7 @@ class TextAPI(ls.LitAPI):
         return inputs
 
     def predict(self, requests: list[dict]) -> list[list[dict]]:
-        from bertlab.predict import predict_texts, result_rows
+        from bertlab.predict import scored_rows
 
         if self.log_batches:
             print(f"batch: {len(requests)} requests, {sum(len(r['texts']) for r in requests)} texts",
@@ -145,11 +145,9 @@ class TextAPI(ls.LitAPI):
                 continue
             texts = [t for i in group for t in requests[i]["texts"]]
             pairs = [p for i in group for p in requests[i]["pairs"]] if paired else None
-            windows = [] if self.model.hparams.get("windows") else None
-            scores = predict_texts(self.model, self.tokenizer, texts, batch_size=64,
-                                   precision=self.precision, pairs=pairs, device=self.device,
-                                   windows=windows)
-            rows = iter(result_rows(self.model, texts, scores, self.threshold, windows))
+            found, _ = scored_rows(self.model, self.tokenizer, texts, self.threshold, batch_size=64,
+                                   precision=self.precision, pairs=pairs, device=self.device)
+            rows = iter(found)
             for i in group:
                 out[i] = [{k: v for k, v in next(rows).items() if k != "text"}
                           for _ in requests[i]["texts"]]
