@@ -31,6 +31,17 @@ def test_tweets_corpus_offline(make_cfg):
     assert batch["input_ids"].shape[0] == 32
 
 
+def test_the_carved_validation_split_stops_at_max_val_rows(make_cfg):
+    """10% of 400 rows is 40; a cap of 25 moves the other 15 into training (and is in the cache
+    key: the uncapped build's cache is not reused); still stratified; the test split is not capped."""
+    sizes = lambda dm: [len(dm.dataset[s]) for s in ("train", "validation", "test")]  # noqa: E731
+    assert sizes(datamodule(make_cfg("data.max_samples=400", "data.max_val_rows=null"))) == [320, 40, 40]
+    capped = datamodule(make_cfg("data.max_samples=400", "data.max_val_rows=25"))
+    assert sizes(capped) == [335, 25, 40]
+    val, train = (Counter(capped.dataset[s]["labels"]) for s in ("validation", "train"))
+    assert all(abs(val[k] / 25 - train[k] / 335) < 1 / 25 for k in train)  # still stratified
+
+
 def test_tweets_test_split_is_stratified(make_cfg):
     dm = datamodule(make_cfg("data.max_samples=2000"))
     share = lambda s: Counter(dm.dataset[s]["labels"])  # noqa: E731
@@ -295,6 +306,8 @@ def test_bad_sizes(make_cfg, files):
     msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
                    "data.val_size=1.5")
     assert "data.val_size=1.5" in msg
+    msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}", "data.max_val_rows=0")
+    assert "data.max_val_rows=0 is not valid; use a positive number of rows" in msg
     msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}", "data.num_proc=0")
     assert "data.num_proc=0 is not valid; use a positive number of processes" in msg
 

@@ -52,6 +52,8 @@ RANGES = {
     "data.max_samples": (lambda v: v is None or integer(v) and v > 0,
                          "a positive number of rows, or null (all)"),
     "data.val_size": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "data.max_val_rows": (lambda v: v is None or integer(v) and v > 0,
+                          "a positive number of rows, or null (val_size alone decides)"),
     "data.test_size": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
     "data.num_workers": (lambda v: integer(v) and v >= 0, "an integer >= 0"),
     "data.pad_to_multiple_of": (lambda v: v is None or integer(v) and v > 0,

@@ -91,7 +91,8 @@ def model_card(run_dir: Path, out: Path, model) -> str:
     data = {k: Path(v).name if k.endswith("_file") else v  # a file's name, not this machine's path
             for k, v in OmegaConf.to_container(cfg.data).items()
             if k in ("source", "train_file", "validation_file", "test_file", "path", "name",
-                     "text_column", "text_pair_column", "label_column", "val_size", "test_size")
+                     "text_column", "text_pair_column", "label_column", "val_size", "max_val_rows",
+                     "test_size")
             and v is not None}
     table = lambda d: "\n".join(markdown_table(["key", "value"], list(d.items())))  # noqa: E731
     return CARD.format(

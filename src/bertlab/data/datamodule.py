@@ -32,7 +32,7 @@ WINDOW_KEYS = ("doc", "window")  # long_text=windows: each row's document and pl
 
 
 def check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
-                    val_size, test_size, num_proc=None) -> None:
+                    val_size, test_size, num_proc=None, max_val_rows=None) -> None:
     """What the data config must hold before anything is read."""
     if source not in SOURCES:
         raise ConfigError(f"data.source={source!r} is not valid; use one of {', '.join(SOURCES)}")
@@ -51,6 +51,10 @@ def check_arguments(source, task, train_file, test_file, labels, batch_size, max
     for key, value in (("val_size", val_size), ("test_size", test_size)):
         if not 0 <= value < 1:
             raise ConfigError(f"data.{key}={value!r} is not valid; use a fraction in [0, 1)")
+    if max_val_rows is not None and (isinstance(max_val_rows, bool) or not isinstance(max_val_rows, int)
+                                     or max_val_rows <= 0):
+        raise ConfigError(f"data.max_val_rows={max_val_rows!r} is not valid; use a positive number "
+                          f"of rows, or null (val_size alone decides)")
 
 
 class TextDataModule(L.LightningDataModule):
@@ -76,6 +80,7 @@ class TextDataModule(L.LightningDataModule):
         task: str | None = None,
         clean: list[str] = ("normalize_whitespace",),
         val_size: float = 0.1,
+        max_val_rows: int | None = None,
         test_size: float = 0.1,
         max_samples: int | None = None,
         tokenizer: str | None = None,
@@ -101,14 +106,15 @@ class TextDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
-                        val_size, test_size, num_proc)
+                        val_size, test_size, num_proc, max_val_rows)
         self.cfg = dict(
             source=source, files={"train": train_file, "validation": validation_file,
                                   "test": test_file},
             path=path, name=name, splits=dict(splits or {}), format=format,
             read_kwargs=dict(read_kwargs or {}), text_column=text_column,
             text_pair_column=text_pair_column, label_column=label_column, task=task,
-            clean=list(clean), val_size=val_size, test_size=test_size, max_samples=max_samples,
+            clean=list(clean), val_size=val_size, max_val_rows=max_val_rows, test_size=test_size,
+            max_samples=max_samples,
             max_length=max_length, seed=seed, labels=labels, strict=strict,
             drop_duplicates=drop_duplicates, cv=list(cv) if cv else None)
         if unlabeled_file:  # (in the cache key, its size and time too, only when given)

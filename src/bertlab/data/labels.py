@@ -103,14 +103,17 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
 
 
 def carve(dd: datasets.DatasetDict, task: Task, c: dict) -> datasets.DatasetDict:
-    """Carve missing validation/test splits out of train: seeded, stratified for classes; under
-    cv (c["cv"] = (folds, index)) the validation split is fold `index`."""
+    """Carve missing validation/test splits out of train: seeded, stratified for classes, the
+    validation split at most c["max_val_rows"] rows; under cv (c["cv"] = (folds, index)) the
+    validation split is fold `index`."""
     n = len(dd["train"])
     stratify = "labels" if task.stratified else None
     for split, frac in (("test", c["test_size"]), ("validation", c["val_size"])):
         if split in dd or not frac or (split == "validation" and c["cv"]):
             continue
         k = max(1, round(frac * n))
+        if split == "validation" and c.get("max_val_rows"):
+            k = min(k, c["max_val_rows"])  # a large set: the rows past the cap train instead
         try:
             dd["train"], dd[split] = split_off(dd["train"], k, c["seed"], stratify)
         except ValueError as e:
