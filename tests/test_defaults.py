@@ -26,8 +26,9 @@ FAST = ["data.max_samples=160", "batch_size=16"]
     (900, 10, -1, 10),        # 29 steps an epoch: still capped
     (3600, 6, -1, 6),         # 113 steps an epoch: 6 epochs reach 600 steps
     (6000, 4, -1, 4),         # 188 steps an epoch
-    (30500, 1, 952, 8),       # the tweets: one pass, 8 validations of 119 steps
-    (54500, 1, 1704, 8),      # SST-2: one pass, 213 steps between validations
+    (33342, 1, 1040, 8),      # the tweets: one pass, 8 validations of 130 steps
+    (54500, 1, 1704, 8),      # one whole pass, 213 steps between validations
+    (66349, 1, 2000, 8),      # SST-2 (1,000 rows carved): the step cap, 250 between validations
     (1_000_000, 1, 2000, 8),  # a large corpus: 2000 steps, inside the first epoch
 ])
 def test_budget_follows_the_row_count(rows, epochs, max_steps, validations):
