@@ -114,9 +114,8 @@ class TextDataModule(L.LightningDataModule):
             read_kwargs=dict(read_kwargs or {}), text_column=text_column,
             text_pair_column=text_pair_column, label_column=label_column, task=task,
             clean=list(clean), val_size=val_size, max_val_rows=max_val_rows, test_size=test_size,
-            max_samples=max_samples,
-            max_length=max_length, seed=seed, labels=labels, strict=strict,
-            drop_duplicates=drop_duplicates, cv=list(cv) if cv else None)
+            max_samples=max_samples, max_length=max_length, seed=seed, labels=labels,
+            strict=strict, drop_duplicates=drop_duplicates, cv=list(cv) if cv else None)
         if unlabeled_file:  # (in the cache key, its size and time too, only when given)
             self.cfg["files"]["unlabeled"] = unlabeled_file
         self.batch_size = batch_size
