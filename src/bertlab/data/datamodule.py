@@ -44,17 +44,14 @@ def check_arguments(source, task, train_file, test_file, labels, batch_size, max
     for key, value in (("batch_size", batch_size), ("max_length", max_length)):
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{key}={value!r} is not valid; use a positive integer")
-    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int)
-                                 or num_proc <= 0):
-        raise ConfigError(f"data.num_proc={num_proc!r} is not valid; use a positive number of "
-                          f"processes, or null (one per core for 20,000 rows or more)")
+    for key, value, valid in (
+            ("num_proc", num_proc, "processes, or null (one per core for 20,000 rows or more)"),
+            ("max_val_rows", max_val_rows, "rows, or null (val_size alone decides)")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ConfigError(f"data.{key}={value!r} is not valid; use a positive number of {valid}")
     for key, value in (("val_size", val_size), ("test_size", test_size)):
         if not 0 <= value < 1:
             raise ConfigError(f"data.{key}={value!r} is not valid; use a fraction in [0, 1)")
-    if max_val_rows is not None and (isinstance(max_val_rows, bool) or not isinstance(max_val_rows, int)
-                                     or max_val_rows <= 0):
-        raise ConfigError(f"data.max_val_rows={max_val_rows!r} is not valid; use a positive number "
-                          f"of rows, or null (val_size alone decides)")
 
 
 class TextDataModule(L.LightningDataModule):
