@@ -14,7 +14,8 @@ from conftest import stopped_and_resumed
 FAST = ["data.max_samples=160", "batch_size=16", "lr=1e-3"]
 
 
-def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg, tmp_path):
+@pytest.mark.parametrize("pooling", ["mean", "cls"])
+def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg, tmp_path, pooling):
     from peft import PeftModel
     from transformers import AutoTokenizer, pipeline
 
@@ -25,7 +26,7 @@ def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg,
     from test_serve import compose_tool
 
     run = tmp_path / "run"
-    train(make_cfg(*FAST, "model.peft=lora", "model.lora.r=4"))
+    train(make_cfg(*FAST, "model.peft=lora", "model.lora.r=4", f"model.pooling={pooling}"))
     metrics = json.loads((run / "metrics.json").read_text())
     params = metrics["parameters"]
     assert params["trainable_at_start"] < params["total"] / 2
@@ -47,13 +48,19 @@ def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg,
     out = tmp_path / "hf"  # merged: a plain Hugging Face folder
     export(compose_tool("export", f"run_dir={run}", f"out={out}"))
     assert not (out / "adapter_config.json").exists()
-    theirs = pipeline("text-classification", model=str(out), device="cpu")(texts, top_k=None)
+    theirs = pipeline("text-classification", model=str(out), device="cpu",
+                      trust_remote_code=True)(texts, top_k=None)  # (pooling=mean: our head's code)
     labels = list(net.hparams.labels)
     for row, scores in zip(ours, theirs):
         for s in scores:
             assert s["score"] == pytest.approx(float(row[labels.index(s["label"])]), abs=1e-4)
 
     adapter = tmp_path / "adapter"  # the adapter alone, which peft puts on the base model
+    if pooling == "mean":  # peft's base would read [CLS]: refused, not wrong
+        with pytest.raises(ConfigError, match=r"adapter_only=true: .*model.pooling=mean"):
+            export(compose_tool("export", f"run_dir={run}", f"out={adapter}", "adapter_only=true"))
+        assert not adapter.exists()
+        return
     export(compose_tool("export", f"run_dir={run}", f"out={adapter}", "adapter_only=true"))
     assert (adapter / "adapter_config.json").is_file()
     assert (adapter / "adapter_model.safetensors").stat().st_size < \

@@ -1,4 +1,5 @@
-"""The network's speed-ups that must not change its results: the top layer run for [CLS] only."""
+"""The network's speed-ups that must not change its results (the top layer run for [CLS] only),
+and its heads: [CLS] (transformers') or the mean of the tokens (model.pooling=mean)."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +9,9 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from bertlab.models.compress import drop_top_layers
-from bertlab.models.network import build_network, top_layer_cls_only
+from bertlab.errors import ConfigError
+from bertlab.models.network import build_network, logits, top_layer_cls_only
+from bertlab.task import task_of
 
 
 def tiny(model_type: str, attn: str = "sdpa", layers: int = 3):
@@ -65,3 +68,33 @@ def test_the_model_config_switches_it(make_cfg, on):
     net = build_network(dict(cfg.model), "classification", ["a", "b"])
     width = net.base_model(**batch()).last_hidden_state.shape[1]
     assert width == (1 if on else 9)
+
+
+def test_mean_pooling_reads_the_mean_of_the_text_tokens(make_cfg):
+    cfg = make_cfg("model.pooling=mean")
+    net = build_network(dict(cfg.model), "classification", ["a", "b", "c"]).eval()
+    assert net.base_model.pooler is None  # the [CLS] pooler would feed nothing
+    b, task = batch(), task_of("classification")
+    out = logits(net, task, **b)
+    hidden = net.base_model(**b).last_hidden_state  # every position: top_layer_cls_only is off
+    assert hidden.shape[1] == 9
+    mask = b["attention_mask"].unsqueeze(-1).float()
+    expected = net.classifier((hidden * mask).sum(1) / mask.sum(1))
+    assert torch.allclose(out, expected, atol=1e-6)
+    # padding does not move a text's logits: row 2 alone, unpadded, scores the same
+    alone = logits(net, task, b["input_ids"][2:3, :2], b["attention_mask"][2:3, :2])
+    assert torch.allclose(alone, out[2:3], atol=1e-5)
+    net.train()
+    logits(net, task, **b).sum().backward()
+    assert all(p.grad is not None for p in net.parameters())  # nothing unused (DDP would refuse)
+
+
+def test_pooling_mistakes_are_one_line(make_cfg, tmp_path):
+    cfg = dict(make_cfg("model.pooling=mean").model)
+    with pytest.raises(ConfigError, match=r"^model.pooling='max' is not valid; use cls or mean$"):
+        build_network({**cfg, "pooling": "max"}, "classification", ["a", "b"])
+    tiny("roberta").config.save_pretrained(tmp_path)  # a head that is not dropout + one linear
+    with pytest.raises(ConfigError, match=r"model.pooling=mean is for bert models; .* is a "
+                                          r"roberta: use model.pooling=cls"):
+        build_network({**cfg, "name_or_path": str(tmp_path), "config_overrides": {}},
+                      "classification", ["a", "b"])

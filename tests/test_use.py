@@ -270,6 +270,35 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
     assert "site-packages" not in card  # no path of this machine
 
 
+def test_a_mean_pooling_run_exports_its_own_head(tmp_path_factory, tmp_path):
+    """model.pooling=mean: the Hugging Face export carries the head's code (pipeline() with
+    trust_remote_code=True agrees with predict.py; without it transformers refuses, never the
+    [CLS] head); the ONNX export agrees too."""
+    from transformers import pipeline
+
+    from bertlab.export import export
+    from test_serve import compose_tool, predict, probabilities
+
+    run = trained(tmp_path_factory, "model.pooling=mean")
+    texts = ["what a great day", "this is awful", "the car drives itself"]
+    (tmp_path / "in.txt").write_text("\n".join(texts))
+    ours = predict(run, tmp_path, "ours", "precision=32")
+    out = tmp_path / "hf"
+    export(compose_tool("export", f"run_dir={run}", f"out={out}"))
+    assert json.loads((out / "config.json").read_text())["model_type"] == "bertlab-mean-pooling"
+    assert "trust_remote_code=True" in (out / "README.md").read_text()
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        pipeline("text-classification", model=str(out), device="cpu")
+    theirs = pipeline("text-classification", model=str(out), device="cpu",
+                      trust_remote_code=True)(texts, top_k=None)
+    for mine, scores in zip(ours, theirs):
+        for s in scores:
+            assert s["score"] == pytest.approx(mine[f"p_{s['label']}"], abs=1e-4)
+    export(compose_tool("export", f"run_dir={run}", "format=onnx"))
+    onnx = predict(run, tmp_path, "onnx", "backend=onnx")
+    assert (probabilities(onnx) - probabilities(ours)).abs().max() < 1e-4
+
+
 def test_a_trailing_blank_line_is_not_a_text(run_dir, tmp_path):
     # a line ends at \n or \r\n only: \u2028, \x85 and \x1c inside a text (tweets hold them) do not cut it
     (tmp_path / "in.txt").write_bytes("good\u2028film\r\nbad\x85 film\x1c\rend\n\n".encode())

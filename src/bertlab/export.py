@@ -32,10 +32,10 @@ Fine-tuned with bertlab from {base} for {task}{labels}.
 
 ```python
 from transformers import pipeline
-clf = pipeline("text-classification", model="{out}")
+clf = pipeline("text-classification", model="{out}"{remote})
 clf("some text", top_k=None)
 ```
-{decisions}{windows}
+{pooling}{decisions}{windows}
 ## Data
 {data}
 
@@ -60,6 +60,61 @@ Trained on long texts in windows of {max_length} tokens sharing {stride} tokens,
 prediction being the {pool} of its windows' logits (`config.bertlab_windows`). `pipeline()`
 truncates a longer text to its first window; bertlab's `predict.py` reads all of them.
 """
+
+POOLING = """
+The head reads the mean of the encoder's outputs over the text's tokens (`model.pooling=mean`,
+as sentence-transformers checkpoints were trained), which transformers' BERT head (it reads
+[CLS]) does not do: `modeling_bertlab.py` here does, so load the folder with
+`trust_remote_code=True`; without it, transformers refuses the folder.
+"""
+
+# Written next to an export of a model.pooling=mean run: the one head transformers lacks.
+MEAN_POOLING_CODE = '''"""BERT with a classification head over the mean of the token outputs (bertlab's
+model.pooling=mean; transformers' BertForSequenceClassification reads [CLS]). Written by bertlab's
+export.py; load the folder with trust_remote_code=True."""
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+
+class BertMeanPoolingConfig(BertConfig):
+    model_type = "bertlab-mean-pooling"
+
+
+class BertMeanPoolingForSequenceClassification(BertForSequenceClassification):
+    config_class = BertMeanPoolingConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bert.pooler = None  # the head reads the mean, not the [CLS] pooler
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, **kwargs):
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+'''
+
+
+def add_mean_pooling_code(folder: Path) -> None:
+    """model.pooling=mean: modeling_bertlab.py, and a config.json whose model type only it
+    knows, so that transformers runs it (trust_remote_code=True) or refuses, never the [CLS] head."""
+    (folder / "modeling_bertlab.py").write_text(MEAN_POOLING_CODE)
+    path = folder / "config.json"
+    config = json.loads(path.read_text()) | {
+        "model_type": "bertlab-mean-pooling",
+        "architectures": ["BertMeanPoolingForSequenceClassification"],
+        "auto_map": {"AutoConfig": "modeling_bertlab.BertMeanPoolingConfig",
+                     "AutoModelForSequenceClassification":
+                         "modeling_bertlab.BertMeanPoolingForSequenceClassification"}}
+    path.write_text(json.dumps(config, indent=2))
+
+
+def mean_pooled(model) -> bool:
+    return model.hparams.model.get("pooling") == "mean"
 
 
 def base_model(m: dict) -> str:
@@ -97,6 +152,8 @@ def model_card(run_dir: Path, out: Path, model) -> str:
     table = lambda d: "\n".join(markdown_table(["key", "value"], list(d.items())))  # noqa: E731
     return CARD.format(
         name=out.name, base=base_model(hp.model), task=model.task, out=out,
+        remote=", trust_remote_code=True" if mean_pooled(model) else "",
+        pooling=POOLING if mean_pooled(model) else "",
         labels=f" ({', '.join(hp.labels)})" if hp.labels else "", clean=", ".join(hp.clean),
         windows=WINDOWS.format(max_length=hp.max_length, **hp.windows) if hp.get("windows") else "",
         decisions=DECISIONS.format(thresholds=", ".join(
@@ -128,6 +185,8 @@ def export(cfg: DictConfig) -> Path:
     with written_whole(out) as tmp:
         model.net.save_pretrained(tmp)  # safetensors, config with id2label / label2id / problem_type
         tokenizer.save_pretrained(tmp)
+        if mean_pooled(model):
+            add_mean_pooling_code(tmp)
         (tmp / "README.md").write_text(model_card(Path(cfg.run_dir), out, model))
     print(f"exported {ckpt} to {out}", file=sys.stderr)
     return out
@@ -139,6 +198,10 @@ def export_adapter(model, ckpt: Path, out: Path) -> Path:
     if not hasattr(model.net, "peft_config"):
         raise ConfigError(f"{ckpt} has no adapters (it was not trained with model.peft=lora); "
                           f"drop adapter_only for the whole model")
+    if mean_pooled(model):
+        raise ConfigError("adapter_only=true: peft puts the adapter on transformers' BERT head, "
+                          "which reads [CLS], and this run's head reads the mean of the tokens "
+                          "(model.pooling=mean); drop adapter_only for the whole model")
     tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"], what="model.tokenizer")
     tokenizer.model_max_length = model.hparams.max_length
     with written_whole(out) as tmp:

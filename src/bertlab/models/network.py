@@ -17,6 +17,10 @@ from bertlab.task import Task, task_of
 # whose layers have BERT's layout (attention.self.query/key/value, attention.output,
 # feed_forward_chunk): for these the top layer can compute that one position alone.
 FIRST_TOKEN_HEADS = {"bert", "roberta", "xlm-roberta", "camembert", "electra"}
+POOLINGS = ("cls", "mean")
+# Model types whose head is dropout and one linear layer over a pooled vector, so that it can
+# read the mean of the token outputs instead of the [CLS] pooler (model.pooling=mean).
+MEAN_POOLING_TYPES = {"bert"}
 
 def build_network(cfg: dict, task: str | Task, labels: list[str]) -> nn.Module:
     """A Hugging Face *ForSequenceClassification model: the encoder plus its standard head.
@@ -25,17 +29,27 @@ def build_network(cfg: dict, task: str | Task, labels: list[str]) -> nn.Module:
     `pretrained=false` gives random weights of the same (or an overridden) shape.
     """
     task = task_of(task)
+    pooling = cfg.get("pooling", "cls")
+    if pooling not in POOLINGS:
+        raise ConfigError(f"model.pooling={pooling!r} is not valid; use {' or '.join(POOLINGS)}")
     names = {} if not task.has_classes else {
         "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
     config = from_pretrained(AutoConfig, cfg["name_or_path"], num_labels=task.num_outputs(labels),
                              problem_type=task.problem_type, **names,
                              **cfg.get("config_overrides", {}))
+    if pooling == "mean" and config.model_type not in MEAN_POOLING_TYPES:
+        raise ConfigError(f"model.pooling=mean is for {', '.join(sorted(MEAN_POOLING_TYPES))} "
+                          f"models; {cfg['name_or_path']} is a {config.model_type}: use "
+                          f"model.pooling=cls")
     if cfg.get("pretrained", True):
         net = from_pretrained(AutoModelForSequenceClassification, cfg["name_or_path"],
                               config=config)
     else:
         net = AutoModelForSequenceClassification.from_config(config)
-    if cfg.get("top_layer_cls_only", True):
+    if pooling == "mean":
+        net.base_model.pooler = None  # the [CLS] pooler would feed nothing (and get no gradient)
+        net.config.bertlab_pooling = "mean"  # read by logits(); an export carries it
+    elif cfg.get("top_layer_cls_only", True):
         top_layer_cls_only(net)
     if cfg.get("peft"):
         net = add_adapters(net, cfg["peft"], cfg.get("lora") or {})
@@ -119,9 +133,14 @@ def _first_token_encoder(encoder: nn.Module, hidden_states: torch.Tensor,
         last_hidden_state=top.feed_forward_chunk(attention))
 
 
+def unwrapped(net: nn.Module) -> nn.Module:
+    """The Hugging Face model (with LoRA: the one inside the adapter wrapper, adapters in place)."""
+    return net.get_base_model() if hasattr(net, "get_base_model") else net
+
+
 def encoder_parts(net: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
     """The embeddings and the list of transformer layers of a BERT-family model."""
-    base = (net.get_base_model() if hasattr(net, "get_base_model") else net).base_model  # (LoRA: inside)
+    base = unwrapped(net).base_model
     stack = getattr(base, "encoder", None) or getattr(base, "transformer", None)
     layers = getattr(stack, "layer", None)
     if layers is None or not hasattr(base, "embeddings"):
@@ -157,8 +176,24 @@ def layer_depths(net: nn.Module) -> dict[str, int]:
 def logits(net: nn.Module, task: Task, input_ids: torch.Tensor, attention_mask: torch.Tensor,
            token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
     kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-    out = net(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
+    if getattr(net.config, "bertlab_pooling", "cls") == "mean":
+        out = mean_pooled_logits(net, input_ids, attention_mask, **kwargs)
+    else:
+        out = net(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
     return task.logits(out)
+
+
+def mean_pooled_logits(net: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       **kwargs) -> torch.Tensor:
+    """model.pooling=mean: the head (dropout, linear) over the mean of the top layer's outputs at
+    the text's tokens, as sentence-transformers pools. Hand-written: transformers' BERT head reads
+    [CLS] only."""
+    hf = unwrapped(net)
+    hidden = hf.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                           **kwargs).last_hidden_state
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return hf.classifier(hf.dropout(pooled))
 
 
 class HParams(dict):
