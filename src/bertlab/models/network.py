@@ -25,7 +25,9 @@ MEAN_POOLING_TYPES = {"bert"}
 def build_network(cfg: dict, task: str | Task, labels: list[str]) -> nn.Module:
     """A Hugging Face *ForSequenceClassification model: the encoder plus its standard head.
 
-    Standard, so that an export is a plain Hugging Face folder that `pipeline()` loads.
+    Standard, so that an export is a plain Hugging Face folder that `pipeline()` loads
+    (model.pooling=mean: the same head over the tokens' mean, which logits() computes and the
+    export carries as code).
     `pretrained=false` gives random weights of the same (or an overridden) shape.
     """
     task = task_of(task)
