@@ -18,7 +18,7 @@ from bertlab import thresholds
 from bertlab.checks import export_folder
 from bertlab.calibration import fold_into_head
 from bertlab.checkpoints import find_checkpoint, load_model, load_network
-from bertlab.models.network import plain
+from bertlab.models.network import plain, pools_mean
 from bertlab.runs import recorded, run_config, trained_on_pairs
 
 CARD = """---
@@ -113,10 +113,6 @@ def add_mean_pooling_code(folder: Path) -> None:
     path.write_text(json.dumps(config, indent=2))
 
 
-def mean_pooled(model) -> bool:
-    return model.hparams.model.get("pooling") == "mean"
-
-
 def base_model(m: dict) -> str:
     """The model's public name for the card, never a path on this machine."""
     if not m.get("pretrained", True):
@@ -152,8 +148,8 @@ def model_card(run_dir: Path, out: Path, model) -> str:
     table = lambda d: "\n".join(markdown_table(["key", "value"], list(d.items())))  # noqa: E731
     return CARD.format(
         name=out.name, base=base_model(hp.model), task=model.task, out=out,
-        remote=", trust_remote_code=True" if mean_pooled(model) else "",
-        pooling=POOLING if mean_pooled(model) else "",
+        remote=", trust_remote_code=True" if pools_mean(model.net) else "",
+        pooling=POOLING if pools_mean(model.net) else "",
         labels=f" ({', '.join(hp.labels)})" if hp.labels else "", clean=", ".join(hp.clean),
         windows=WINDOWS.format(max_length=hp.max_length, **hp.windows) if hp.get("windows") else "",
         decisions=DECISIONS.format(thresholds=", ".join(
@@ -185,7 +181,7 @@ def export(cfg: DictConfig) -> Path:
     with written_whole(out) as tmp:
         model.net.save_pretrained(tmp)  # safetensors, config with id2label / label2id / problem_type
         tokenizer.save_pretrained(tmp)
-        if mean_pooled(model):
+        if pools_mean(model.net):
             add_mean_pooling_code(tmp)
         (tmp / "README.md").write_text(model_card(Path(cfg.run_dir), out, model))
     print(f"exported {ckpt} to {out}", file=sys.stderr)
@@ -198,7 +194,7 @@ def export_adapter(model, ckpt: Path, out: Path) -> Path:
     if not hasattr(model.net, "peft_config"):
         raise ConfigError(f"{ckpt} has no adapters (it was not trained with model.peft=lora); "
                           f"drop adapter_only for the whole model")
-    if mean_pooled(model):
+    if pools_mean(model.net):
         raise ConfigError("adapter_only=true: peft puts the adapter on transformers' BERT head, "
                           "which reads [CLS], and this run's head reads the mean of the tokens "
                           "(model.pooling=mean); drop adapter_only for the whole model")

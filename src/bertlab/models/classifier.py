@@ -13,7 +13,8 @@ from hydra.utils import get_class, instantiate
 from bertlab.data.windows import first_of_each, pool
 from bertlab.errors import ConfigError, Diverged
 from bertlab.models.losses import build_loss
-from bertlab.models.network import build_network, freeze, layer_depths, logits, unwrapped
+from bertlab.models.network import (build_network, freeze, layer_depths, logits, pools_mean,
+                                    unwrapped)
 from bertlab.task import task_of
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class TextClassifier(L.LightningModule):
         self.net = build_network(model, task, labels)
         self.frozen = freeze(self.net, model)
         if model.get("compile"):  # torch.compile in place (what logits() calls): the same state dict keys
-            (unwrapped(self.net).base_model if model.get("pooling") == "mean" else self.net).compile()
+            (unwrapped(self.net).base_model if pools_mean(self.net) else self.net).compile()
         self.loss_fn = build_loss(loss, task, class_counts, class_weights)
         self.train_metrics = self.task.build_metrics(self.num_labels, "train")
         self.val_metrics = self.task.build_metrics(self.num_labels, "val")

@@ -178,11 +178,16 @@ def layer_depths(net: nn.Module) -> dict[str, int]:
 def logits(net: nn.Module, task: Task, input_ids: torch.Tensor, attention_mask: torch.Tensor,
            token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
     kwargs = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
-    if getattr(net.config, "bertlab_pooling", "cls") == "mean":
+    if pools_mean(net):
         out = mean_pooled_logits(net, input_ids, attention_mask, **kwargs)
     else:
         out = net(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
     return task.logits(out)
+
+
+def pools_mean(net: nn.Module) -> bool:
+    """Whether the network was built with model.pooling=mean (its config says so)."""
+    return getattr(net.config, "bertlab_pooling", "cls") == "mean"
 
 
 def mean_pooled_logits(net: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
