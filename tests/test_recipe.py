@@ -327,18 +327,24 @@ def test_dropout_rates_and_monitoring_accuracy(make_cfg, tmp_path):
     assert metrics["monitor"] == "val/acc" and metrics["best_epoch"] == val_acc.index(max(val_acc))
 
 
-def test_compile_trains_the_compiled_network_and_keeps_plain_checkpoint_keys(make_cfg, tmp_path):
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_compile_trains_the_compiled_network_and_keeps_plain_checkpoint_keys(make_cfg, tmp_path,
+                                                                              pooling):
     from bertlab.checkpoints import load_model
+    from bertlab.models.network import unwrapped
+
+    def compiled(model):  # what logits() calls: the whole network, or (mean) its encoder
+        return unwrapped(model.net).base_model if pooling == "mean" else model.net
 
     # one padded length and fp32: fewer graphs for Inductor to compile (a cold cache pays ~30 s each)
     metrics = run(make_cfg, tmp_path, "model.compile=true", "trainer.max_steps=2",
-                  "data.pad_to_multiple_of=64", "trainer.precision=32-true")
+                  "data.pad_to_multiple_of=64", "trainer.precision=32-true", f"model.pooling={pooling}")
     assert metrics["steps"] == 2 and metrics["val/loss"] == metrics["val/loss"]
     model = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")  # keys as uncompiled
-    assert model.net._compiled_call_impl is not None  # compiled in place, as trained
+    assert compiled(model)._compiled_call_impl is not None  # compiled in place, as trained
     plain = type(model)(**{**model.hparams, "model": {**model.hparams.model, "compile": False}})
     plain.load_state_dict(model.state_dict())
-    assert plain.net._compiled_call_impl is None
+    assert compiled(plain)._compiled_call_impl is None
     with torch.inference_mode():  # as the test batches: a graph Inductor already built
         ids = torch.randint(5, 1000, (16, 64))
         assert torch.allclose(model.eval()(ids, torch.ones_like(ids)),
