@@ -73,6 +73,10 @@ REFUSED = [
     ("train", ["monitor=val/pearson"], 2, "monitor=val/pearson is not a metric of this classification"),
     ("train", ["max_length=1000"], 2, "max_length=1000 is more than this model's limit of 512"),
     ("train", ["cv=1"], 2, "cv=1 is not valid; use a number of folds >= 2"),
+    ("train", ["seed=-1"], 2, "seed=-1 is not valid; use an integer in [0, 4294967295]"),
+    ("train", ["data.group_by_length=maybe"], 2, "group_by_length='maybe' is not valid; use true or false"),
+    ("train", ["model.peft=lora", "model.lora.r=0"], 2, "model.lora.r=0 is not valid; use a positive"),
+    ("train", ["distill.alpha=2"], 2, "distill.alpha=2 is not valid; use a weight in [0, 1]"),
     ("train", ["optimizer.layer_decay=0.9"], 2, "did you mean layer_decay"),  # moved to the top
     ("train", ["loss.class_weights=balanced"], 2, "did you mean class_weights"),
     ("train", ["scheduler=step", "scheduler.gamma=0.5"], 2, "did you mean scheduler.schedule.gamma"),

@@ -34,6 +34,7 @@ def integer(v) -> bool:
 
 # key -> (is the value valid, what would be valid); null is valid where the key allows it
 RANGES = {
+    "seed": (lambda v: integer(v) and 0 <= v < 2**32, "an integer in [0, 4294967295] (numpy's seeds)"),
     "weight_decay": (lambda v: number(v) and v >= 0, "a number >= 0"),
     "regularization.l1": (lambda v: number(v) and v >= 0, "a number >= 0"),
     "scheduler.warmup": (lambda v: v is None or number(v) and v >= 0,
@@ -87,6 +88,18 @@ RANGES = {
     "tune_lr.min_lr": (lambda v: number(v) and v > 0, "a positive number"),
     "tune_lr.max_lr": (lambda v: number(v) and v > 0, "a positive number"),
     "tune_lr.num_training": (lambda v: integer(v) and v > 1, "an integer > 1"),
+    "distill.alpha": (lambda v: number(v) and 0 <= v <= 1, "a weight in [0, 1]"),
+    "distill.temperature": (lambda v: number(v) and v > 0, "a number > 0"),
+    "distill.layers": (lambda v: v is None or integer(v) and v > 0,
+                       "a positive number of layers, or null (the model= option)"),
+    "model.lora.r": (lambda v: integer(v) and v > 0, "a positive integer"),
+    "model.lora.alpha": (lambda v: number(v) and v > 0, "a positive number"),
+    "model.lora.dropout": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    **{key: (lambda v: isinstance(v, bool), "true or false")  # (a string would read as true)
+       for key in ("calibrate", "tune_lr.apply", "data.strict", "data.drop_duplicates",
+                   "data.group_by_length", "model.pretrained", "model.compile",
+                   "model.freeze_embeddings", "model.freeze_encoder", "model.top_layer_cls_only",
+                   "trainer.enable_progress_bar")},
 }
 
 
@@ -150,8 +163,6 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("batch_size", "max_length"):
         positive(key, cfg[key], integer=True)
     positive("max_epochs", cfg.max_epochs, integer=True, optional=True)
-    if not isinstance(cfg.get("calibrate", False), bool):
-        raise ConfigError(f"calibrate={cfg.calibrate!r} is not valid; use true or false")
     cv = cfg.get("cv")
     if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
         raise ConfigError(f"cv={cv!r} is not valid; use a number of folds >= 2 (e.g. cv=5), or "

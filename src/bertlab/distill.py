@@ -42,10 +42,6 @@ def teacher_checkpoint(cfg: DictConfig) -> Path | None:
     if status != "finished":
         raise ConfigError(f"distill.teacher={teacher} is not a finished run (its status: "
                           f"{status or 'no metrics.json'}); train it to the end first")
-    if not 0 <= d.get("alpha", 0.5) <= 1:
-        raise ConfigError(f"distill.alpha={d['alpha']} is not valid; use a weight in [0, 1]")
-    if not d.get("temperature", 1) > 0:
-        raise ConfigError(f"distill.temperature={d['temperature']} is not valid; use a number > 0")
     return find_checkpoint(teacher)
 
 
