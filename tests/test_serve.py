@@ -283,6 +283,9 @@ def test_onnx_server_takes_text_pairs(pair_run, tmp_path):
     (["run_dir={tmp}"], "has no checkpoints/best.ckpt"),
     (["max_batch_size=0", "run_dir={run}"], "max_batch_size=0 is not valid"),
     (["batch_timeout=-1", "run_dir={run}"], "batch_timeout=-1 is not valid"),
+    (["threads=-1", "run_dir={run}"], "threads=-1 is not valid; use a positive integer"),
+    (["timeout=0", "run_dir={run}"], "timeout=0 is not valid; use seconds > 0"),
+    (["log_batches=yes", "run_dir={run}"], "log_batches='yes' is not valid; use true or false"),
     (["precision=fp8", "run_dir={run}"], "precision=fp8 is not valid"),
     (["threshold=1.5", "run_dir={run}"], "threshold=1.5 is not valid; use a probability in (0, 1)"),
 ])

@@ -185,6 +185,7 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     ("nockpt", ["input={tmp}/ok.txt", "run_dir={tmp}"], 1, "has no checkpoints/best.ckpt"),
     ("truncated", ["input={tmp}/ok.txt", "ckpt_path={tmp}/cut.ckpt"], 1, "truncated, corrupted"),
     ("precision", ["input={tmp}/ok.txt", "precision=fp16"], 2, "precision=fp16 is not valid"),
+    ("explain", ["input={tmp}/ok.txt", "explain=maybe"], 2, "explain='maybe' is not valid; use true"),
     ("folder", ["input={tmp}"], 2, "is a folder; give a file"),
 ])
 def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, code, words):

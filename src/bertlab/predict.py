@@ -305,6 +305,9 @@ def predict(cfg: DictConfig) -> int:
     check_threshold(cfg.threshold)
     if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
         raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
+    for key in ("resume", "explain"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use true or false")
     check_backend(cfg.backend, str(cfg.precision), cfg.ckpt_path)
     precision, why = inference_precision(str(cfg.precision), cfg.backend)
     if cfg.explain and cfg.backend != "torch":

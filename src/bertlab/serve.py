@@ -215,11 +215,17 @@ def serve(cfg: DictConfig) -> None:
     cuda = cfg.backend == "torch" and (cfg.accelerator == "cuda" or (
         cfg.accelerator == "auto" and torch.cuda.is_available()))
     precision, why = inference_precision(str(cfg.precision), cfg.backend, cuda)
-    for key in ("max_batch_size", "max_texts", "max_body_bytes", "port"):
+    for key in ("max_batch_size", "max_texts", "max_body_bytes", "port", "workers", "threads"):
+        if key == "threads" and cfg[key] is None:
+            continue
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] <= 0:
             raise ConfigError(f"{key}={cfg[key]!r} is not valid; use a positive integer")
-    if not isinstance(cfg.batch_timeout, (int, float)) or cfg.batch_timeout < 0:
-        raise ConfigError(f"batch_timeout={cfg.batch_timeout!r} is not valid; use seconds >= 0")
+    for key, least in (("batch_timeout", 0), ("timeout", 1e-9)):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or cfg[key] < least:
+            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use seconds "
+                              + (">= 0" if least == 0 else "> 0"))
+    if not isinstance(cfg.log_batches, bool):
+        raise ConfigError(f"log_batches={cfg.log_batches!r} is not valid; use true or false")
     if cfg.backend == "torch":  # the run's checkpoint is there (found before any worker starts)
         from bertlab.checkpoints import checkpoint_hparams, find_checkpoint
         from bertlab.predict import model_precision
