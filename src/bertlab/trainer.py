@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bertlab import hydra_state
 from bertlab.budget import plan
+from bertlab.callbacks.keep_latest import KeepLatest
 from bertlab.callbacks.unfreeze import UnfreezeAt
 from bertlab.plugins import choose_precision, hardware, trainer_plugins, uses_cuda
 from bertlab.resolvers import recommended_lr
@@ -60,9 +61,8 @@ def callbacks(cfg: DictConfig, keep_last: bool = False) -> list:
     found = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if keep_last:
         found = [c for c in found if not isinstance(c, EarlyStopping)]
-        for c in found:
-            if isinstance(c, ModelCheckpoint) and c.monitor:
-                c.monitor = None  # Lightning then keeps the latest save (save_top_k=1)
+        found = [KeepLatest.replacing(c) if isinstance(c, ModelCheckpoint) and c.monitor else c
+                 for c in found]
     if not cfg.get("logger"):  # ~logger: no curves, so nothing for the lr monitor to write to
         found = [c for c in found if not isinstance(c, LearningRateMonitor)]
     if cfg.model.get("unfreeze_at_epoch") is not None:
