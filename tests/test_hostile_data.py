@@ -49,12 +49,15 @@ def test_every_row_is_used_or_counted(rows, tmp_path_factory):
     with open(path, "w") as f:
         for text, label in rows:
             f.write(json.dumps({"text": text, "label": label}) + "\n")
-    usable = sum(bool(" ".join(t.split()).strip("\x00\x07")) and bool(y) for t, y in rows)
+    kept = [y for t, y in rows if " ".join(t.split()).strip("\x00\x07") and y]
     try:
         dm = module(path, tmp_path)
-    except DataError as e:  # refused with one line: only when nothing usable is left
-        assert "empty after dropping" in str(e) and "\n" not in str(e)
-        assert usable == 0 or all(not y for _, y in rows)
+    except DataError as e:  # refused with one line: nothing usable left, or one class
+        assert "\n" not in str(e)
+        if "empty after dropping" in str(e):
+            assert not kept or all(not y for _, y in rows)
+        else:
+            assert "holds one label" in str(e) and len(set(kept)) == 1, str(e)
         return
     dropped = dm.report.get("dropped", {}).get("train", 0)
     assert rows_used(dm) + dropped == len(rows)
@@ -161,6 +164,16 @@ def test_mixed_labels_count_the_rows_of_the_rarer_kind(tmp_path, suffix):
     assert dm.report["mixed_label_types"]["train"] == 4  # the four "1.5" rows, not all 40
     with pytest.raises(DataError, match=r"4 rows hold numbers \(e.g. '?1.5'?\).*strict=true refuses"):
         module(path, tmp_path, strict=True)
+
+
+def test_numbers_in_the_text_column_are_text_and_one_class_is_one_line(tmp_path):
+    numbers = write_csv(tmp_path / "codes.csv", [(1000 + i, ["a", "b"][i % 2]) for i in range(20)])
+    dm = module(numbers, tmp_path)  # a column of numbers (product codes, ids) read as text
+    assert list(dm.texts("train"))[:2] == ["1000", "1001"] and rows_used(dm) == 20
+    one = write_csv(tmp_path / "one.csv", [(t, "positive") for t, _ in sentences(20)])
+    with pytest.raises(DataError, match=r"holds one label in the training data \('positive'\); "
+                                        r"classification needs at least two"):
+        module(one, tmp_path)
 
 
 def test_a_file_that_is_not_utf8_is_one_line_with_the_fix(tmp_path):

@@ -69,6 +69,9 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
 
     out = {}
     for split, ds in dd.items():
+        for col in filter(None, (c["text_column"], pair)):  # numbers as text (codes, ids): text
+            if getattr(ds.features[col], "dtype", "string") not in ("string", "large_string"):
+                ds = ds.cast_column(col, datasets.Value("string"))  # (map would cast them back)
         ds = ds.map(standard, batched=True, remove_columns=ds.column_names, desc=f"clean {split}",
                     num_proc=processes(num_proc, len(ds)))
         count(report, "cleaned", split, sum(ds["changed"][:]))

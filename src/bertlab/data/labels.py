@@ -76,6 +76,10 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
             mixed_labels(split, dd[split]["labels"][:], c["strict"], report)
     given = c["labels"]  # a trained model's label names (eval on a new file)
     names = list(given) if given is not None else label_names(dd["train"]["labels"][:], task)
+    if given is None and len(names) < 2:
+        raise DataError(f"data.label_column={c['label_column']!r} holds one label in the training "
+                        f"data ({names[0]!r}); {task} needs at least two (numbers to predict: "
+                        f"data.task=regression)")
     ids = {name: i for i, name in enumerate(names)}
     for split in dd:
         values = dd[split]["labels"][:]
