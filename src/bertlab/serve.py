@@ -220,10 +220,10 @@ def serve(cfg: DictConfig) -> None:
             continue
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] <= 0:
             raise ConfigError(f"{key}={cfg[key]!r} is not valid; use a positive integer")
-    for key, least in (("batch_timeout", 0), ("timeout", 1e-9)):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or cfg[key] < least:
-            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use seconds "
-                              + (">= 0" if least == 0 else "> 0"))
+    for key, valid, what in (("batch_timeout", lambda v: v >= 0, ">= 0"),
+                             ("timeout", lambda v: v > 0, "> 0")):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or not valid(cfg[key]):
+            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use seconds {what}")
     if not isinstance(cfg.log_batches, bool):
         raise ConfigError(f"log_batches={cfg.log_batches!r} is not valid; use true or false")
     if cfg.backend == "torch":  # the run's checkpoint is there (found before any worker starts)
