@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 import os
 import random
+from pathlib import Path
 
 # One thread for each process the tests start: `make test` runs two workers on two cores, and
 # torch's default (a thread per core, spinning while it waits) in each made the suite a third slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir

@@ -107,9 +107,10 @@ STOP_AT_ONCE = ["callbacks.early_stopping.patience=0", "callbacks.early_stopping
                 "max_epochs=null", "budget.min_steps=30"]
 
 
-@pytest.mark.parametrize("monitor", ["auto", "val/loss"])  # val/loss: a min-mode monitor, as
+# val/loss: a min-mode monitor, as regression's auto one
+@pytest.mark.parametrize("monitor", ["auto", "val/loss"])
 def test_a_run_with_a_small_validation_split_trains_whole_and_keeps_the_last(make_cfg, tmp_path,
-                                                                              monitor):  # regression's
+                                                                              monitor):
     m = metrics_of(make_cfg, *STOP_AT_ONCE, f"monitor={monitor}")  # 16 validation rows, under 200
     assert m["budget"]["keep"] == "last" and "16 validation rows (under 200)" in m["budget"]["why"]
     assert m["stopped_by"] == "max_epochs" and m["epochs"] == 4 and m["steps"] == 32

@@ -32,6 +32,9 @@ def integer(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+SWITCH = (lambda v: isinstance(v, bool), "true or false")  # (a string would read as true)
+POSITIVE_INTEGER = (lambda v: integer(v) and v > 0, "a positive integer")
+
 # key -> (is the value valid, what would be valid); null is valid where the key allows it
 RANGES = {
     "seed": (lambda v: integer(v) and 0 <= v < 2**32, "an integer in [0, 4294967295] (numpy's seeds)"),
@@ -95,7 +98,7 @@ RANGES = {
     "model.lora.r": (lambda v: integer(v) and v > 0, "a positive integer"),
     "model.lora.alpha": (lambda v: number(v) and v > 0, "a positive number"),
     "model.lora.dropout": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
-    **{key: (lambda v: isinstance(v, bool), "true or false")  # (a string would read as true)
+    **{key: SWITCH
        for key in ("calibrate", "tune_lr.apply", "data.strict", "data.drop_duplicates",
                    "data.group_by_length", "model.pretrained", "model.compile",
                    "model.freeze_embeddings", "model.freeze_encoder", "model.top_layer_cls_only",
@@ -103,12 +106,24 @@ RANGES = {
 }
 
 
-def check_ranges(cfg: DictConfig) -> None:
-    """Every key of RANGES that the config has must hold a valid value."""
+# predict.py's and serve.py's own keys, checked as RANGES are
+PREDICT_RANGES = {"batch_size": POSITIVE_INTEGER, "resume": SWITCH, "explain": SWITCH}
+SERVE_RANGES = {
+    **{key: POSITIVE_INTEGER for key in ("max_batch_size", "max_texts", "max_body_bytes", "port",
+                                         "workers")},
+    "threads": (lambda v: v is None or integer(v) and v > 0, "a positive integer"),
+    "batch_timeout": (lambda v: number(v) and v >= 0, "seconds >= 0"),
+    "timeout": (lambda v: number(v) and v > 0, "seconds > 0"),
+    "log_batches": SWITCH,
+}
+
+
+def check_ranges(cfg: DictConfig, ranges: dict = RANGES) -> None:
+    """Every key of `ranges` that the config has must hold a valid value."""
     from omegaconf import OmegaConf
 
     missing = object()
-    for key, (valid, what) in RANGES.items():
+    for key, (valid, what) in ranges.items():
         value = OmegaConf.select(cfg, key, default=missing)
         if value is not missing and not valid(value):
             raise ConfigError(f"{key}={value!r} is not valid; use {what}")

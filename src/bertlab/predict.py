@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
+from bertlab.checks import PREDICT_RANGES, check_ranges
 from bertlab.data.clean import cleaner
 from bertlab.errors import ConfigError, DataError
 from bertlab.files import lines_of, written_whole
@@ -303,11 +304,7 @@ def predict(cfg: DictConfig) -> int:
     """Predict `cfg.input` into `cfg.output` in chunks of CHUNK texts, each written (and
     recorded) as it is done, so that a stopped prediction continues with resume=true."""
     check_threshold(cfg.threshold)
-    if not isinstance(cfg.batch_size, int) or cfg.batch_size <= 0:
-        raise ConfigError(f"batch_size={cfg.batch_size!r} is not valid; use a positive integer")
-    for key in ("resume", "explain"):
-        if not isinstance(cfg[key], bool):
-            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use true or false")
+    check_ranges(cfg, PREDICT_RANGES)
     check_backend(cfg.backend, str(cfg.precision), cfg.ckpt_path)
     precision, why = inference_precision(str(cfg.precision), cfg.backend)
     if cfg.explain and cfg.backend != "torch":

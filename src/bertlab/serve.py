@@ -14,7 +14,7 @@ from litserve.loops.simple_loops import BatchedLoop
 from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from bertlab.errors import ConfigError
+from bertlab.checks import SERVE_RANGES, check_ranges
 
 
 class TextsRequest(BaseModel):
@@ -215,17 +215,7 @@ def serve(cfg: DictConfig) -> None:
     cuda = cfg.backend == "torch" and (cfg.accelerator == "cuda" or (
         cfg.accelerator == "auto" and torch.cuda.is_available()))
     precision, why = inference_precision(str(cfg.precision), cfg.backend, cuda)
-    for key in ("max_batch_size", "max_texts", "max_body_bytes", "port", "workers", "threads"):
-        if key == "threads" and cfg[key] is None:
-            continue
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] <= 0:
-            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use a positive integer")
-    for key, valid, what in (("batch_timeout", lambda v: v >= 0, ">= 0"),
-                             ("timeout", lambda v: v > 0, "> 0")):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, float)) or not valid(cfg[key]):
-            raise ConfigError(f"{key}={cfg[key]!r} is not valid; use seconds {what}")
-    if not isinstance(cfg.log_batches, bool):
-        raise ConfigError(f"log_batches={cfg.log_batches!r} is not valid; use true or false")
+    check_ranges(cfg, SERVE_RANGES)
     if cfg.backend == "torch":  # the run's checkpoint is there (found before any worker starts)
         from bertlab.checkpoints import checkpoint_hparams, find_checkpoint
         from bertlab.predict import model_precision
