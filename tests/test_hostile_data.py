@@ -176,6 +176,17 @@ def test_numbers_in_the_text_column_are_text_and_one_class_is_one_line(tmp_path)
         module(one, tmp_path)
 
 
+def test_multilabel_over_a_column_of_strings_is_one_line(tmp_path):
+    """data.task=multilabel over "pos"/"neg" strings once trained on their letters as labels."""
+    path = write_csv(tmp_path / "words.csv", sentences(20))
+    with pytest.raises(DataError, match=r"data.task=multilabel needs a list in each row of "
+                                        r"data.label_column='label'.*the train data holds '"):
+        module(path, tmp_path, task="multilabel")
+    lists = tmp_path / "lists.jsonl"  # the documented form still works
+    lists.write_text("\n".join(json.dumps({"text": t, "label": [y, "any"]}) for t, y in sentences(20)))
+    assert module(lists, tmp_path, task="multilabel").labels == ["any", "negative", "positive"]
+
+
 def test_a_file_that_is_not_utf8_is_one_line_with_the_fix(tmp_path):
     path = tmp_path / "latin.csv"
     body = "".join(f"{t},{y}\n" for t, y in sentences(10))

@@ -62,6 +62,7 @@ REFUSED = [
     ("train", ["trainer.precison=32"], 2, "did you mean trainer.precision"),
     ("train", ["~trainer.nope"], 2, "~trainer.nope removes a key that is not in this config"),
     ("train", ["eval"], 2, "'eval' is not an override"),
+    ("train", ["lr=1e-4,2e-4"], 2, "lr=1e-4,2e-4 is a sweep; add -m for one run per value"),
     ("train", ["lr=-1"], 2, "lr=-1 is not valid"),
     ("train", ["scheduler.warmup=-1"], 2, "scheduler.warmup=-1 is not valid; use a fraction"),
     ("train", ["data.max_samples=0"], 2, "data.max_samples=0 is not valid; use a positive number"),
@@ -84,6 +85,10 @@ REFUSED = [
     ("train", ["model.name_or_path=/nonexistent"], 2, "model.name_or_path=/nonexistent does not exist"),
     ("train", ["data=files", "data.train_file={root}/a_folder"], 2, "is a folder"),
     ("train", ["data=files", "data.train_file={root}/empty.csv"], 1, "holds no rows (only a header)"),
+    ("train", ["data=files", "data.train_file={root}/data.csv", "data.text_column=label"], 2,
+     "data.text_column and data.label_column are both 'label'"),
+    ("train", ["data=files", "data.train_file={root}/data.csv", "data.text_pair_column=text"], 2,
+     "data.text_column and data.text_pair_column are both 'text'"),
     ("train", ["-m", "--cfg", "job"], 2, "-m and --cfg cannot be used together"),
     ("train", ["-m", "hparams_search=lr_optuna", "hparams_search.storage={root}/nowhere/s.log"], 2,
      "hparams_search.storage={root}/nowhere/s.log cannot be opened"),
@@ -170,6 +175,7 @@ def test_a_diverged_run_exits_non_zero(tmp_path):
 
 
 BEFORE_TORCH = [("train", ["lrr=1"], 2),
+                ("train", ["model=tiny,minilm"], 2),
                 ("train", ["data=files", "data.train_file={root}/a_folder"], 2),
                 ("train", ["data=files", "data.train_file={root}/empty.csv"], 1),
                 ("train", ["model.name_or_path=/nonexistent"], 2),

@@ -163,9 +163,16 @@ def check_model(cfg: DictConfig) -> None:
 
 
 def check_data(data: DictConfig) -> None:
-    """A files source's files exist, hold rows and share a format."""
+    """The text, pair and label columns are different columns; a files source's files exist, hold
+    rows and share a format."""
     from bertlab.data.sources import SPLITS, check_files
 
+    keys = [k for k in ("text_column", "text_pair_column", "label_column") if data.get(k) is not None]
+    for i, a in enumerate(keys):  # one column in two roles: the label as the text trains on the answer
+        for b in keys[i + 1:]:
+            if str(data[a]) == str(data[b]):
+                raise ConfigError(f"data.{a} and data.{b} are both {data[a]!r}; each role needs a "
+                                  f"column of its own")
     if data.get("source") == "files":
         files = {s: OmegaConf.select(data, f"{s}_file", throw_on_missing=True) for s in SPLITS}
         check_files({s: str(f) for s, f in files.items() if f}, data.get("format"))

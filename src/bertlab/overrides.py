@@ -105,6 +105,13 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as e:
         exit_usage(str(e).strip().splitlines()[0])
+    multirun = any(a in ("-m", "--multirun") or a == "hydra.mode=MULTIRUN" for a in argv)
+    sweep = next((o for o in parsed if o.is_sweep_override()), None)
+    if sweep is not None and not multirun:  # (Hydra: "Ambiguous value", its hints cut off)
+        group = (conf_dir / sweep.key_or_group).is_dir()
+        exit_usage(f"{sweep.input_line} is a sweep; add -m for one run per value (python "
+                   f"{config_name}.py -m {sweep.input_line})" + ("" if group else
+                   f", or give a list as {sweep.get_key_element()}=[...]"))
     groups, plain = [], []
     for o in parsed:
         is_group = (conf_dir / o.key_or_group).is_dir() or o.key_or_group.startswith("hydra/")

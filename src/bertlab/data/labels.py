@@ -71,9 +71,15 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
         except (ValueError, TypeError) as e:
             raise DataError(f"data.label_column={c['label_column']!r} has values that are not "
                             f"numbers, so it cannot be a regression target") from e
-    if not task.multi_hot:
-        for split in dd:
+    for split in dd:
+        if not task.multi_hot:
             mixed_labels(split, dd[split]["labels"][:], c["strict"], report)
+            continue
+        single = next((v for v in dd[split]["labels"][:] if not isinstance(v, (list, tuple))), None)
+        if single is not None:  # a string would be read as a list of its characters
+            raise DataError(f"data.task=multilabel needs a list in each row of data.label_column="
+                            f"{c['label_column']!r} (e.g. [\"sports\", \"politics\"] in a json, "
+                            f"jsonl or parquet file); the {split} data holds {single!r}")
     given = c["labels"]  # a trained model's label names (eval on a new file)
     names = list(given) if given is not None else label_names(dd["train"]["labels"][:], task)
     if given is None and len(names) < 2:
