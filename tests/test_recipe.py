@@ -215,6 +215,8 @@ def test_fit_diagnosis():
                     counts).startswith("no sign")
     assert diagnose({"train/mse": 0.1, "val/mse": 0.5, "val/pearson": 0.8},
                     "regression", None).startswith("overfitting")
+    assert diagnose({"train/mse": 997.0, "val/mse": 915.0, "val/pearson": float("nan")},
+                    "regression", None).startswith("underfitting")  # constant predictions
 
 
 def test_lr_range_test_saves_a_plot_and_can_train_with_it(make_cfg, tmp_path):

@@ -90,6 +90,30 @@ def test_regression_on_the_valence_lexicon(make_cfg, tmp_path):
     assert hp["task"] == "regression"
 
 
+def test_regression_trains_alike_in_any_units(make_cfg, files, tmp_path):
+    """The head learns (y - mean) / std of the training targets, so targets in other units
+    (a + b * y: a 0-100 score instead of -4..4) train the same run, and the values come back in
+    the label's units. (Raw targets far from 0 once left the head predicting a constant.)"""
+    import random
+
+    rnd = random.Random(0)
+    y = [round(rnd.uniform(-4, 4), 2) for _ in range(120)]
+    scores = {}
+    for name, labels in (("unit", y), ("score", [round(50 + 10 * v, 2) for v in y])):
+        path = files(f"{name}.csv", 120, label=labels)
+        cfg = make_cfg("data=files", f"data.train_file={path}", "trainer.precision=32-true",
+                       "max_epochs=2", "batch_size=16", run_dir=tmp_path / name)
+        train(cfg)
+        scores[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+    unit, score = scores["unit"], scores["score"]
+    mean, std = score["loss"]["target_mean_std"]
+    assert mean == pytest.approx(50 + 10 * unit["loss"]["target_mean_std"][0], rel=1e-5)
+    assert std == pytest.approx(10 * unit["loss"]["target_mean_std"][1], rel=1e-5)
+    assert score["test/pearson"] == pytest.approx(unit["test/pearson"], abs=1e-3)
+    assert score["test/mae"] == pytest.approx(10 * unit["test/mae"], rel=1e-3)
+    assert score["val/loss"] == pytest.approx(unit["val/loss"], rel=1e-3)  # standardized units
+
+
 def test_multilabel_from_jsonl(make_cfg, files, tmp_path):
     tags = [[["a"], ["b"], ["a", "c"]][i % 3] for i in range(90)]
     path = files("t.jsonl", 90, label=tags)

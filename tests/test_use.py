@@ -170,11 +170,33 @@ def predictions_in(path, suffix):
 
 
 def test_predict_regression_values(tmp_path_factory, tmp_path):
+    """Values in the label's units from predict.py, the Hugging Face export (the target's scale
+    folded into its head) and the ONNX export alike."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bertlab.export import export
+    from test_serve import compose_tool
+
     run = trained(tmp_path_factory, "data=valence")
-    (tmp_path / "in.txt").write_text(":)\nhorrible\n")
-    predict_in_process(f"run_dir={run}", f"input={tmp_path / 'in.txt'}", f"output={tmp_path / 'out.jsonl'}")
+    texts = [":)", "horrible", "fine"]
+    (tmp_path / "in.txt").write_text("\n".join(texts))
+    predict_in_process(f"run_dir={run}", f"input={tmp_path / 'in.txt'}",
+                       f"output={tmp_path / 'out.jsonl'}", "precision=32")
     rows = predictions(tmp_path / "out.jsonl")
-    assert [set(row) for row in rows] == [{"text", "value"}] * 2
+    assert [set(row) for row in rows] == [{"text", "value"}] * 3
+    ours = torch.tensor([row["value"] for row in rows])
+    export(compose_tool("export", f"run_dir={run}", f"out={tmp_path / 'hf'}"))
+    assert "bertlab_target_scale" not in json.loads((tmp_path / "hf" / "config.json").read_text())
+    tok = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    hf = AutoModelForSequenceClassification.from_pretrained(tmp_path / "hf").eval()
+    with torch.no_grad():
+        theirs = hf(**tok(texts, padding=True, return_tensors="pt")).logits.squeeze(-1)
+    assert torch.allclose(theirs, ours, atol=1e-4), (theirs, ours)
+    export(compose_tool("export", f"run_dir={run}", "format=onnx"))
+    predict_in_process(f"run_dir={run}", f"input={tmp_path / 'in.txt'}",
+                       f"output={tmp_path / 'onnx.jsonl'}", "backend=onnx")
+    onnx = torch.tensor([row["value"] for row in predictions(tmp_path / "onnx.jsonl")])
+    assert torch.allclose(onnx, ours, atol=1e-4), (onnx, ours)
 
 
 @pytest.mark.parametrize("setup, args, code, words", [  # 2: a usage mistake, 1: bad input

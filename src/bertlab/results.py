@@ -42,7 +42,7 @@ def diagnose(fit: dict, task, counts: list[int] | None) -> str:
         if None in (train, val, r):
             return "unknown: train or val metrics are missing"
         numbers = f"train mse {train:.4f}, val mse {val:.4f}, val pearson {r:.3f}"
-        if r < 0.1:
+        if not r >= 0.1:  # (nan: the predictions do not vary)
             return f"underfitting: {numbers}; try a higher lr or more epochs"
         if val > 1.25 * train:
             return f"overfitting: {numbers}; try more dropout or weight decay, or fewer epochs"
@@ -86,7 +86,9 @@ def run_record(cfg: DictConfig, dm, model, trainer, ended: dict, choices: dict) 
             "parameters": choices["parameters"],
             "data": {"rows": {s: dm.documents(s) for s in dm.dataset}, **dm.report},
             "loss": {"name": type(model.loss_fn).__name__, "class_weights": None if weight
-                     is None else [round(w, 4) for w in weight.tolist()]},
+                     is None else [round(w, 4) for w in weight.tolist()],
+                     **({"target_mean_std": model.hparams.target_scale}
+                        if model.hparams.get("target_scale") else {})},
             "budget": choices["budget"], "precision": choices["precision"],
             "lr": {"value": cfg.lr, "model_recommends": recommended_lr(cfg.model)}}
 

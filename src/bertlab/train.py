@@ -137,13 +137,15 @@ def build_model(cfg: DictConfig, dm: TextDataModule) -> TextClassifier:
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     weights = cfg.class_weights  # balanced, or a list
     weights = plain(weights) if OmegaConf.is_list(weights) else weights
-    counts = None
+    counts = scale = None
+    train = dm.dataset["train"]
+    labels = torch.tensor(train["labels"][:])
+    if "labeled" in train.column_names:  # (not the unlabelled rows' placeholders)
+        labels = labels[torch.tensor(train["labeled"][:])]
     if dm.task.has_classes and not dm.task.multi_hot:  # the counts that class weights need
-        train = dm.dataset["train"]
-        labels = torch.tensor(train["labels"][:])
-        if "labeled" in train.column_names:  # (not the unlabelled rows' placeholders)
-            labels = labels[torch.tensor(train["labeled"][:])]
         counts = torch.bincount(labels, minlength=len(dm.labels)).tolist()
+    if not dm.task.has_classes:  # the head learns (y - mean) / std: any units train alike
+        scale = [labels.double().mean().item(), labels.double().std(correction=0).item() or 1.0]
     return TextClassifier(model=plain(cfg.model), task=dm.task.name, labels=dm.labels,
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
@@ -152,7 +154,7 @@ def build_model(cfg: DictConfig, dm: TextDataModule) -> TextClassifier:
                           layer_decay=cfg.layer_decay, class_weights=weights, windows=dm.windows,
                           distill={"temperature": float(cfg.distill.temperature),
                                    "alpha": float(cfg.distill.alpha)} if cfg.get("distill", {}).get("teacher")
-                          else None)
+                          else None, target_scale=scale)
 
 
 def fit(trainer, model, dm, run_dir: Path, checkpoint: Path | None) -> str | None:

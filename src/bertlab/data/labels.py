@@ -67,10 +67,15 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
     model's, c["labels"]); other splits may only use those names. Regression: floats, no names."""
     if not task.has_classes:
         try:
-            return dd.cast_column("labels", datasets.Value("float32")), []
+            dd = dd.cast_column("labels", datasets.Value("float32"))
         except (ValueError, TypeError) as e:
             raise DataError(f"data.label_column={c['label_column']!r} has values that are not "
                             f"numbers, so it cannot be a regression target") from e
+        values = set(dd["train"]["labels"][:]) if c["labels"] is None and "train" in dd else {0, 1}
+        if len(values) < 2:  # nothing to learn, and no correlation to score
+            raise DataError(f"data.label_column={c['label_column']!r} holds one value in the "
+                            f"training data ({values.pop()!r}); regression needs targets that vary")
+        return dd, []
     for split in dd:
         if not task.multi_hot:
             mixed_labels(split, dd[split]["labels"][:], c["strict"], report)

@@ -59,13 +59,14 @@ class TextClassifier(L.LightningModule):
                  scheduler: dict, max_length: int = 128, clean: list[str] = (),
                  class_counts: list[int] | None = None, l1: float = 0.0,
                  layer_decay: float | None = None, class_weights=None,
-                 windows: dict | None = None, distill: dict | None = None) -> None:
+                 windows: dict | None = None, distill: dict | None = None,
+                 target_scale: list[float] | None = None) -> None:
         super().__init__()
         task = task_of(task).name  # saved by name: checkpoints hold plain values
         self.save_hyperparameters()
         self.task = task_of(task)
         self.num_labels = self.task.num_outputs(labels)
-        self.net = build_network(model, task, labels)
+        self.net = build_network(model, task, labels, target_scale)
         self.frozen = freeze(self.net, model)
         if model.get("compile"):  # torch.compile in place (what logits() calls): the same state dict keys
             (unwrapped(self.net).base_model if pools_mean(self.net) else self.net).compile()
@@ -99,7 +100,7 @@ class TextClassifier(L.LightningModule):
     def score(self, stage: str, logits: torch.Tensor, labels: torch.Tensor, epoch_end: bool = False
               ) -> torch.Tensor:
         """The loss, logged, and the metrics of `stage` updated."""
-        loss = self.loss_fn(*self.task.loss_inputs(logits, labels))
+        loss = self.loss_fn(*self.task.loss_inputs(*self.standardized(logits, labels)))
         preds, target = self.task.metric_inputs(self.task.scores(logits.detach()), labels)
         n = labels.shape[0]
         self.log(f"{stage}/loss", loss, on_step=stage == "train" and not epoch_end, on_epoch=True,
@@ -109,14 +110,23 @@ class TextClassifier(L.LightningModule):
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
+    def standardized(self, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Regression: outputs and targets as (value - mean) / std of the training targets, where
+        the loss is taken (the same optimum; a loss and gradients of the same size whatever the
+        label's units). Classes: unchanged."""
+        scale = self.hparams.get("target_scale")
+        if not scale:
+            return values
+        return tuple((v.float() - scale[0]) / scale[1] for v in values)
+
     def distill_step(self, logits, teacher, labels, labeled) -> torch.Tensor:
         """distill.teacher: the mixed loss (distill.py), logged with its two parts; the metrics
         count the labelled rows."""
         from bertlab import distill
 
         d = self.hparams.distill
-        total, soft, hard = distill.loss(self.task, logits, teacher, labels, labeled,
-                                         d["temperature"], d["alpha"], self.loss_fn)
+        total, soft, hard = distill.loss(self.task, *self.standardized(logits, teacher, labels),
+                                         labeled, d["temperature"], d["alpha"], self.loss_fn)
         n = labels.shape[0]
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)
         self.log_dict({"train/soft_loss": soft, "train/hard_loss": hard}, on_step=True,

@@ -22,13 +22,16 @@ POOLINGS = ("cls", "mean")
 # read the mean of the token outputs instead of the [CLS] pooler (model.pooling=mean).
 MEAN_POOLING_TYPES = {"bert"}
 
-def build_network(cfg: dict, task: str | Task, labels: list[str]) -> nn.Module:
+def build_network(cfg: dict, task: str | Task, labels: list[str],
+                  target_scale: list[float] | None = None) -> nn.Module:
     """A Hugging Face *ForSequenceClassification model: the encoder plus its standard head.
 
     Standard, so that an export is a plain Hugging Face folder that `pipeline()` loads
     (model.pooling=mean: the same head over the tokens' mean, which logits() computes and the
     export carries as code).
     `pretrained=false` gives random weights of the same (or an overridden) shape.
+    Regression with `target_scale` ([mean, std] of the training targets): the head learns the
+    standardized target and logits() returns head * std + mean, in the label's units.
     """
     task = task_of(task)
     pooling = cfg.get("pooling", "cls")
@@ -53,6 +56,8 @@ def build_network(cfg: dict, task: str | Task, labels: list[str]) -> nn.Module:
         net.config.bertlab_pooling = "mean"  # read by logits(); an export carries it
     elif cfg.get("top_layer_cls_only", True):
         top_layer_cls_only(net)
+    if target_scale is not None and not task.has_classes:
+        net.config.bertlab_target_scale = [float(v) for v in target_scale]  # read by logits()
     if cfg.get("peft"):
         net = add_adapters(net, cfg["peft"], cfg.get("lora") or {})
     return net.train()  # from_pretrained returns eval mode, which would switch dropout off
@@ -182,7 +187,29 @@ def logits(net: nn.Module, task: Task, input_ids: torch.Tensor, attention_mask: 
         out = mean_pooled_logits(net, input_ids, attention_mask, **kwargs)
     else:
         out = net(input_ids=input_ids, attention_mask=attention_mask, **kwargs).logits
-    return task.logits(out)
+    scale = target_scale(net)
+    if scale is None:
+        return task.logits(out)
+    return task.logits(out).float() * scale[1] + scale[0]  # (fp32: bf16 would round 1e4 to 32)
+
+
+def target_scale(net: nn.Module) -> list[float] | None:
+    """Regression: [mean, std] of the training targets that the head's output is scaled by (the
+    head learns the standardized target), or None (classes, and older checkpoints: raw outputs)."""
+    return getattr(unwrapped(net).config, "bertlab_target_scale", None)
+
+
+def fold_target_scale(net: nn.Module) -> None:
+    """Put the target's scale into the head's output layer (weight * std, bias * std + mean), so
+    that an exported Hugging Face model predicts in the label's units with nothing to apply."""
+    from bertlab.calibration import output_layer
+
+    mean, std = target_scale(net)
+    head = output_layer(net)
+    with torch.no_grad():
+        head.weight *= std
+        head.bias.mul_(std).add_(mean)
+    del unwrapped(net).config.bertlab_target_scale
 
 
 def pools_mean(net: nn.Module) -> bool:
@@ -218,7 +245,7 @@ class TrainedNetwork(nn.Module):
         self.hparams = HParams(hparams)
         self.task = task_of(hparams["task"])
         self.net = build_network({**hparams["model"], "pretrained": False}, self.task,
-                                 list(hparams["labels"]))
+                                 list(hparams["labels"]), hparams.get("target_scale"))
         self.temperature = 1.0  # calibrate=true: the fitted temperature (calibration.py)
         self.thresholds: list[float] | None = None  # multi-label decisions (thresholds.py)
 
