@@ -88,15 +88,17 @@ def predictions(path):
     return list(csv.DictReader(path.open()))
 
 
-@pytest.mark.parametrize("kind", ["txt", "csv", "jsonl", "stdin"])
-def test_predict_each_input_kind(run_dir, tmp_path, kind):
+@pytest.mark.parametrize("kind, bom", [("txt", False), ("csv", False), ("jsonl", False),
+                                       ("stdin", False), ("txt", True), ("csv", True)])
+def test_predict_each_input_kind(run_dir, tmp_path, kind, bom):
+    """Each input kind; with a byte-order mark (as Excel and Notepad write) too."""
     texts = ["what a great day", "this is awful", "the car drives itself"]
-    stdin = None
+    stdin, encoding = None, "utf-8-sig" if bom else "utf-8"
     if kind == "txt":
-        (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+        (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding=encoding)
     elif kind == "csv":
-        (tmp_path / "in.csv").write_text("id,tweet\n" + "\n".join(
-            f"{i},{t}" for i, t in enumerate(texts)))
+        (tmp_path / "in.csv").write_text("tweet,id\n" + "\n".join(
+            f"{t},{i}" for i, t in enumerate(texts)), encoding=encoding)
     elif kind == "jsonl":
         (tmp_path / "in.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in texts))
     else:
@@ -116,6 +118,15 @@ def test_predict_each_input_kind(run_dir, tmp_path, kind):
         probs = [float(row[f"p_{n}"]) for n in ("negative", "neutral", "positive")]
         assert sum(probs) == pytest.approx(1, abs=1e-4)
         assert row["label"] == ["negative", "neutral", "positive"][probs.index(max(probs))]
+
+
+def test_a_csv_text_over_several_lines_is_one_text_and_said(run_dir, tmp_path, capsys):
+    (tmp_path / "in.csv").write_text('text\n"an open quote, then\nmore\nfine\n')
+    predict_in_process(f"run_dir={run_dir}", f"input={tmp_path / 'in.csv'}",
+                       f"output={tmp_path / 'out.jsonl'}")
+    assert [row["text"] for row in predictions(tmp_path / "out.jsonl")] == [
+        "an open quote, then\nmore\nfine\n"]  # the input's text, as it was read
+    assert "warning: 1 text(s) of input=" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])

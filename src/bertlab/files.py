@@ -74,10 +74,11 @@ def lines_of(f) -> Iterator[str]:
     """The texts of a one-text-per-line file opened in binary (predict's input, a .txt
     data.unlabeled_file): lines end at \n (or \r\n) only; str.splitlines would also cut a text
     at \x1c, \x85 or \u2028, which real texts (tweets) hold, and shift every later prediction.
-    Blank lines at the end are no texts."""
+    Blank lines at the end are no texts; a byte-order mark (Notepad, Excel) is no text either."""
     blank = 0
-    for raw in f:
-        line = raw.decode("utf-8", errors="replace").removesuffix("\n").removesuffix("\r")
+    for i, raw in enumerate(f):
+        line = raw.decode("utf-8-sig" if i == 0 else "utf-8", errors="replace")
+        line = line.removesuffix("\n").removesuffix("\r")
         if not line.strip():
             blank += 1
             continue

@@ -40,15 +40,21 @@ def text_rows(source: str, text_column: str) -> Iterator[str]:
         raise ConfigError(f"input={source} " + ("is a folder; give a file (or - for stdin)"
                                                 if path.is_dir() else "does not exist"))
     suffix = path.suffix.lower()
-    if suffix in TABLES:
-        with open(path, encoding="utf-8", errors="replace", newline="") as f:
-            reader = csv.DictReader(f, delimiter=TABLES[suffix])
+    if suffix in TABLES:  # (utf-8-sig: a byte-order mark, as Excel writes, is not in the header)
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+            reader, spanning = csv.DictReader(f, delimiter=TABLES[suffix]), 0
             for row in reader:
-                yield field(row, text_column, source, reader.fieldnames)
+                text = field(row, text_column, source, reader.fieldnames)
+                spanning += "\n" in text
+                yield text
+        if spanning:  # legal in csv, but a quote left open makes one text of many lines
+            print(f"warning: {spanning} text(s) of input={source} span several lines (quoted "
+                  f"line breaks, or a quote left open); each is predicted as one text",
+                  file=sys.stderr)
     elif suffix in (".jsonl", ".json"):
         with open(path, "rb") as f:
             try:
-                text = lambda raw: raw.decode("utf-8", errors="replace")  # noqa: E731
+                text = lambda raw: raw.decode("utf-8-sig", errors="replace")  # noqa: E731
                 records = (json.loads(text(f.read())) if suffix == ".json" else
                            (json.loads(text(line)) for line in f if line.strip()))
                 for record in records:
