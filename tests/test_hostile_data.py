@@ -95,6 +95,24 @@ def test_nan_and_infinite_regression_targets_are_dropped_and_counted(tmp_path):
     assert rows_used(dm) == 20
 
 
+def test_integer_labels_with_empty_cells_stay_classes(tmp_path):
+    """A csv's 0/1 column with an empty cell is stored as floats (1.0, None); it was read as a
+    regression target. Whole numbers written as floats (1.0), with no gap, still mean regression."""
+    rows = [(t, i % 2) for i, (t, _) in enumerate(sentences(20))]
+    path = tmp_path / "gaps.csv"
+    path.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows) + "no label here,\n")
+    dm = module(path, tmp_path)
+    assert dm.task == "classification" and dm.labels == ["0", "1"]
+    assert dm.report["dropped"]["train"] == 1 and rows_used(dm) == 20
+    floats = tmp_path / "floats.csv"
+    floats.write_text("text,label\n" + "".join(f"{t},{y}.0\n" for t, y in rows))
+    assert module(floats, tmp_path).task == "regression"
+    assert module(path, tmp_path, task="regression").task == "regression"  # data.task wins
+    scored = module(path, tmp_path, train_file=None, validation_file=None, test_file=str(path),
+                    labels=["0", "1"], task="classification")  # eval.py file=: a trained model's
+    assert list(scored.dataset["test"]["labels"][:3]) == [0, 1, 0]
+
+
 def test_duplicates_are_counted_and_optionally_dropped(tmp_path):
     rows = sentences(20)
     rows += [rows[0], rows[1], (rows[2][0], "negative" if rows[2][1] == "positive" else "positive")]

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 from bertlab.checks import check_max_length
 from bertlab.data import tokens, windows
 from bertlab.data.hygiene import PARALLEL_FROM, leakage, standardize
-from bertlab.data.labels import carve, encode_labels, task_named
+from bertlab.data.labels import as_integers, carve, encode_labels, integers_with_gaps, task_named
 from bertlab.data.sampler import EpochSampler
 from bertlab.data.sources import SOURCES, read
 from bertlab.data.tokens import tokenize
@@ -154,8 +154,10 @@ class TextDataModule(L.LightningDataModule):
     def prepared(self, dd: datasets.DatasetDict) -> datasets.DatasetDict:
         """clean and count -> labels and splits -> tokenize, for the raw splits `dd`."""
         c, report = self.cfg, self.report
+        gaps = [split for split, ds in dd.items() if c["task"] in (None, "classification")
+                and integers_with_gaps(ds, c["label_column"])]  # (read before the gaps go)
         if c["labels"] is not None and "train" not in dd:  # only scoring a given file
-            dd = standardize(dd, c, report, self.num_proc)
+            dd = as_integers(standardize(dd, c, report, self.num_proc), gaps)
             self.task = task_named(c["task"], next(iter(dd.values())).features["labels"])
             dd, self.labels = encode_labels(dd, self.task, c, report)
             return tokenize(dd, self.tokenizer, c["max_length"], report, self.windows, self.num_proc)
@@ -164,7 +166,7 @@ class TextDataModule(L.LightningDataModule):
         if c["max_samples"]:
             dd["train"] = dd["train"].shuffle(seed=c["seed"]).select(
                 range(min(c["max_samples"], len(dd["train"]))))
-        dd = standardize(dd, c, report, self.num_proc)
+        dd = as_integers(standardize(dd, c, report, self.num_proc), gaps)
         self.task = task_named(c["task"], dd["train"].features["labels"])
         dd, self.labels = encode_labels(dd, self.task, c, report)
         dd = carve(dd, self.task, c)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 
 import datasets
 import numpy as np
@@ -27,6 +28,28 @@ def task_named(name: str | None, feature) -> Task:
     if isinstance(feature, datasets.Value) and feature.dtype.startswith("float"):
         return REGRESSION
     return CLASSIFICATION
+
+
+def integers_with_gaps(ds: datasets.Dataset, column: str) -> bool:
+    """A float label column that holds whole numbers and missing cells: a csv's integer column
+    (0/1, stars) that pandas stores as floats only because a cell is empty. Without the gaps it
+    would read as integers, that is classes; with them it must read the same."""
+    feature = ds.features.get(column)
+    if not (isinstance(feature, datasets.Value) and feature.dtype.startswith("float")):
+        return False
+    values = ds[column][:]
+    present = [v for v in values if v is not None]  # (an explicit NaN is a float's, not a gap)
+    return len(present) < len(values) and all(math.isfinite(v) and v == int(v) for v in present)
+
+
+def as_integers(dd: datasets.DatasetDict, splits: list[str]) -> datasets.DatasetDict:
+    """The labels of `splits` (integers_with_gaps, their gaps dropped since) as integers."""
+    if splits:
+        log.info("the %s labels are whole numbers with empty cells (a csv stores them as floats): "
+                 "read as integers, as without the gaps (data.task=regression: numbers to "
+                 "predict)", "/".join(splits))
+    return datasets.DatasetDict({split: ds.cast_column("labels", datasets.Value("int64"))
+                                 if split in splits else ds for split, ds in dd.items()})
 
 
 def label_names(values: list, task: Task) -> list[str]:
