@@ -194,6 +194,15 @@ def test_numbers_in_the_text_column_are_text_and_one_class_is_one_line(tmp_path)
         module(one, tmp_path)
 
 
+def test_a_text_column_of_lists_is_one_line(tmp_path):
+    """A json text column of lists once trained on their Python repr ("['a', 'b']")."""
+    path = tmp_path / "lists.jsonl"
+    path.write_text("\n".join(json.dumps({"text": [t, "x"], "label": y}) for t, y in sentences(20)))
+    with pytest.raises(DataError, match=r"data.text_column='text' holds lists \(e.g. \['the .*not "
+                                        r"text; give a column of strings"):
+        module(path, tmp_path)
+
+
 def test_a_regression_target_that_never_varies_is_one_line(tmp_path):
     path = write_csv(tmp_path / "flat.csv", [(t, 3.5) for t, _ in sentences(20)])
     with pytest.raises(DataError, match=r"holds one value in the training data \(3.5\); "

@@ -214,6 +214,7 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     ("empty", ["input={tmp}/empty.txt"], 1, "holds no texts"),
     ("blank", ["input={tmp}/blank.txt"], 1, "has 1 blank text(s), the first at row 2"),
     ("column", ["input={tmp}/t.csv", "text_column=body"], 1, "text_column='body' is not a column"),
+    ("lists", ["input={tmp}/lists.jsonl"], 1, "holds a list (['a', 'b']), not text"),
     ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], 2, "exists already"),
     ("nockpt", ["input={tmp}/ok.txt", "run_dir={tmp}"], 1, "has no checkpoints/best.ckpt"),
     ("truncated", ["input={tmp}/ok.txt", "ckpt_path={tmp}/cut.ckpt"], 1, "truncated, corrupted"),
@@ -225,6 +226,7 @@ def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, code, wor
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "blank.txt").write_text("good\n   \nbad\n")
     (tmp_path / "t.csv").write_text("text,x\nhello,1\n")
+    (tmp_path / "lists.jsonl").write_text('{"text": ["a", "b"]}\n')
     (tmp_path / "ok.txt").write_text("fine\n")
     (tmp_path / "old.jsonl").write_text("{}\n")
     (tmp_path / "cut.ckpt").write_bytes((run_dir / "checkpoints" / "best.ckpt").read_bytes()[:5000])

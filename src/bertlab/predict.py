@@ -70,7 +70,11 @@ def field(record, text_column: str, source: str, columns) -> str:
     if not isinstance(record, dict) or text_column not in record:
         raise DataError(f"text_column={text_column!r} is not a column of {source}; its columns "
                         f"are: {', '.join(columns) if isinstance(columns, (dict, list)) else '(none)'}")
-    return str(record.get(text_column) or "")
+    value = record.get(text_column)
+    if isinstance(value, (list, dict)):  # (its repr would be predicted)
+        raise DataError(f"text_column={text_column!r} of {source} holds a {type(value).__name__} "
+                        f"({str(value)[:60]}), not text; give a column of strings")
+    return str(value or "")
 
 
 def count_texts(texts: Iterable[str], source: str) -> int:

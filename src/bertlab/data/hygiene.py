@@ -69,8 +69,13 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
 
     out = {}
     for split, ds in dd.items():
-        for col in filter(None, (c["text_column"], pair)):  # numbers as text (codes, ids): text
-            if getattr(ds.features[col], "dtype", "string") not in ("string", "large_string"):
+        for key in filter(lambda k: c[k], ("text_column", "text_pair_column")):
+            col = c[key]
+            if not isinstance(ds.features[col], datasets.Value):  # lists, dicts: their repr
+                first = next((v for v in ds[col] if v is not None), None)
+                raise DataError(f"data.{key}={col!r} holds {type(first).__name__}s (e.g. "
+                                f"{str(first)[:60]}), not text; give a column of strings")
+            if ds.features[col].dtype not in ("string", "large_string"):  # numbers (codes, ids): text
                 ds = ds.cast_column(col, datasets.Value("string"))  # (map would cast them back)
         ds = ds.map(standard, batched=True, remove_columns=ds.column_names, desc=f"clean {split}",
                     num_proc=processes(num_proc, len(ds)))
