@@ -194,6 +194,17 @@ def test_numbers_in_the_text_column_are_text_and_one_class_is_one_line(tmp_path)
         module(one, tmp_path)
 
 
+def test_spaces_around_labels_are_removed_and_counted(tmp_path):
+    """"pos " beside "pos" (a csv written as "text, label") was a class of its own."""
+    rows = sentences(20)
+    path = write_csv(tmp_path / "spaced.csv", rows[:10] + [(t, f" {y} ") for t, y in rows[10:]])
+    dm = module(path, tmp_path)
+    assert dm.labels == ["negative", "positive"] and dm.report["labels_stripped"]["train"] == 10
+    tags = tmp_path / "tags.jsonl"  # multi-label lists too
+    tags.write_text("\n".join(json.dumps({"text": t, "label": [y, " any"]}) for t, y in rows))
+    assert module(tags, tmp_path).labels == ["any", "negative", "positive"]
+
+
 def test_a_text_column_of_lists_is_one_line(tmp_path):
     """A json text column of lists once trained on their Python repr ("['a', 'b']")."""
     path = tmp_path / "lists.jsonl"

@@ -21,6 +21,15 @@ def count(report: dict, what: str, split: str, n: int) -> None:
         report.setdefault(what, {})[split] = int(n)
 
 
+def stripped(label):
+    """A label without spaces around it (each of a list's)."""
+    if isinstance(label, str):
+        return label.strip()
+    if isinstance(label, list):
+        return [x.strip() if isinstance(x, str) else x for x in label]
+    return label
+
+
 def is_missing(v) -> bool:
     return v is None or (isinstance(v, float) and not math.isfinite(v)) or v == ""
 
@@ -58,8 +67,10 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
     pair = c["text_pair_column"]
 
     def standard(batch):
-        raw = batch[c["text_column"]]
-        out = {"text": [clean(t) for t in raw], "labels": batch[c["label_column"]]}
+        raw, labels = batch[c["text_column"]], batch[c["label_column"]]
+        out = {"text": [clean(t) for t in raw], "labels": [stripped(y) for y in labels]}
+        out["label_changed"] = [isinstance(y, (str, list)) and y != s
+                                for y, s in zip(labels, out["labels"])]  # (nan != nan)
         changed = [str(r) != t for r, t in zip(raw, out["text"])]
         if pair:
             out["text_pair"] = [clean(t) for t in batch[pair]]
@@ -80,7 +91,11 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
         ds = ds.map(standard, batched=True, remove_columns=ds.column_names, desc=f"clean {split}",
                     num_proc=processes(num_proc, len(ds)))
         count(report, "cleaned", split, sum(ds["changed"][:]))
-        ds = drop_unusable(split, ds.remove_columns("changed"), c["strict"], report)
+        spaced = sum(ds["label_changed"][:])
+        if spaced:  # "pos " beside "pos" would be a class of its own
+            log.warning("%s: %d labels had spaces around them, removed", split, spaced)
+            count(report, "labels_stripped", split, spaced)
+        ds = drop_unusable(split, ds.remove_columns(["changed", "label_changed"]), c["strict"], report)
         if len(ds) == 0:
             raise DataError(f"the {split} data is empty after dropping blank rows and missing "
                             f"labels (columns {c['text_column']!r}, {c['label_column']!r})")
