@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ROOT, sentences
 
@@ -103,6 +104,10 @@ REFUSED = [
      "input={root}/a_folder is a folder"),
     ("export", ["run_dir={root}/finished", "out={root}/exported"], 2, "exists already"),
 ]
+if not torch.cuda.is_available():  # a GPU asked for by name where there is none (was CUDA's traceback)
+    REFUSED += [("train", ["trainer=gpu"], 2, "trainer.accelerator=gpu needs a CUDA GPU"),
+                ("serve", ["run_dir={root}/finished", "accelerator=cuda"], 2,
+                 "accelerator=cuda needs a CUDA GPU")]
 
 
 @pytest.mark.parametrize("script, args, code, words", REFUSED,

@@ -5,6 +5,16 @@ from __future__ import annotations
 import torch
 
 
+def check_cuda(accelerator: str, key: str, instead: str) -> None:
+    """A GPU asked for by name, on a machine where torch sees none: one line, not CUDA's traceback."""
+    if str(accelerator) in ("gpu", "cuda") and not torch.cuda.is_available():
+        from bertlab.errors import ConfigError
+
+        raise ConfigError(f"{key}={accelerator} needs a CUDA GPU, and torch sees none here "
+                          f"(torch {torch.__version__}, CUDA build {torch.version.cuda or 'none'}); "
+                          f"use {instead}")
+
+
 def uses_cuda(trainer_cfg) -> bool:
     accelerator = str(trainer_cfg.get("accelerator", "auto"))
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())

@@ -210,8 +210,11 @@ def serve(cfg: DictConfig) -> None:
 
     from bertlab.predict import check_backend, check_threshold, inference_precision
 
+    from bertlab.hardware import check_cuda
+
     check_backend(cfg.backend, str(cfg.precision))
     check_threshold(cfg.threshold)
+    check_cuda(cfg.accelerator, "accelerator", "accelerator=auto (a GPU when there is one) or cpu")
     cuda = cfg.backend == "torch" and (cfg.accelerator == "cuda" or (
         cfg.accelerator == "auto" and torch.cuda.is_available()))
     precision, why = inference_precision(str(cfg.precision), cfg.backend, cuda)

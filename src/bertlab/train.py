@@ -24,6 +24,7 @@ from bertlab.checkpoints import checkpoint_hparams, load_network
 from bertlab.checks import check_config, resolve_monitor
 from bertlab.data.datamodule import TextDataModule, from_config
 from bertlab.errors import ConfigError, Diverged
+from bertlab.hardware import check_cuda
 from bertlab.models.classifier import TextClassifier
 from bertlab.trainer import build_trainer, decide
 
@@ -34,6 +35,8 @@ def train(cfg: DictConfig) -> float:
     """Train as `cfg` says; returns the monitored metric of the best checkpoint (for sweepers)."""
     started = time.time()
     check_config(cfg)
+    check_cuda(cfg.trainer.get("accelerator", "auto"), "trainer.accelerator",
+               "trainer=default (a GPU when there is one, else the CPU) or trainer=cpu")
     run_dir = Path(cfg.output_dir)
     if cfg.get("cv") and cfg.get("cv_fold") is None:  # k-fold: one run per fold, inside this one
         from bertlab.cv import cross_validate
