@@ -232,6 +232,16 @@ def test_multilabel_over_a_column_of_strings_is_one_line(tmp_path):
     assert module(lists, tmp_path, task="multilabel").labels == ["any", "negative", "positive"]
 
 
+def test_a_utf16_file_is_read_by_its_byte_order_mark(tmp_path):
+    """Excel's "Unicode Text" export: a UTF-16 tsv with a byte-order mark (was a UnicodeDecodeError
+    whose hint, latin-1, would have read it as garbage)."""
+    path = tmp_path / "excel.tsv"
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in sentences(10)),
+                    encoding="utf-16")
+    dm = module(path, tmp_path)
+    assert dm.texts("train")[0] == sentences(10)[0][0] and dm.labels == ["negative", "positive"]
+
+
 def test_a_file_that_is_not_utf8_is_one_line_with_the_fix(tmp_path):
     path = tmp_path / "latin.csv"
     body = "".join(f"{t},{y}\n" for t, y in sentences(10))

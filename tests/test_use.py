@@ -88,12 +88,14 @@ def predictions(path):
     return list(csv.DictReader(path.open()))
 
 
-@pytest.mark.parametrize("kind, bom", [("txt", False), ("csv", False), ("jsonl", False),
-                                       ("stdin", False), ("txt", True), ("csv", True)])
-def test_predict_each_input_kind(run_dir, tmp_path, kind, bom):
-    """Each input kind; with a byte-order mark (as Excel and Notepad write) too."""
+@pytest.mark.parametrize("kind, encoding", [
+    ("txt", "utf-8"), ("csv", "utf-8"), ("jsonl", "utf-8"), ("stdin", "utf-8"),
+    ("txt", "utf-8-sig"), ("csv", "utf-8-sig"), ("txt", "utf-16"), ("csv", "utf-16")])
+def test_predict_each_input_kind(run_dir, tmp_path, kind, encoding):
+    """Each input kind; with a byte-order mark (Excel, Notepad) and as UTF-16 (Excel's "Unicode
+    Text") too."""
     texts = ["what a great day", "this is awful", "the car drives itself"]
-    stdin, encoding = None, "utf-8-sig" if bom else "utf-8"
+    stdin = None
     if kind == "txt":
         (tmp_path / "in.txt").write_text("\n".join(texts) + "\n", encoding=encoding)
     elif kind == "csv":

@@ -70,6 +70,12 @@ def read_beside_checkpoint(checkpoint: Path, name: str) -> dict | None:
     return found if found.get("checkpoint") == Path(checkpoint).name else None
 
 
+def utf16(path) -> bool:
+    """Whether a file starts with a UTF-16 byte-order mark (Excel's "Unicode Text" export)."""
+    with open(path, "rb") as f:
+        return f.read(2) in (b"\xff\xfe", b"\xfe\xff")
+
+
 def lines_of(f) -> Iterator[str]:
     """The texts of a one-text-per-line file opened in binary (predict's input, a .txt
     data.unlabeled_file): lines end at \n (or \r\n) only; str.splitlines would also cut a text

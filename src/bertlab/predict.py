@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 from bertlab.checks import PREDICT_RANGES, check_ranges
 from bertlab.data.clean import cleaner
 from bertlab.errors import ConfigError, DataError
-from bertlab.files import lines_of, written_whole
+from bertlab.files import lines_of, utf16, written_whole
 from bertlab.hub import from_pretrained
 from bertlab.checkpoints import find_checkpoint, load_network
 
@@ -40,8 +40,10 @@ def text_rows(source: str, text_column: str) -> Iterator[str]:
         raise ConfigError(f"input={source} " + ("is a folder; give a file (or - for stdin)"
                                                 if path.is_dir() else "does not exist"))
     suffix = path.suffix.lower()
+    wide = utf16(path)  # Excel's "Unicode Text": UTF-16 with a byte-order mark
     if suffix in TABLES:  # (utf-8-sig: a byte-order mark, as Excel writes, is not in the header)
-        with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        with open(path, encoding="utf-16" if wide else "utf-8-sig", errors="replace",
+                  newline="") as f:
             reader, spanning = csv.DictReader(f, delimiter=TABLES[suffix]), 0
             for row in reader:
                 text = field(row, text_column, source, reader.fieldnames)
@@ -52,7 +54,7 @@ def text_rows(source: str, text_column: str) -> Iterator[str]:
                   f"line breaks, or a quote left open); each is predicted as one text",
                   file=sys.stderr)
     elif suffix in (".jsonl", ".json"):
-        with open(path, "rb") as f:
+        with io.BytesIO(path.read_bytes().decode("utf-16").encode()) if wide else open(path, "rb") as f:
             try:
                 text = lambda raw: raw.decode("utf-8-sig", errors="replace")  # noqa: E731
                 records = (json.loads(text(f.read())) if suffix == ".json" else
@@ -62,7 +64,7 @@ def text_rows(source: str, text_column: str) -> Iterator[str]:
             except json.JSONDecodeError as e:
                 raise DataError(f"input={source} is not valid {suffix[1:]}: {e}") from e
     else:
-        with open(path, "rb") as f:
+        with io.BytesIO(path.read_bytes().decode("utf-16").encode()) if wide else open(path, "rb") as f:
             yield from lines_of(f)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bertlab.errors import ConfigError, DataError
+from bertlab.files import utf16
 from bertlab.hub import ensure_hub_or_offline
 
 # file suffix -> `datasets` builder
@@ -59,6 +60,8 @@ def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> dat
     if builder == "csv" and "sep" not in kwargs and "delimiter" not in kwargs:
         if all(Path(p).suffix.lower() == ".tsv" for p in files.values()):
             kwargs["sep"] = "\t"
+    if builder == "csv" and "encoding" not in kwargs and all(map(utf16, files.values())):
+        kwargs["encoding"] = "utf-16"  # (its byte-order mark says so; utf-8 would fail on it)
     quiet = logging.getLogger(f"datasets.packaged_modules.{builder}.{builder}")
     level, quiet.level = quiet.level, logging.CRITICAL  # its ERROR line would repeat ours
     try:
