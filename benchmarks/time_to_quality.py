@@ -45,7 +45,7 @@ def ours(every: int, tmp: Path) -> list[dict]:
     path = tmp / "curve.jsonl"
     cmd = [sys.executable, str(ROOT / "train.py"), "data=files",
            f"data.train_file={SST2 / 'train.tsv'}", f"data.validation_file={SST2 / 'test.tsv'}",
-           "data.test_size=0", "data.text_column=sentence", "data.read_kwargs={quoting: 3}",
+           "data.test_size=0", "data.text_column=sentence",
            f"trainer.val_check_interval={every}", "trainer.enable_progress_bar=false",
            "~callbacks.early_stopping",
            "+callbacks.curve._target_=curve.Curve", f"+callbacks.curve.path={path}",

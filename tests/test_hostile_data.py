@@ -161,6 +161,18 @@ def test_a_stray_quote_is_counted_or_refused(tmp_path):
         module(open_ended, tmp_path)
 
 
+def test_a_tsv_has_no_quoting(tmp_path):
+    """A tsv text that starts with a quote (GLUE's, SST-2's files have them) swallowed the next
+    rows under csv quoting; tsv is read as it is written, unless data.read_kwargs says otherwise."""
+    path = tmp_path / "t.tsv"
+    rows = [('"quoted start of a text', "positive"), ("plain", "negative"), ('a "middle" one', "positive"),
+            ("four", "negative")]
+    path.write_text("text\tlabel\n" + "".join(f"{t}\t{y}\n" for t, y in rows))
+    dm = module(path, tmp_path)
+    assert list(dm.texts("train")) == [t for t, _ in rows] and "multiline_rows" not in dm.report
+    assert rows_used(module(path, tmp_path, read_kwargs={"quoting": 0})) == 2  # csv quoting asked for
+
+
 def test_mixed_label_types_become_class_names(tmp_path):
     path = tmp_path / "t.jsonl"
     path.write_text("\n".join(json.dumps({"text": t, "label": [1, "pos"][i % 2]})

@@ -59,7 +59,8 @@ def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> dat
     kwargs = dict(read_kwargs)
     if builder == "csv" and "sep" not in kwargs and "delimiter" not in kwargs:
         if all(Path(p).suffix.lower() == ".tsv" for p in files.values()):
-            kwargs["sep"] = "\t"
+            kwargs["sep"] = "\t"  # and no quoting, as tsv has none (GLUE's, SST-2's, SICK's files):
+            kwargs.setdefault("quoting", 3)  # a text that starts with " would swallow the next rows
     if builder == "csv" and "encoding" not in kwargs and all(map(utf16, files.values())):
         kwargs["encoding"] = "utf-16"  # (its byte-order mark says so; utf-8 would fail on it)
     quiet = logging.getLogger(f"datasets.packaged_modules.{builder}.{builder}")
