@@ -94,8 +94,8 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
         except (ValueError, TypeError) as e:
             raise DataError(f"data.label_column={c['label_column']!r} has values that are not "
                             f"numbers, so it cannot be a regression target") from e
-        values = set(dd["train"]["labels"][:]) if c["labels"] is None and "train" in dd else {0, 1}
-        if len(values) < 2:  # nothing to learn, and no correlation to score
+        values = set(dd["train"]["labels"][:]) if c["labels"] is None else None  # (training)
+        if values is not None and len(values) < 2:  # nothing to learn, no correlation to score
             raise DataError(f"data.label_column={c['label_column']!r} holds one value in the "
                             f"training data ({values.pop()!r}); regression needs targets that vary")
         return dd, []
