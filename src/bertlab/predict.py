@@ -54,7 +54,7 @@ def text_rows(source: str, text_column: str) -> Iterator[str]:
                   f"line breaks, or a quote left open); each is predicted as one text",
                   file=sys.stderr)
     elif suffix in (".jsonl", ".json"):
-        with io.BytesIO(path.read_bytes().decode("utf-16").encode()) if wide else open(path, "rb") as f:
+        with as_utf8(path, wide) as f:
             try:
                 text = lambda raw: raw.decode("utf-8-sig", errors="replace")  # noqa: E731
                 records = (json.loads(text(f.read())) if suffix == ".json" else
@@ -64,8 +64,13 @@ def text_rows(source: str, text_column: str) -> Iterator[str]:
             except json.JSONDecodeError as e:
                 raise DataError(f"input={source} is not valid {suffix[1:]}: {e}") from e
     else:
-        with io.BytesIO(path.read_bytes().decode("utf-16").encode()) if wide else open(path, "rb") as f:
+        with as_utf8(path, wide) as f:
             yield from lines_of(f)
+
+
+def as_utf8(path: Path, utf16: bool):
+    """The file's bytes, opened; a UTF-16 file decoded whole and given as UTF-8."""
+    return io.BytesIO(path.read_bytes().decode("utf-16").encode()) if utf16 else open(path, "rb")
 
 
 def field(record, text_column: str, source: str, columns) -> str:
