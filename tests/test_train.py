@@ -114,6 +114,24 @@ def test_regression_trains_alike_in_any_units(make_cfg, files, tmp_path):
     assert score["val/loss"] == pytest.approx(unit["val/loss"], rel=1e-3)  # standardized units
 
 
+def test_a_resumed_regression_run_keeps_the_scale_it_began_with(make_cfg, tmp_path):
+    """A run begun before bertlab standardized regression targets (its checkpoint has no scale)
+    resumes with the raw head it was training, not with a scale its weights never learnt."""
+    from bertlab.train import fit_and_report
+
+    run_dir = tmp_path / "run"
+    run(make_cfg, "data=valence")
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = load_ckpt(last)
+    assert ckpt["hyper_parameters"]["target_scale"][1] > 1  # valence: std ~1.5
+    del ckpt["hyper_parameters"]["target_scale"]  # as an older bertlab wrote it
+    torch.save(ckpt, last)
+    fit_and_report(make_cfg(*FAST, "data=valence", "max_epochs=2"), run_dir, last,
+                   ckpt["global_step"], time.time())
+    assert load_ckpt(last)["hyper_parameters"]["target_scale"] is None
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
+
+
 def test_multilabel_from_jsonl(make_cfg, files, tmp_path):
     tags = [[["a"], ["b"], ["a", "c"]][i % 3] for i in range(90)]
     path = files("t.jsonl", 90, label=tags)

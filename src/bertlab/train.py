@@ -72,7 +72,7 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
         distill.check_data(checkpoint_hparams(teacher)[1], dm)
     length, chosen = decide(cfg, len(dm.dataset["train"]),
                             dm.documents("validation") if "validation" in dm.dataset else None)
-    model = build_model(cfg, dm)
+    model = build_model(cfg, dm, checkpoint)
     if teacher:
         if keep and checkpoint is None:
             distill.init_from_teacher(model, load_network(teacher), keep)
@@ -136,7 +136,7 @@ def build_data(cfg: DictConfig, run_dir: Path) -> TextDataModule:
     return dm
 
 
-def build_model(cfg: DictConfig, dm: TextDataModule) -> TextClassifier:
+def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None) -> TextClassifier:
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     weights = cfg.class_weights  # balanced, or a list
     weights = plain(weights) if OmegaConf.is_list(weights) else weights
@@ -149,6 +149,8 @@ def build_model(cfg: DictConfig, dm: TextDataModule) -> TextClassifier:
         counts = torch.bincount(labels, minlength=len(dm.labels)).tolist()
     if not dm.task.has_classes:  # the head learns (y - mean) / std: any units train alike
         scale = [labels.double().mean().item(), labels.double().std(correction=0).item() or 1.0]
+        if resumed is not None:  # as the run began (a run from before bertlab scaled: raw)
+            scale = checkpoint_hparams(resumed)[1].get("target_scale")
     return TextClassifier(model=plain(cfg.model), task=dm.task.name, labels=dm.labels,
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
