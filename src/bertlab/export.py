@@ -18,7 +18,7 @@ from bertlab import thresholds
 from bertlab.checks import export_folder
 from bertlab.calibration import fold_into_head
 from bertlab.checkpoints import find_checkpoint, load_model, load_network
-from bertlab.models.network import fold_target_scale, plain, pools_mean, target_scale
+from bertlab.models.network import fold_target_scale, plain, pools_mean
 from bertlab.runs import recorded, run_config, trained_on_pairs
 
 CARD = """---
@@ -167,8 +167,7 @@ def export(cfg: DictConfig) -> Path:
     if cfg.adapter_only:
         return export_adapter(model, ckpt, out)
     model.net = plain(model.net)  # LoRA: the adapters merged in, a plain Hugging Face model
-    if target_scale(model.net):  # regression: the label's units, in the weights
-        fold_target_scale(model.net)
+    fold_target_scale(model.net)  # regression: the label's units, in the weights
     if model.temperature != 1.0:  # calibrate=true: the calibrated probabilities, in the weights
         fold_into_head(model.net, model.temperature)
     if model.thresholds:  # multi-label: sigmoid > 0.5 in pipeline() is the run's decision
@@ -200,8 +199,7 @@ def export_adapter(model, ckpt: Path, out: Path) -> Path:
         raise ConfigError("adapter_only=true: peft puts the adapter on transformers' BERT head, "
                           "which reads [CLS], and this run's head reads the mean of the tokens "
                           "(model.pooling=mean); drop adapter_only for the whole model")
-    if target_scale(model.net):  # regression: the saved head predicts in the label's units
-        fold_target_scale(model.net)
+    fold_target_scale(model.net)  # regression: the saved head predicts in the label's units
     tokenizer = from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"], what="model.tokenizer")
     tokenizer.model_max_length = model.hparams.max_length
     with written_whole(out) as tmp:

@@ -68,9 +68,9 @@ def text_rows(source: str, text_column: str) -> Iterator[str]:
             yield from lines_of(f)
 
 
-def as_utf8(path: Path, utf16: bool):
-    """The file's bytes, opened; a UTF-16 file decoded whole and given as UTF-8."""
-    return io.BytesIO(path.read_bytes().decode("utf-16").encode()) if utf16 else open(path, "rb")
+def as_utf8(path: Path, wide: bool):
+    """The file's bytes, opened; a UTF-16 (`wide`) file decoded whole and given as UTF-8."""
+    return io.BytesIO(path.read_bytes().decode("utf-16").encode()) if wide else open(path, "rb")
 
 
 def field(record, text_column: str, source: str, columns) -> str:

@@ -208,9 +208,8 @@ def one_line_errors(app, max_body_bytes: int) -> None:
 def serve(cfg: DictConfig) -> None:
     import torch
 
-    from bertlab.predict import check_backend, check_threshold, inference_precision
-
     from bertlab.hardware import check_cuda
+    from bertlab.predict import check_backend, check_threshold, inference_precision
 
     check_backend(cfg.backend, str(cfg.precision))
     check_threshold(cfg.threshold)

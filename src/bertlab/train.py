@@ -147,10 +147,10 @@ def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None
         labels = labels[torch.tensor(train["labeled"][:])]
     if dm.task.has_classes and not dm.task.multi_hot:  # the counts that class weights need
         counts = torch.bincount(labels, minlength=len(dm.labels)).tolist()
-    if not dm.task.has_classes:  # the head learns (y - mean) / std: any units train alike
+    if not dm.task.has_classes and resumed is not None:  # as it began (before bertlab scaled: raw)
+        scale = runs.read_checkpoint(resumed, mmap=True)["hyper_parameters"].get("target_scale")
+    elif not dm.task.has_classes:  # the head learns (y - mean) / std: any units train alike
         scale = [labels.double().mean().item(), labels.double().std(correction=0).item() or 1.0]
-        if resumed is not None:  # as the run began (a run from before bertlab scaled: raw)
-            scale = checkpoint_hparams(resumed)[1].get("target_scale")
     return TextClassifier(model=plain(cfg.model), task=dm.task.name, labels=dm.labels,
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,

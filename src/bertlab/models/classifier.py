@@ -14,7 +14,7 @@ from bertlab.data.windows import first_of_each, pool
 from bertlab.errors import ConfigError, Diverged
 from bertlab.models.losses import build_loss
 from bertlab.models.network import (build_network, freeze, layer_depths, logits, pools_mean,
-                                    unwrapped)
+                                    target_scale, unwrapped)
 from bertlab.task import task_of
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ class TextClassifier(L.LightningModule):
         """Regression: outputs and targets as (value - mean) / std of the training targets, where
         the loss is taken (the same optimum; a loss and gradients of the same size whatever the
         label's units). Classes: unchanged."""
-        scale = self.hparams.get("target_scale")
+        scale = target_scale(self.net)
         if not scale:
             return values
         return tuple((v.float() - scale[0]) / scale[1] for v in values)

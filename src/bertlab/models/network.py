@@ -200,10 +200,13 @@ def target_scale(net: nn.Module) -> list[float] | None:
 
 
 def fold_target_scale(net: nn.Module) -> None:
-    """Put the target's scale into the head's output layer (weight * std, bias * std + mean), so
-    that an exported Hugging Face model predicts in the label's units with nothing to apply."""
+    """Put the target's scale, if any, into the head's output layer (weight * std, bias * std +
+    mean), so that an exported Hugging Face model predicts in the label's units with nothing to
+    apply."""
     from bertlab.calibration import output_layer
 
+    if target_scale(net) is None:
+        return
     mean, std = target_scale(net)
     head = output_layer(net)
     with torch.no_grad():
