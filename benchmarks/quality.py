@@ -112,7 +112,7 @@ def ours(d: dict, run_dir: Path, seed: int) -> dict:
     keys = ("test/pearson", "test/spearman") if d["task"] == "regression" else ("test/acc", "test/f1")
     return {"wall_s": round(wall, 1), "metrics": [round(m[k], 4) for k in keys],
             "steps": m["steps"], "epochs": m["epochs"], "precision": m["precision"]["value"],
-            "keep": m["budget"]["keep"]}
+            "keep": m["budget"]["keep"], "pooling": m["pooling"]["value"]}
 
 
 def peer(d: dict, seed: int) -> dict:
@@ -162,7 +162,8 @@ def main() -> None:
         better = all(o >= t for o, t in zip(us["metrics"][:1], them["metrics"][:1]))
         line = (f"- {datetime.date.today()} {platform.machine()} quality {name} ({names} on the "
                 f"test file) | ours, no training flags ({us['epochs']} epochs, {us['steps']} steps, "
-                f"{us['precision']}, keeps the {us['keep']}): {seeds_said}{us['metrics'][0]:.4f}, "
+                f"{us['precision']}, {us['pooling']} pooling, keeps the {us['keep']}): "
+                f"{seeds_said}{us['metrics'][0]:.4f}, "
                 f"{us['metrics'][1]:.4f} in {us['wall_s']} s | peer --hf-defaults: {peer_said}"
                 f"{them['metrics'][0]:.4f}, {them['metrics'][1]:.4f} in {them['wall_s']} s | ours "
                 f"{'>=' if better else '<'} peer, wall ratio peer/ours "

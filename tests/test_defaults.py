@@ -13,6 +13,7 @@ import torch
 from bertlab.budget import plan
 from bertlab.checks import resolve_monitor
 from bertlab.errors import ConfigError
+from bertlab.models.network import choose_pooling
 from bertlab.plugins import choose_precision, trainer_plugins
 from bertlab.resolvers import recommended_lr
 from bertlab.train import train
@@ -225,6 +226,40 @@ def test_a_run_records_its_precision(make_cfg, monkeypatch):
     monkeypatch.setattr(trainer_module, "hardware", lambda cuda: {"cpu_flags": []})
     m = metrics_of(make_cfg, "trainer.precision=auto")
     assert m["precision"]["value"] == "32-true" and "no AVX-512 BF16" in m["precision"]["why"]
+
+
+# ---- pooling=auto: mean on scarce labels --------------------------------------------------------
+@pytest.mark.parametrize("model, rows, expected", [
+    ({"pooling": "auto", "auto_mean_rows": 1500}, 450, "mean"),
+    ({"pooling": "auto", "auto_mean_rows": 1500}, 1499, "mean"),
+    ({"pooling": "auto", "auto_mean_rows": 1500}, 1500, "cls"),
+    ({"pooling": "auto", "auto_mean_rows": 1500}, 30_000, "cls"),
+    ({"pooling": "auto", "auto_mean_rows": 1500, "peft": "lora"}, 450, "cls"),  # adapter exports
+    ({"pooling": "auto", "auto_mean_rows": 0}, 10, "cls"),
+    ({"pooling": "cls", "auto_mean_rows": 1500}, 10, "cls"),     # given wins
+    ({"pooling": "mean", "auto_mean_rows": 1500}, 10**6, "mean"),
+])
+def test_pooling_auto_follows_the_row_count(model, rows, expected):
+    pooling, why = choose_pooling(model, rows)
+    assert pooling == expected
+    assert why == "given" if model["pooling"] != "auto" else why.startswith("auto: ")
+
+
+def test_pooling_auto_is_minilms_default_and_its_threshold_is_checked(make_cfg):
+    minilm = make_cfg("model=minilm").model
+    assert (minilm.pooling, minilm.auto_mean_rows) == ("auto", 1500)
+    assert make_cfg().model.pooling == "cls"  # tiny: random weights, no pretrained sentence vector
+    with pytest.raises(ConfigError, match=r"^model.auto_mean_rows='many' is not valid; use a row "
+                                          r"count >= 0 \(pooling=auto reads mean below it\)$"):
+        choose_pooling({"pooling": "auto", "auto_mean_rows": "many"}, 10)
+
+
+def test_a_run_records_and_builds_the_pooling_auto_chose(make_cfg, tmp_path):
+    m = metrics_of(make_cfg, "model.pooling=auto", "model.auto_mean_rows=1000")
+    assert m["pooling"] == {"value": "mean", "why": "auto: 128 training rows (under 1000): the "
+                                                    "mean of the token outputs"}
+    hp = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)["hyper_parameters"]
+    assert hp["model"]["pooling"] == "mean"  # concrete: eval, predict and export rebuild it as trained
 
 
 # ---- the monitored metric follows the task ------------------------------------------------------

@@ -91,7 +91,7 @@ def test_mean_pooling_reads_the_mean_of_the_text_tokens(make_cfg):
 
 def test_pooling_mistakes_are_one_line(make_cfg, tmp_path):
     cfg = dict(make_cfg("model.pooling=mean").model)
-    with pytest.raises(ConfigError, match=r"^model.pooling='max' is not valid; use cls or mean$"):
+    with pytest.raises(ConfigError, match=r"^model.pooling='max' is not valid; use cls, mean or auto$"):
         build_network({**cfg, "pooling": "max"}, "classification", ["a", "b"])
     tiny("roberta").config.save_pretrained(tmp_path)  # a head that is not dropout + one linear
     with pytest.raises(ConfigError, match=r"model.pooling=mean is for bert models; .* is a "

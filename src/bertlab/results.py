@@ -90,6 +90,7 @@ def run_record(cfg: DictConfig, dm, model, trainer, ended: dict, choices: dict) 
                      **({"target_mean_std": model.hparams.target_scale}
                         if model.hparams.get("target_scale") else {})},
             "budget": choices["budget"], "precision": choices["precision"],
+            "pooling": choices["pooling"],
             "lr": {"value": cfg.lr, "model_recommends": recommended_lr(cfg.model)}}
 
 

@@ -26,6 +26,7 @@ from bertlab.data.datamodule import TextDataModule, from_config
 from bertlab.errors import ConfigError, Diverged
 from bertlab.hardware import check_cuda
 from bertlab.models.classifier import TextClassifier
+from bertlab.models.network import choose_pooling
 from bertlab.trainer import build_trainer, decide
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
         distill.check_data(checkpoint_hparams(teacher)[1], dm)
     length, chosen = decide(cfg, len(dm.dataset["train"]),
                             dm.documents("validation") if "validation" in dm.dataset else None)
-    model = build_model(cfg, dm, checkpoint)
+    model = build_model(cfg, dm, checkpoint, chosen)
     if teacher:
         if keep and checkpoint is None:
             distill.init_from_teacher(model, load_network(teacher), keep)
@@ -136,7 +137,9 @@ def build_data(cfg: DictConfig, run_dir: Path) -> TextDataModule:
     return dm
 
 
-def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None) -> TextClassifier:
+def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None,
+                chosen: dict | None = None) -> TextClassifier:
+    """The LightningModule for this data; `chosen` (metrics.json's record) gains the pooling."""
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     weights = cfg.class_weights  # balanced, or a list
     weights = plain(weights) if OmegaConf.is_list(weights) else weights
@@ -151,7 +154,11 @@ def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None
         scale = runs.read_checkpoint(resumed, mmap=True)["hyper_parameters"].get("target_scale")
     elif not dm.task.has_classes:  # the head learns (y - mean) / std: any units train alike
         scale = [labels.double().mean().item(), labels.double().std(correction=0).item() or 1.0]
-    return TextClassifier(model=plain(cfg.model), task=dm.task.name, labels=dm.labels,
+    pooling, why = choose_pooling(plain(cfg.model), dm.documents("train"))  # auto: by row count
+    log.info("pooling: %s (%s)", pooling, why)
+    if chosen is not None:
+        chosen["pooling"] = {"value": pooling, "why": why}
+    return TextClassifier(model={**plain(cfg.model), "pooling": pooling}, task=dm.task.name, labels=dm.labels,
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
                           clean=list(cfg.data.clean), class_counts=counts,

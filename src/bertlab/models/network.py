@@ -17,7 +17,7 @@ from bertlab.task import Task, task_of
 # whose layers have BERT's layout (attention.self.query/key/value, attention.output,
 # feed_forward_chunk): for these the top layer can compute that one position alone.
 FIRST_TOKEN_HEADS = {"bert", "roberta", "xlm-roberta", "camembert", "electra"}
-POOLINGS = ("cls", "mean")
+POOLINGS = ("cls", "mean")  # and "auto", which choose_pooling() makes one of them before a build
 # Model types whose head is dropout and one linear layer over a pooled vector, so that it can
 # read the mean of the token outputs instead of the [CLS] pooler (model.pooling=mean).
 MEAN_POOLING_TYPES = {"bert"}
@@ -36,7 +36,7 @@ def build_network(cfg: dict, task: str | Task, labels: list[str],
     task = task_of(task)
     pooling = cfg.get("pooling", "cls")
     if pooling not in POOLINGS:
-        raise ConfigError(f"model.pooling={pooling!r} is not valid; use {' or '.join(POOLINGS)}")
+        raise ConfigError(f"model.pooling={pooling!r} is not valid; use {', '.join(POOLINGS)} or auto")
     names = {} if not task.has_classes else {
         "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
     config = from_pretrained(AutoConfig, cfg["name_or_path"], num_labels=task.num_outputs(labels),
@@ -213,6 +213,25 @@ def fold_target_scale(net: nn.Module) -> None:
         head.weight *= std
         head.bias.mul_(std).add_(mean)
     del unwrapped(net).config.bertlab_target_scale
+
+
+def choose_pooling(model: dict, rows: int) -> tuple[str, str]:
+    """(pooling, why) for `rows` training rows: model.pooling as given, or for `auto` mean below
+    model.auto_mean_rows rows (scarce labels: the sentence vector a sentence-transformers checkpoint
+    was pretrained to give is worth most where the encoder can move least) and cls from there on;
+    cls with peft (an adapter_only export's base model reads [CLS])."""
+    pooling = model.get("pooling", "cls")
+    if pooling != "auto":
+        return pooling, "given"
+    below = model.get("auto_mean_rows") or 0
+    if isinstance(below, bool) or not isinstance(below, int) or below < 0:
+        raise ConfigError(f"model.auto_mean_rows={below!r} is not valid; use a row count >= 0 "
+                          "(pooling=auto reads mean below it)")
+    if model.get("peft"):
+        return "cls", f"auto: peft={model['peft']} keeps the [CLS] head that its adapter exports need"
+    if rows < below:
+        return "mean", f"auto: {rows} training rows (under {below}): the mean of the token outputs"
+    return "cls", f"auto: {rows} training rows (at least {below}): the [CLS] pooler"
 
 
 def pools_mean(net: nn.Module) -> bool:
