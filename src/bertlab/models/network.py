@@ -205,9 +205,10 @@ def fold_target_scale(net: nn.Module) -> None:
     apply."""
     from bertlab.calibration import output_layer
 
-    if target_scale(net) is None:
+    scale = target_scale(net)
+    if scale is None:
         return
-    mean, std = target_scale(net)
+    mean, std = scale
     head = output_layer(net)
     with torch.no_grad():
         head.weight *= std
