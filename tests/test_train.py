@@ -132,6 +132,23 @@ def test_a_resumed_regression_run_keeps_the_scale_it_began_with(make_cfg, tmp_pa
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 2
 
 
+def test_a_resumed_run_keeps_the_pooling_it_began_with(make_cfg, tmp_path):
+    """A run begun with a [CLS] head (before pooling=auto, or above its row count) resumes with
+    that head even where pooling=auto would now choose mean: its weights fit the head it had."""
+    from bertlab.train import fit_and_report
+
+    run_dir = tmp_path / "run"
+    run(make_cfg)
+    last = run_dir / "checkpoints" / "last.ckpt"
+    ckpt = load_ckpt(last)
+    assert ckpt["hyper_parameters"]["model"]["pooling"] == "cls"
+    fit_and_report(make_cfg(*FAST, "max_epochs=2", "model.pooling=auto", "model.auto_mean_rows=100000"),
+                   run_dir, last, ckpt["global_step"], time.time())
+    assert load_ckpt(last)["hyper_parameters"]["model"]["pooling"] == "cls"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["pooling"]["value"] == "cls"
+
+
 def test_multilabel_from_jsonl(make_cfg, files, tmp_path):
     tags = [[["a"], ["b"], ["a", "c"]][i % 3] for i in range(90)]
     path = files("t.jsonl", 90, label=tags)

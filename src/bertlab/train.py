@@ -143,6 +143,7 @@ def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     weights = cfg.class_weights  # balanced, or a list
     weights = plain(weights) if OmegaConf.is_list(weights) else weights
+    began = runs.read_checkpoint(resumed, mmap=True)["hyper_parameters"] if resumed else None
     counts = scale = None
     train = dm.dataset["train"]
     labels = torch.tensor(train["labels"][:])
@@ -150,15 +151,17 @@ def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None
         labels = labels[torch.tensor(train["labeled"][:])]
     if dm.task.has_classes and not dm.task.multi_hot:  # the counts that class weights need
         counts = torch.bincount(labels, minlength=len(dm.labels)).tolist()
-    if not dm.task.has_classes and resumed is not None:  # as it began (before bertlab scaled: raw)
-        scale = runs.read_checkpoint(resumed, mmap=True)["hyper_parameters"].get("target_scale")
+    if not dm.task.has_classes and began is not None:  # as it began (before bertlab scaled: raw)
+        scale = began.get("target_scale")
     elif not dm.task.has_classes:  # the head learns (y - mean) / std: any units train alike
         scale = [labels.double().mean().item(), labels.double().std(correction=0).item() or 1.0]
-    pooling, why = choose_pooling(plain(cfg.model), dm.documents("train"))  # auto: by row count
+    model = plain(cfg.model)
+    pooling, why = (began["model"].get("pooling", "cls"), "as the resumed run began") if began \
+        else choose_pooling(model, dm.documents("train"))  # auto: by row count
     log.info("pooling: %s (%s)", pooling, why)
     if chosen is not None:
         chosen["pooling"] = {"value": pooling, "why": why}
-    return TextClassifier(model={**plain(cfg.model), "pooling": pooling}, task=dm.task.name, labels=dm.labels,
+    return TextClassifier(model={**model, "pooling": pooling}, task=dm.task.name, labels=dm.labels,
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
                           clean=list(cfg.data.clean), class_counts=counts,
