@@ -206,16 +206,13 @@ def one_line_errors(app, max_body_bytes: int) -> None:
 
 
 def serve(cfg: DictConfig) -> None:
-    import torch
-
-    from bertlab.hardware import check_cuda
+    from bertlab.hardware import check_cuda, uses_cuda
     from bertlab.predict import check_backend, check_threshold, inference_precision
 
     check_backend(cfg.backend, str(cfg.precision))
     check_threshold(cfg.threshold)
     check_cuda(cfg.accelerator, "accelerator", "accelerator=auto (a GPU when there is one) or cpu")
-    cuda = cfg.backend == "torch" and (cfg.accelerator == "cuda" or (
-        cfg.accelerator == "auto" and torch.cuda.is_available()))
+    cuda = cfg.backend == "torch" and uses_cuda(cfg)
     precision, why = inference_precision(str(cfg.precision), cfg.backend, cuda)
     check_ranges(cfg, SERVE_RANGES)
     if cfg.backend == "torch":  # the run's checkpoint is there (found before any worker starts)
