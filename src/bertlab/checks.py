@@ -119,11 +119,14 @@ SERVE_RANGES = {
 
 
 def check_ranges(cfg: DictConfig, ranges: dict = RANGES) -> None:
-    """Every key of `ranges` that the config has must hold a valid value."""
-    from omegaconf import OmegaConf
-
+    """Every key of `ranges` that the config has must hold a valid value, inside a group."""
     missing = object()
     for key, (valid, what) in ranges.items():
+        parent = key.rpartition(".")[0]
+        table = OmegaConf.select(cfg, parent, default=missing) if parent else cfg
+        if table is not missing and not isinstance(table, DictConfig):  # budget=5
+            raise ConfigError(f"{parent}={table!r} is not valid; it is a group of settings: set "
+                              f"its keys instead, e.g. {key}=...")
         value = OmegaConf.select(cfg, key, default=missing)
         if value is not missing and not valid(value):
             raise ConfigError(f"{key}={value!r} is not valid; use {what}")
