@@ -80,6 +80,7 @@ REFUSED = [
     ("train", ["model.peft=lora", "model.lora.r=0"], 2, "model.lora.r=0 is not valid; use a positive"),
     ("train", ["distill.alpha=2"], 2, "distill.alpha=2 is not valid; use a weight in [0, 1]"),
     ("train", ["budget=5"], 2, "budget=5 is not valid; it is a group of settings: set its keys"),
+    ("train", ["logger=null"], 2, "logger=null is not an option; valid: csv, many"),
     ("train", ["optimizer.layer_decay=0.9"], 2, "did you mean layer_decay"),  # moved to the top
     ("train", ["loss.class_weights=balanced"], 2, "did you mean class_weights"),
     ("train", ["scheduler=step", "scheduler.gamma=0.5"], 2, "did you mean scheduler.schedule.gamma"),

@@ -171,8 +171,11 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
         if o.is_delete() or not folder.is_dir() or o.package or group.startswith("hydra"):
             continue  # hydra/* groups also have options from plugins: Hydra checks those
         values = o.value()
-        values = getattr(values, "list", None) or ([values] if isinstance(values, str) else [])
         valid = sorted(p.stem for p in folder.glob("*.yaml"))
+        if values is None:  # Hydra: "Config group override must be a string or a list"
+            exit_usage(f"{group}=null is not an option; valid: {', '.join(valid)}, "
+                       f"or ~{group} to leave the group out")
+        values = getattr(values, "list", None) or ([values] if isinstance(values, str) else [])
         for v in values:
             if isinstance(v, str) and v not in valid:
                 print(f"error: {group}={v} is not an option; valid: {', '.join(valid)}",
