@@ -3,7 +3,6 @@ ones, group options checked, dict values spread, and the run folder decided and 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from bertlab import runs
@@ -178,9 +177,7 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
         values = getattr(values, "list", None) or ([values] if isinstance(values, str) else [])
         for v in values:
             if isinstance(v, str) and v not in valid:
-                print(f"error: {group}={v} is not an option; valid: {', '.join(valid)}",
-                      file=sys.stderr)
-                sys.exit(2)
+                exit_usage(f"{group}={v} is not an option; valid: {', '.join(valid)}")
 
 
 def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]:
