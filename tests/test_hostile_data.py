@@ -262,3 +262,16 @@ def test_a_file_that_is_not_utf8_is_one_line_with_the_fix(tmp_path):
         module(path, tmp_path)
     dm = module(path, tmp_path, read_kwargs={"encoding": "latin-1"})
     assert dm.texts("train")[-1] == "café au lait"
+
+
+def test_labels_that_differ_only_in_case_are_named_in_a_warning(tmp_path, caplog):
+    """"POS" beside "pos" stays two classes (only the file's author knows), but not silently."""
+    rows = sentences(20)
+    path = write_csv(tmp_path / "cased.csv", rows[:14] + [(t, y.upper()) for t, y in rows[14:]])
+    dm = module(path, tmp_path)
+    assert dm.labels == ["NEGATIVE", "POSITIVE", "negative", "positive"]
+    assert "differ only in case ('NEGATIVE' and 'negative'; 'POSITIVE' and 'positive')" in caplog.text
+    assert dm.report["case_twin_labels"]["train"] == 4
+    with pytest.raises(DataError, match=r"differ only in case .*data.strict=true refuses them"):
+        module(path, tmp_path, strict=True)
+    assert "case_twin_labels" not in module(write_csv(tmp_path / "plain.csv", rows), tmp_path).report

@@ -84,6 +84,24 @@ def mixed_labels(split: str, values: list, strict: bool, report: dict) -> None:
     count(report, "mixed_label_types", split, len(kinds[rare]))
 
 
+def case_twins(names: list[str], strict: bool, report: dict) -> None:
+    """Warn of class names that differ only in case ("pos" and "POS"): each is a class of its
+    own, which is rarely what a file's author meant; not merged, since only the author knows."""
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(name.casefold(), []).append(name)
+    twins = [group for group in groups.values() if len(group) > 1]
+    if not twins:
+        return
+    message = (f"train: label names that differ only in case ("
+               f"{'; '.join(' and '.join(repr(n) for n in g) for g in twins[:3])}) are read as "
+               f"separate classes; write each one way in the file if it is one class")
+    if strict:
+        raise DataError(f"{message}; data.strict=true refuses them")
+    log.warning("%s", message)
+    count(report, "case_twin_labels", "train", sum(len(g) for g in twins))
+
+
 def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
                   report: dict) -> tuple[datasets.DatasetDict, list[str]]:
     """(splits with label ids, class names): names from the training labels (or the trained
@@ -110,6 +128,8 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
                             f"jsonl or parquet file); the {split} data holds {single!r}")
     given = c["labels"]  # a trained model's label names (eval on a new file)
     names = list(given) if given is not None else label_names(dd["train"]["labels"][:], task)
+    if given is None:
+        case_twins(names, c["strict"], report)
     if given is None and len(names) < 2:
         raise DataError(f"data.label_column={c['label_column']!r} holds one label in the training "
                         f"data ({names[0]!r}); {task} needs at least two (numbers to predict: "
