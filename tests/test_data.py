@@ -298,8 +298,13 @@ def test_unseen_label_in_validation(make_cfg, files):
     val = files("v.csv", 20, label=["positive"] * 19 + ["meh"])
     msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
                    f"data.validation_file={val}")
-    assert "label 'meh' in the validation data never occurs in training" in msg
+    assert "label 'meh' in the validation data never occurs in training;" in msg
     assert "negative, positive" in msg
+    val = files("v2.csv", 20, label=["positive"] * 19 + ["Negative"])
+    msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
+                   f"data.validation_file={val}")
+    assert "label 'Negative' in the validation data never occurs in training ('negative' " \
+           "differs only in case); training labels: negative, positive" in msg
 
 
 def test_bad_sizes(make_cfg, files):

@@ -253,7 +253,8 @@ def output_path(output: str, explain: bool = False) -> Path:
         raise ConfigError(f"output={output} must end in .csv or .jsonl")
     for p in (path, path.with_suffix(".html")) if explain else (path,):
         if p.exists():
-            raise ConfigError(f"output {p} exists already; choose a new name")
+            raise ConfigError(f"output {p} exists already and is kept; choose a new name: "
+                              f"output=<new>.csv or .jsonl")
     return path
 
 

@@ -140,7 +140,9 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
         seen = {str(v) for row in values for v in row} if task.multi_hot else {str(v) for v in values}
         unknown = sorted(seen - ids.keys())
         if unknown:
-            raise DataError(f"label {unknown[0]!r} in the {split} data never occurs in training;"
+            near = [n for n in names if n.casefold() == unknown[0].casefold()]
+            raise DataError(f"label {unknown[0]!r} in the {split} data never occurs in training"
+                            f"{f' ({near[0]!r} differs only in case)' if near else ''};"
                             f" training labels: {', '.join(names)}")
 
     def to_ids(batch):
