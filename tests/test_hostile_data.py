@@ -275,3 +275,16 @@ def test_labels_that_differ_only_in_case_are_named_in_a_warning(tmp_path, caplog
     with pytest.raises(DataError, match=r"differ only in case .*data.strict=true refuses them"):
         module(path, tmp_path, strict=True)
     assert "case_twin_labels" not in module(write_csv(tmp_path / "plain.csv", rows), tmp_path).report
+
+
+def test_float_labels_with_few_whole_values_say_they_are_read_as_a_regression(tmp_path, caplog):
+    """"0.0"/"1.0" (classes a spreadsheet wrote as floats) train a regression, as floats do, but
+    the log says so and how to ask for classes; real-valued targets say nothing."""
+    rows = sentences(20)
+    floats = write_csv(tmp_path / "floats.csv", [(t, float(y == "positive")) for t, y in rows])
+    assert module(floats, tmp_path).task.name == "regression"
+    assert "floats holding 2 whole values (0, 1): read as a regression" in caplog.text
+    assert module(floats, tmp_path, task="classification").labels == ["0.0", "1.0"]
+    caplog.clear()
+    scores = write_csv(tmp_path / "scores.csv", [(t, i / 7) for i, (t, _) in enumerate(rows)])
+    assert module(scores, tmp_path).task.name == "regression" and "whole values" not in caplog.text

@@ -116,6 +116,11 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
         if values is not None and len(values) < 2:  # nothing to learn, no correlation to score
             raise DataError(f"data.label_column={c['label_column']!r} holds one value in the "
                             f"training data ({values.pop()!r}); regression needs targets that vary")
+        if values is not None and c["task"] is None and len(values) <= 10 and all(
+                math.isfinite(v) and v == int(v) for v in values):  # "0.0"/"1.0": classes as floats?
+            log.warning("the labels are floats holding %d whole values (%s): read as a regression, "
+                        "as floats are; data.task=classification to predict them as classes",
+                        len(values), ", ".join(f"{v:g}" for v in sorted(values)))
         return dd, []
     for split in dd:
         if not task.multi_hot:
