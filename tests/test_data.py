@@ -307,6 +307,22 @@ def test_unseen_label_in_validation(make_cfg, files):
            "differs only in case); training labels: negative, positive" in msg
 
 
+def test_files_whose_columns_differ_are_one_line_naming_each_files_columns(make_cfg, files, tmp_path):
+    """Once datasets' DatasetGenerationCastError ("An error occurred while generating the
+    dataset"), or, for a test file without the label column, "empty after dropping rows"."""
+    other = tmp_path / "other.csv"
+    other.write_text("sentence\nfine\nbad\n")
+    msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
+                   f"data.test_file={other}")
+    assert "columns differ (data.train_file: text, label; data.test_file: sentence)" in msg
+    texts = tmp_path / "texts.csv"
+    texts.write_text("text\nfine\nbad\n")
+    msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
+                   f"data.test_file={texts}")
+    assert "the test data has no labels: data.label_column='label' is empty in every row, or " \
+           "not in its file" in msg
+
+
 def test_bad_sizes(make_cfg, files):
     msg = error_of(make_cfg, "data=files", f"data.train_file={files('t.csv')}",
                    "data.val_size=1.5")

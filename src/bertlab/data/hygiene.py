@@ -95,7 +95,8 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
         if spaced:  # "pos " beside "pos" would be a class of its own
             log.warning("%s: %d labels had spaces around them, removed", split, spaced)
             count(report, "labels_stripped", split, spaced)
-        ds = drop_unusable(split, ds.remove_columns(["changed", "label_changed"]), c["strict"], report)
+        ds = drop_unusable(split, ds.remove_columns(["changed", "label_changed"]), c["strict"], report,
+                           c["label_column"])
         if len(ds) == 0:
             raise DataError(f"the {split} data is empty after dropping blank rows and missing "
                             f"labels (columns {c['text_column']!r}, {c['label_column']!r})")
@@ -103,12 +104,17 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
     return datasets.DatasetDict(out)
 
 
-def drop_unusable(split: str, ds: datasets.Dataset, strict: bool, report: dict) -> datasets.Dataset:
+def drop_unusable(split: str, ds: datasets.Dataset, strict: bool, report: dict,
+                  label_column: str) -> datasets.Dataset:
     """Rows with blank text or a missing/NaN label: dropped and counted, or refused (strict)."""
     n = len(ds)
     usable = [bool(t) and not is_missing(y) for t, y in zip(ds["text"][:], ds["labels"][:])]
     if all(usable):
         return ds
+    if all(is_missing(y) for y in ds["labels"][:]):  # a column of blanks, or one the file lacks
+        raise DataError(f"the {split} data has no labels: data.label_column={label_column!r} is "
+                        f"empty in every row, or not in its file; {split} rows need labels to "
+                        f"train or score (predict.py labels new text)")
     first = usable.index(False)
     if strict:
         raise DataError(f"{split} data: {n - sum(usable)} of {n} rows have blank text or a "

@@ -68,6 +68,13 @@ def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> dat
     try:
         return datasets.load_dataset(builder, data_files=dict(files), **kwargs)
     except Exception as e:  # pandas/pyarrow raise many types for unreadable files
+        if len(files) > 1 and type(e).__name__ == "DatasetGenerationCastError":
+            apart = {split: read_files({split: path}, fmt, read_kwargs)[split].column_names
+                     for split, path in files.items()}  # each file alone: does it read?
+            raise DataError("the data files' columns differ (" + "; ".join(
+                f"data.{split}_file: {', '.join(cols)}" for split, cols in apart.items()) +
+                "); give every file the same columns, or set data.text_column and "
+                "data.label_column to ones they share") from e
         names = ", ".join(files.values())
         text = f"{type(e.__cause__ or e).__name__}: {e.__cause__ or e}"
         hint = ("; a stray quote? data.read_kwargs={quoting: 3} reads quotes as plain text"
