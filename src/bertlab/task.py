@@ -6,6 +6,7 @@ torch at import: the command-line checks read the metric names before torch is l
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 
@@ -58,8 +59,11 @@ class Task:
         import torchmetrics as tm
 
         if not self.has_classes:
+            with warnings.catch_warnings():  # "will save all targets": one split's floats, known
+                warnings.filterwarnings("ignore", ".*will save all targets and predictions.*")
+                spearman = tm.SpearmanCorrCoef()
             metrics = {"mse": tm.MeanSquaredError(), "mae": tm.MeanAbsoluteError(),
-                       "pearson": tm.PearsonCorrCoef(), "spearman": tm.SpearmanCorrCoef()}
+                       "pearson": tm.PearsonCorrCoef(), "spearman": spearman}
         elif self.multi_hot:
             metrics = {"acc": tm.classification.MultilabelAccuracy(num_labels),
                        "f1": tm.classification.MultilabelF1Score(num_labels, average="macro")}
