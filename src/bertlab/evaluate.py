@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from pathlib import Path
 
 import datasets
@@ -13,7 +12,7 @@ from omegaconf import DictConfig
 from bertlab.analysis import analyse, predicted, score
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
-from bertlab.plugins import trainer_plugins
+from bertlab.plugins import quiet_library_warnings, trainer_plugins
 from bertlab.checkpoints import find_checkpoint, load_model
 from bertlab.checks import check_eval, check_split
 from bertlab.runs import run_config
@@ -27,7 +26,7 @@ def evaluate(cfg: DictConfig) -> dict:
     ckpt = find_checkpoint(cfg.run_dir, cfg.ckpt_path)
     train_cfg = run_config(cfg.run_dir)
     model = load_model(ckpt)
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    quiet_library_warnings()
     datasets.disable_progress_bars()
     data = {}
     if cfg.file:  # a new labelled file, read with the run's columns and cleaning

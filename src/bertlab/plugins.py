@@ -2,6 +2,7 @@
 optimizer clip gradients."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -49,3 +50,16 @@ def trainer_plugins(trainer_cfg) -> tuple[list, dict]:
         plugins.append(BF16Mixed("cuda" if cuda else "cpu"))
         return plugins, {"precision": None}
     return plugins, {"precision": precision}
+
+
+NOT_FOR_USERS = (  # Lightning's lines that ask nothing of a user of this project
+    ".*does not have many workers.*",  # the loaders run in the main process on purpose
+    ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",  # Lightning's own call into torch
+    ".*is not supported by the model summary.*",  # its size estimate, in bf16
+)
+
+
+def quiet_library_warnings() -> None:
+    """Leave Lightning's warnings that ask nothing of the user out of the console and train.log."""
+    for pattern in NOT_FOR_USERS:
+        warnings.filterwarnings("ignore", pattern)

@@ -8,7 +8,6 @@ import math
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import NoReturn
 
@@ -27,6 +26,7 @@ from bertlab.errors import ConfigError, Diverged
 from bertlab.hardware import check_cuda
 from bertlab.models.classifier import TextClassifier
 from bertlab.models.network import choose_pooling
+from bertlab.plugins import quiet_library_warnings
 from bertlab.trainer import build_trainer, decide
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
 
 def set_up_process(cfg: DictConfig) -> None:
     """Seeds, threads, and logging that prints each line once."""
-    warnings.filterwarnings("ignore", ".*does not have many workers.*")
+    quiet_library_warnings()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings, no oversubscription
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     threads = hydra_state.fair_threads()
