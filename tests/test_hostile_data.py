@@ -290,3 +290,15 @@ def test_float_labels_with_few_whole_values_say_they_are_read_as_a_regression(tm
     caplog.clear()
     scores = write_csv(tmp_path / "scores.csv", [(t, i / 7) for i, (t, _) in enumerate(rows)])
     assert module(scores, tmp_path).task.name == "regression" and "whole values" not in caplog.text
+
+
+def test_a_blank_text_pair_drops_its_row_as_a_blank_text_does(tmp_path):
+    """A pair task's row with no second text (NLI's hypothesis) once trained on the first alone."""
+    rows = sentences(20)
+    path = tmp_path / "pairs.csv"
+    pd.DataFrame({"text": [t for t, _ in rows], "pair": [t if i % 5 else None
+                                                         for i, (t, _) in enumerate(rows)],
+                  "label": [y for _, y in rows]}).to_csv(path, index=False)
+    dm = module(path, tmp_path, text_pair_column="pair")
+    assert rows_used(dm) == 16 and dm.report["dropped"]["train"] == 4
+    assert all(dm.texts("train", "text_pair"))

@@ -106,9 +106,12 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
 
 def drop_unusable(split: str, ds: datasets.Dataset, strict: bool, report: dict,
                   label_column: str) -> datasets.Dataset:
-    """Rows with blank text or a missing/NaN label: dropped and counted, or refused (strict)."""
+    """Rows with a blank text (or text pair) or a missing/NaN label: dropped and counted, or
+    refused (strict)."""
     n = len(ds)
-    usable = [bool(t) and not is_missing(y) for t, y in zip(ds["text"][:], ds["labels"][:])]
+    pairs = ds["text_pair"][:] if "text_pair" in ds.column_names else [True] * n  # (NLI's hypothesis)
+    usable = [bool(t) and bool(p) and not is_missing(y)
+              for t, p, y in zip(ds["text"][:], pairs, ds["labels"][:])]
     if all(usable):
         return ds
     if all(is_missing(y) for y in ds["labels"][:]):  # a column of blanks, or one the file lacks

@@ -19,7 +19,7 @@ from bertlab.files import written_whole
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 5  # bump when the cached layout (or what a config reads as) changes
+CACHE_VERSION = 6  # bump when the cached layout (or what a config reads as) changes
 
 
 def tokenize(dd: datasets.DatasetDict, tokenizer, max_length: int, report: dict,
