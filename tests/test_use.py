@@ -217,7 +217,7 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     ("blank", ["input={tmp}/blank.txt"], 1, "has 1 blank text(s), the first at row 2"),
     ("column", ["input={tmp}/t.csv", "text_column=body"], 1, "text_column='body' is not a column"),
     ("lists", ["input={tmp}/lists.jsonl"], 1, "holds a list (['a', 'b']), not text"),
-    ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], 2, "exists already"),
+    ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], 2, "exists already and is kept; choose a new name: output="),
     ("nockpt", ["input={tmp}/ok.txt", "run_dir={tmp}"], 1, "has no checkpoints/best.ckpt"),
     ("truncated", ["input={tmp}/ok.txt", "ckpt_path={tmp}/cut.ckpt"], 1, "truncated, corrupted"),
     ("precision", ["input={tmp}/ok.txt", "precision=fp16"], 2, "precision=fp16 is not valid"),
