@@ -191,6 +191,7 @@ def test_optimizer_implementation_by_precision():
     assert implementation(dict(adamw), "bf16-mixed", 1.0) == {"fused": True}
     assert implementation(dict(adamw), "16-mixed", 1.0) == {"foreach": True}  # scaled grads
     assert implementation(dict(adamw), "16-mixed", None) == {"fused": True}
+    assert implementation(dict(adamw), "16-true", 1.0) == {"fused": True}  # no scaler; foreach: NaN
     assert implementation({**adamw, "fused": False}, "32-true", 1.0) == {"foreach": True}
     assert implementation({"_target_": "torch.optim.RMSprop"}, "32-true", 1.0) == {"foreach": True}
 

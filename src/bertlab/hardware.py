@@ -36,7 +36,10 @@ def hardware(cuda: bool) -> dict:
 def choose_precision(requested: str, facts: dict) -> tuple[str, str]:
     """(precision, why): `auto` is bf16-mixed where the hardware computes bf16 natively (CUDA
     compute capability 8.0 or newer; a CPU with AVX-512 BF16 or AMX), else 32-true: emulated bf16
-    is slower than fp32. Any other value is kept."""
+    is slower than fp32. 16-mixed off CUDA is bf16-mixed, as Lightning makes it. Any other value is
+    kept."""
+    if requested == "16-mixed" and "cuda" not in facts:  # Lightning's own swap, made visible
+        return "bf16-mixed", "trainer.precision=16-mixed: fp16 autocast is CUDA's; bf16-mixed on the CPU"
     if requested != "auto":
         return requested, "set in trainer.precision"
     if "cuda" in facts:

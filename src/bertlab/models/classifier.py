@@ -25,8 +25,9 @@ def implementation(opt: dict, precision: str, clip: float | None) -> dict:
     foreach: on the CPU torch would otherwise loop over the parameters one by one."""
     params = inspect.signature(get_class(opt["_target_"])).parameters
     fused = opt.pop("fused", None)
-    if fused is None:  # Lightning refuses clipping with a fused optimizer under fp16 (scaled)
-        fused = "fused" in params and not (precision.startswith("16") and clip)
+    if fused is None:  # Lightning refuses clipping with a fused optimizer under 16-mixed's scaler;
+        # 16-true has no scaler, and needs fused: foreach AdamW's eps (1e-8) is 0 in fp16, so NaN
+        fused = "fused" in params and not (precision == "16-mixed" and clip)
     if fused:
         return {"fused": True}
     return {"foreach": True} if "foreach" in params else {}
