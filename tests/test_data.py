@@ -307,6 +307,20 @@ def test_unseen_label_in_validation(make_cfg, files):
            "differs only in case); training labels: negative, positive" in msg
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_file_with_another_separator_is_named_with_its_read_kwargs(make_cfg, tmp_path, sep):
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join([f"text{sep}label"] + [f"text {i}{sep}{'ab'[i % 2]}" for i in range(40)]))
+    msg = error_of(make_cfg, "data=files", f"data.train_file={path}")
+    assert msg.endswith(f"its columns are: text{sep}label; separated by {sep!r}? set "
+                        f"data.read_kwargs={{sep: {sep!r}}}")
+    one = tmp_path / "one.csv"
+    one.write_text("sentence\n" + "\n".join(f"text {i}" for i in range(40)))
+    assert "read_kwargs" not in error_of(make_cfg, "data=files", f"data.train_file={one}")
+    # what the line says to type works
+    datamodule(make_cfg("data=files", f"data.train_file={path}", f"data.read_kwargs={{sep: {sep!r}}}"))
+
+
 def test_files_whose_columns_differ_are_one_line_naming_each_files_columns(make_cfg, files, tmp_path):
     """Once datasets' DatasetGenerationCastError ("An error occurred while generating the
     dataset"), or, for a test file without the label column, "empty after dropping rows"."""

@@ -42,8 +42,11 @@ def check_columns(dd: datasets.DatasetDict, c: dict) -> None:
         if missing:
             key = {c["text_column"]: "text_column", c["label_column"]: "label_column"}.get(
                 missing[0], "text_pair_column")
+            sep = next((s for s in ";|\t," if len(ds.column_names) == 1
+                        and s in ds.column_names[0]), None)  # one column: another separator?
+            hint = f"; separated by {sep!r}? set data.read_kwargs={{sep: {sep!r}}}" if sep else ""
             raise DataError(f"data.{key}={missing[0]!r} is not a column of the {split} data; "
-                            f"its columns are: {', '.join(ds.column_names)}")
+                            f"its columns are: {', '.join(ds.column_names)}{hint}")
 
 
 PARALLEL_FROM = 20_000  # rows: below this, cleaning and tokenizing in one process is quicker
