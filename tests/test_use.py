@@ -64,6 +64,17 @@ def test_eval_on_a_new_file(run_dir, tmp_path):
     assert metrics["rows"] == 3 and 0 <= metrics["test/acc"] <= 1
 
 
+def test_eval_on_a_semicolon_file_names_its_own_read_kwargs(run_dir, tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_text("text;sentiment\nI love it;positive\nI hate it;negative\n")
+    with pytest.raises(BertlabError, match=r"^text_column='text' is not a column of the test data; "
+                       r"its columns are: text;sentiment; separated by ';'\? set "
+                       r"read_kwargs=\{sep: ';'\}$"):  # eval.py's key, not train's data.read_kwargs
+        evaluate(run_dir, f"file={path}", out=tmp_path / "f")
+    metrics = evaluate(run_dir, f"file={path}", "read_kwargs={sep: ';'}", out=tmp_path / "g")
+    assert metrics["rows"] == 2
+
+
 def test_eval_cli_writes_inside_the_run(run_dir):
     r = tool("eval.py", f"run_dir={run_dir}")
     assert r.returncode == 0, r.stderr[-2000:]
@@ -216,6 +227,9 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     ("empty", ["input={tmp}/empty.txt"], 1, "holds no texts"),
     ("blank", ["input={tmp}/blank.txt"], 1, "has 1 blank text(s), the first at row 2"),
     ("column", ["input={tmp}/t.csv", "text_column=body"], 1, "text_column='body' is not a column"),
+    ("semicolons", ["input={tmp}/semi.csv"], 1,
+     "its columns are: text;x; separated by ';'? predict.py reads a .csv by commas and a .tsv by "
+     "tabs: write it with commas"),
     ("lists", ["input={tmp}/lists.jsonl"], 1, "holds a list (['a', 'b']), not text"),
     ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], 2,
      "exists already and is kept; choose a new name: output="),
@@ -229,6 +243,7 @@ def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, code, wor
     (tmp_path / "empty.txt").write_text("")
     (tmp_path / "blank.txt").write_text("good\n   \nbad\n")
     (tmp_path / "t.csv").write_text("text,x\nhello,1\n")
+    (tmp_path / "semi.csv").write_text("text;x\nhello;1\n")
     (tmp_path / "lists.jsonl").write_text('{"text": ["a", "b"]}\n')
     (tmp_path / "ok.txt").write_text("fine\n")
     (tmp_path / "old.jsonl").write_text("{}\n")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import datasets
@@ -11,7 +12,7 @@ from omegaconf import DictConfig
 
 from bertlab.analysis import analyse, predicted, score
 from bertlab.data.datamodule import from_config
-from bertlab.errors import ConfigError
+from bertlab.errors import ConfigError, DataError
 from bertlab.plugins import quiet_library_warnings, trainer_plugins
 from bertlab.checkpoints import find_checkpoint, load_model
 from bertlab.checks import check_eval, check_split
@@ -31,8 +32,8 @@ def evaluate(cfg: DictConfig) -> dict:
     data = {}
     if cfg.file:  # a new labelled file, read with the run's columns and cleaning
         data.update(train_file=None, validation_file=None, test_file=str(cfg.file),
-                    format=None, read_kwargs={}, labels=list(model.hparams.labels),
-                    task=model.task.name, val_size=0, test_size=0)
+                    format=None, read_kwargs=dict(cfg.get("read_kwargs") or {}),
+                    labels=list(model.hparams.labels), task=model.task.name, val_size=0, test_size=0)
         for key in ("text_column", "text_pair_column", "label_column"):
             if cfg.get(key):
                 data[key] = cfg[key]
@@ -40,7 +41,13 @@ def evaluate(cfg: DictConfig) -> dict:
     else:
         split = name = cfg.split
     dm = from_config(train_cfg, **data)
-    dm.setup("test")
+    try:
+        dm.setup("test")
+    except DataError as e:  # for file=, the keys that read it are this command's own
+        if not cfg.file:
+            raise
+        raise DataError(re.sub(r"\bdata\.(text_column|text_pair_column|label_column|read_kwargs)\b",
+                               r"\1", str(e))) from e
     check_split(split, list(dm.dataset))
     if dm.task != model.task:
         raise ConfigError(f"{ckpt} is a {model.task} checkpoint but the data is for "

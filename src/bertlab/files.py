@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Iterator
 
 
+def other_separator(columns: list[str]) -> str | None:
+    """The separator a table read as one column seems to use instead (`;`, `|`, a tab), if any."""
+    return next((sep for sep in ";|\t," if len(columns) == 1 and sep in columns[0]), None)
+
+
 @contextmanager
 def written_whole(path: Path, fsync: bool = False) -> Iterator[Path]:
     """A temporary sibling of `path` (file or folder) to write; renamed to `path` when the block

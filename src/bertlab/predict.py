@@ -19,7 +19,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 from bertlab.checks import PREDICT_RANGES, check_ranges
 from bertlab.data.clean import cleaner
 from bertlab.errors import ConfigError, DataError
-from bertlab.files import lines_of, utf16, written_whole
+from bertlab.files import lines_of, other_separator, utf16, written_whole
 from bertlab.hub import from_pretrained
 from bertlab.checkpoints import find_checkpoint, load_network
 
@@ -75,8 +75,13 @@ def as_utf8(path: Path, wide: bool):
 
 def field(record, text_column: str, source: str, columns) -> str:
     if not isinstance(record, dict) or text_column not in record:
+        names = list(columns) if isinstance(columns, (dict, list)) else []
+        sep = other_separator(names)
+        fix = "name it .tsv" if sep == "\t" else "write it with commas"
+        hint = (f"; separated by {sep!r}? predict.py reads a .csv by commas and a .tsv by tabs: "
+                f"{fix}" if sep else "")
         raise DataError(f"text_column={text_column!r} is not a column of {source}; its columns "
-                        f"are: {', '.join(columns) if isinstance(columns, (dict, list)) else '(none)'}")
+                        f"are: {', '.join(names) or '(none)'}{hint}")
     value = record.get(text_column)
     if isinstance(value, (list, dict)):  # (its repr would be predicted)
         raise DataError(f"text_column={text_column!r} of {source} holds a {type(value).__name__} "

@@ -11,6 +11,7 @@ import datasets
 
 from bertlab.data.clean import cleaner
 from bertlab.errors import DataError
+from bertlab.files import other_separator
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +43,7 @@ def check_columns(dd: datasets.DatasetDict, c: dict) -> None:
         if missing:
             key = {c["text_column"]: "text_column", c["label_column"]: "label_column"}.get(
                 missing[0], "text_pair_column")
-            sep = next((s for s in ";|\t," if len(ds.column_names) == 1
-                        and s in ds.column_names[0]), None)  # one column: another separator?
+            sep = other_separator(ds.column_names)
             hint = f"; separated by {sep!r}? set data.read_kwargs={{sep: {sep!r}}}" if sep else ""
             raise DataError(f"data.{key}={missing[0]!r} is not a column of the {split} data; "
                             f"its columns are: {', '.join(ds.column_names)}{hint}")
