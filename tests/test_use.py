@@ -230,6 +230,8 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     ("semicolons", ["input={tmp}/semi.csv"], 1,
      "its columns are: text;x; separated by ';'? predict.py reads a .csv by commas and a .tsv by "
      "tabs: write it with commas"),
+    ("commas", ["input={tmp}/comma.tsv"], 1, "separated by ','? predict.py reads a .csv by commas "
+     "and a .tsv by tabs: name it .csv"),
     ("lists", ["input={tmp}/lists.jsonl"], 1, "holds a list (['a', 'b']), not text"),
     ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], 2,
      "exists already and is kept; choose a new name: output="),
@@ -244,6 +246,7 @@ def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, code, wor
     (tmp_path / "blank.txt").write_text("good\n   \nbad\n")
     (tmp_path / "t.csv").write_text("text,x\nhello,1\n")
     (tmp_path / "semi.csv").write_text("text;x\nhello;1\n")
+    (tmp_path / "comma.tsv").write_text("text,x\nhello,1\n")
     (tmp_path / "lists.jsonl").write_text('{"text": ["a", "b"]}\n')
     (tmp_path / "ok.txt").write_text("fine\n")
     (tmp_path / "old.jsonl").write_text("{}\n")

@@ -77,7 +77,7 @@ def field(record, text_column: str, source: str, columns) -> str:
     if not isinstance(record, dict) or text_column not in record:
         names = list(columns) if isinstance(columns, (dict, list)) else []
         sep = other_separator(names)
-        fix = "name it .tsv" if sep == "\t" else "write it with commas"
+        fix = {"\t": "name it .tsv", ",": "name it .csv"}.get(sep, "write it with commas")
         hint = (f"; separated by {sep!r}? predict.py reads a .csv by commas and a .tsv by tabs: "
                 f"{fix}" if sep else "")
         raise DataError(f"text_column={text_column!r} is not a column of {source}; its columns "
