@@ -145,6 +145,23 @@ def test_report_rebuilds_a_seeded_interrupted_sweep(tmp_path):
     assert (sweep / "summary.png").stat().st_size > 1000
 
 
+def test_a_cv_sweep_is_summarized_by_its_fold_means_and_resolved_monitor(tmp_path):
+    """A cv job's own config keeps monitor=auto (each fold resolves it): the summary sorted such
+    sweeps by val/loss, with empty metric columns, before it read metrics.json's."""
+    from bertlab.report import summarize
+
+    sweep = tmp_path / "sweep"
+    for i, (lr, acc, loss) in enumerate([("1e-4", 0.70, 0.5), ("3e-4", 0.80, 0.6)]):
+        fake_job(sweep, i, [f"lr={lr}", "cv=3"], {
+            "status": "finished", "task": "classification", "monitor": "val/acc",
+            "mean": {"val/acc": acc, "val/loss": loss}, "std": {"val/acc": 0.01, "val/loss": 0.02},
+            "wall_seconds": 30.0})
+        (sweep / str(i) / ".hydra" / "config.yaml").write_text("monitor: auto\nmode: auto\n")
+    rows = summarize(sweep)
+    assert [(r["lr"], r["val/acc"]) for r in rows] == [("3e-4", 0.80), ("1e-4", 0.70)]
+    assert "sorted by val/acc (higher is better)" in (sweep / "summary.md").read_text()
+
+
 def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     """Two jobs at once, each with its share of the cores; a job that fails (lr=-1) does not stop
     the sweep: recorded as failed, listed at the end, and the sweep exits non-zero."""

@@ -344,7 +344,7 @@ def test_cross_validation_runs_folds_and_averages_their_predictions(make_cfg, tm
     assert m["ensemble_test/acc"] == pytest.approx(acc)
     table = (run / "cv.md").read_text()
     assert "| mean ± std |" in table and "averaged predictions" in table
-    assert math.isfinite(m["mean"]["val/loss"])
+    assert math.isfinite(m["mean"]["val/loss"]) and m["wall_seconds"] > 0
 
 
 def test_a_fold_is_a_run_folder_that_eval_accepts(make_cfg, tmp_path):

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import statistics
+import time
 from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
@@ -66,7 +67,7 @@ def cross_validate(cfg: DictConfig, train) -> float:
     """Run `train` on each fold of cfg.cv; returns the mean of the monitored metric."""
     from bertlab.data.datamodule import from_config
 
-    run_dir = Path(cfg.output_dir)
+    run_dir, started = Path(cfg.output_dir), time.time()
     folds, dirs = [], []
     for i in range(cfg.cv):
         fold = fold_config(cfg, i)
@@ -88,7 +89,8 @@ def cross_validate(cfg: DictConfig, train) -> float:
               "folds": [{k: v for k, v in f.items() if "/" in k or k == "best_epoch"} for f in folds],
               "mean": {k: v["mean"] for k, v in spread.items()},
               "std": {k: v["std"] for k, v in spread.items()},
-              **{f"ensemble_{k}": v for k, v in ensemble.items()}}
+              **{f"ensemble_{k}": v for k, v in ensemble.items()},
+              "wall_seconds": round(time.time() - started, 1)}
     (run_dir / "metrics.json").write_text(json.dumps(result, indent=1))
     write_table(run_dir / "cv.md", folds, spread, ensemble)
     log.info("cv: %s", ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in spread.items()))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from bertlab.checks import resolve_monitor
 from bertlab.errors import ConfigError
 from bertlab.files import markdown_table, write_csv
 
@@ -38,8 +39,11 @@ def read_job(job: Path) -> dict:
     path = job / "metrics.json"
     metrics = json.loads(path.read_text()) if path.exists() else {"status": "incomplete"}
     config = read_yaml(job / ".hydra" / "config.yaml") or {}
-    return {"job": job.name, "overrides": swept, "metrics": metrics,
-            "monitor": config.get("monitor", "val/loss"), "mode": config.get("mode", "min")}
+    monitor, mode = config.get("monitor", "val/loss"), config.get("mode", "min")
+    if "auto" in (monitor, mode) and metrics.get("monitor"):  # a cv job's config keeps "auto"
+        monitor, mode = resolve_monitor(metrics["monitor"], mode, metrics["task"])
+    metrics = {**metrics, **metrics.get("mean", {})}  # a cv job: the folds' means are its metrics
+    return {"job": job.name, "overrides": swept, "metrics": metrics, "monitor": monitor, "mode": mode}
 
 
 def summarize(sweep_dir: str | Path) -> list[dict]:
