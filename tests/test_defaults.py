@@ -362,6 +362,11 @@ def test_a_fold_is_a_run_folder_that_eval_accepts(make_cfg, tmp_path):
     result = evaluate(cfg)
     recorded = json.loads((fold / "metrics.json").read_text())
     assert result["validation/acc"] == pytest.approx(recorded["val/acc"], abs=1e-6)
+    with initialize_config_dir(str(CONF), version_base="1.3"):  # the parent holds no model
+        cfg = compose("eval", overrides=[f"run_dir={fold.parent}", f"output_dir={tmp_path / 'e2'}"])
+    with pytest.raises(ConfigError, match=r"is a cross-validation run; its models are in its folds: "
+                                          r"run_dir=.*/run/fold_0 \(to fold_1\)$"):
+        evaluate(cfg)
 
 
 @pytest.mark.parametrize("bad, words", [("cv=1", "cv=1 is not valid; use a number of folds >= 2"),

@@ -82,6 +82,40 @@ def test_eval_cli_writes_inside_the_run(run_dir):
     assert "test/acc" in json.loads(out.read_text())
 
 
+def test_a_folder_named_like_a_sweep_job_is_a_run_dir_when_quoted(run_dir, tmp_path):
+    """A sweep's job folders hold '=' (`0_lr=0.0001`): unquoted, Hydra's grammar error names the
+    override and the quoting; quoted, eval.py works (it once failed on the eval folder it added)."""
+    job = tmp_path / "0_lr=0.0001"
+    job.symlink_to(run_dir, target_is_directory=True)
+    r = tool("eval.py", f"run_dir={job}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: run_dir={job}: mismatched input '=' expecting <EOF>; a value that holds '=' "
+        f"needs quotes: \"run_dir='{job}'\"")
+    r = tool("eval.py", f"run_dir='{job}'")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert len(list((run_dir / "eval").glob("*/metrics.json"))) >= 1
+
+
+def test_resuming_a_folder_that_holds_an_equals_sign(tmp_path):
+    from bertlab.cli import resume_argv
+
+    job = tmp_path / "0_lr=0.0001"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text("- lr=0.0001\n")
+    for typed in (f"resume='{job}'", f"resume={job}"):  # quoted as Hydra wants, or as typed
+        argv = resume_argv([typed])
+        assert argv[:2] == ["lr=0.0001", f"hydra.run.dir='{job}'"] and f"resume='{job}'" in argv
+
+
+def test_quoted_override_values():
+    from bertlab.overrides import quoted
+
+    assert quoted("outputs/runs/2026-12-04_15-39-07-282489") == "outputs/runs/2026-12-04_15-39-07-282489"
+    assert quoted("sweep/0_lr=0.0001") == "'sweep/0_lr=0.0001'"
+    assert quoted("it's here") == "'it\\'s here'"
+
+
 def predict_in_process(*args):
     """predict.py's work without a new process (the command line itself: test_predict_each_input_kind
     reads stdin through it, and test_predict_bad_input_is_one_line checks its errors)."""

@@ -18,7 +18,7 @@ from bertlab.errors import ConfigError, exit_usage, user_error
 from bertlab.runs import first_process
 from bertlab.hydra_state import in_multirun
 from bertlab.overrides import (VALUED, check_group_choices, check_overrides, name_jobs_by_swept_keys,
-                               place_output)
+                               place_output, quoted)
 
 log = logging.getLogger("bertlab")
 
@@ -63,13 +63,18 @@ def resume_argv(argv: list[str]) -> list[str]:
     given = [a for a in argv if a.startswith("resume=")]
     if not given or any(a.startswith("hydra.job.name=train_ddp_process_") for a in argv):
         return argv  # (Lightning's DDP launcher starts the other processes with the resolved argv)
-    folder = Path(given[-1].split("=", 1)[1])
+    try:  # (quoted, as a sweep job's folder must be: `resume='sweep/0_lr=1e-05'`)
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        folder = Path(str(OverridesParser.create().parse_override(given[-1]).value()))
+    except Exception:  # not Hydra syntax: the value as typed
+        folder = Path(given[-1].split("=", 1)[1])
     others = [a for a in argv if a not in given and not a.startswith(("-", "hydra."))]
     if others:
         exit_usage(f"resume= continues a run with the config it started with; drop {others[0]} "
              f"(or start a new run)")
     stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
-    extra = [f"resume={folder}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
+    extra = [f"resume={quoted(folder)}", f"hydra.output_subdir=.hydra/resume-{stamp}"]
     if (folder / "multirun.yaml").is_file():
         record = OmegaConf.load(folder / "multirun.yaml").hydra.overrides
         task = [o for o in record.task if not o.startswith("resume=")]
@@ -80,7 +85,7 @@ def resume_argv(argv: list[str]) -> list[str]:
             ("hydra.mode=", "hydra.sweep.dir=", "hydra.output_subdir=", "hydra.job.name="))]
         keep = folder / f"multirun.{stamp}.yaml"  # Hydra rewrites multirun.yaml; keep the old one
         keep.write_bytes((folder / "multirun.yaml").read_bytes())
-        return ["-m", *task, *hydra_args, f"hydra.sweep.dir={folder}", *extra]
+        return ["-m", *task, *hydra_args, f"hydra.sweep.dir={quoted(folder)}", *extra]
     overrides = folder / ".hydra" / "overrides.yaml"
     status = runs.read_status(folder)
     if status in runs.FINISHED:
@@ -89,7 +94,7 @@ def resume_argv(argv: list[str]) -> list[str]:
         exit_usage(f"resume={folder} is not a run or sweep folder (it has no .hydra/overrides.yaml "
              f"or multirun.yaml); give outputs/runs/<run> or outputs/multiruns/<sweep>")
     task = [o for o in OmegaConf.load(overrides) if not o.startswith("resume=")]
-    return [*task, f"hydra.run.dir={folder}", *extra]
+    return [*task, f"hydra.run.dir={quoted(folder)}", *extra]
 
 
 

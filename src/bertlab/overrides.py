@@ -3,6 +3,7 @@ ones, group options checked, dict values spread, and the run folder decided and 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from bertlab import runs
@@ -86,6 +87,31 @@ def compose_for_check(conf_dir: Path, config_name: str, overrides: list[str]):
         GlobalHydra.instance().clear()
 
 
+def quoted(value) -> str:
+    """`value` as an override value: quoted when Hydra's grammar would split or refuse it (a sweep
+    job's folder holds '=': `3_lr=3e-05`)."""
+    text = str(value)
+    if re.fullmatch(r"[\w./:+~@%-]+", text):
+        return text
+    return "'" + text.replace("'", "\\'") + "'"
+
+
+def syntax_error(args: list[str], error: Exception) -> str:
+    """Hydra's syntax error as one line naming the override it is in; a value that holds `=` (a
+    sweep's job folder, `3_lr=3e-05`) is told how to quote it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    message = str(error).strip().splitlines()[0]
+    for arg in args:
+        try:
+            OverridesParser.create().parse_overrides([arg])
+        except Exception:
+            key, _, value = arg.partition("=")
+            hint = f"; a value that holds '=' needs quotes: \"{key}='{value}'\"" if "=" in value else ""
+            return f"{arg}: {message}{hint}"
+    return message
+
+
 def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
     """Refuse unknown keys with the closest valid ones (Hydra's struct error suggests `+key=`,
     which then trains with a key nothing reads); let a key inside an open dict (one that is
@@ -103,7 +129,7 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
     try:
         parsed = OverridesParser.create().parse_overrides(args)
     except Exception as e:
-        exit_usage(str(e).strip().splitlines()[0])
+        exit_usage(syntax_error(args, e))
     multirun = any(a in ("-m", "--multirun") or a == "hydra.mode=MULTIRUN" for a in argv)
     sweep = next((o for o in parsed if o.is_sweep_override()), None)
     if sweep is not None and not multirun:  # (Hydra: "Ambiguous value", its hints cut off)
@@ -230,7 +256,7 @@ def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]
     except ConfigError as e:
         exit_usage(str(e))
     argv = [a for a in argv if a not in given]
-    return [*argv, f"hydra.run.dir={folder}"]
+    return [*argv, f"hydra.run.dir={quoted(folder)}"]
 
 
 def name_jobs_by_swept_keys(argv: list[str], conf_dir: Path) -> list[str]:
