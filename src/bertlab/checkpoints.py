@@ -32,11 +32,11 @@ def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
         print(f"note: {run_dir} has no checkpoints/best.ckpt (it finished before a validation "
               f"picked one); using checkpoints/last.ckpt", file=sys.stderr)
         return last
-    folds = recorded(run_dir).get("cv", {}).get("runs") if not path.is_file() else None
-    if folds:  # a cv run's models are its folds' (each a run folder)
-        raise ConfigError(f"run_dir={run_dir} is a cross-validation run; its models are in its "
-                          f"folds: run_dir={Path(run_dir) / folds[0]} (to {folds[-1]})")
     if not path.is_file():
+        folds = recorded(run_dir).get("cv", {}).get("runs")
+        if folds:  # a cv run's models are its folds' (each a run folder)
+            raise ConfigError(f"run_dir={run_dir} is a cross-validation run; its models are in "
+                              f"its folds: run_dir={Path(run_dir) / folds[0]} (to {folds[-1]})")
         found = sorted(p.name for p in Path(run_dir).glob("checkpoints/*.ckpt"))
         raise DataError(f"run_dir={run_dir} has no checkpoints/best.ckpt (found: "
                         f"{', '.join(found) or 'no checkpoint'}); did its training finish?")

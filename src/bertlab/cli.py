@@ -18,7 +18,7 @@ from bertlab.errors import ConfigError, exit_usage, user_error
 from bertlab.runs import first_process
 from bertlab.hydra_state import in_multirun
 from bertlab.overrides import (VALUED, check_group_choices, check_overrides, name_jobs_by_swept_keys,
-                               place_output, quoted)
+                               override_value, place_output, quoted)
 
 log = logging.getLogger("bertlab")
 
@@ -63,12 +63,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     given = [a for a in argv if a.startswith("resume=")]
     if not given or any(a.startswith("hydra.job.name=train_ddp_process_") for a in argv):
         return argv  # (Lightning's DDP launcher starts the other processes with the resolved argv)
-    try:  # (quoted, as a sweep job's folder must be: `resume='sweep/0_lr=1e-05'`)
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        folder = Path(str(OverridesParser.create().parse_override(given[-1]).value()))
-    except Exception:  # not Hydra syntax: the value as typed
-        folder = Path(given[-1].split("=", 1)[1])
+    folder = Path(override_value(given[-1]))  # (quoted, as a sweep job's folder must be)
     others = [a for a in argv if a not in given and not a.startswith(("-", "hydra."))]
     if others:
         exit_usage(f"resume= continues a run with the config it started with; drop {others[0]} "

@@ -96,6 +96,17 @@ def quoted(value) -> str:
     return "'" + text.replace("'", "\\'") + "'"
 
 
+def override_value(arg: str) -> str:
+    """The value of `key=value` as Hydra reads it (quotes removed: `run_dir='sweep/0_lr=1e-05'`),
+    or as typed where it is not Hydra syntax (check_overrides reports that)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return str(OverridesParser.create().parse_override(arg).value())
+    except Exception:
+        return arg.split("=", 1)[1]
+
+
 def syntax_error(args: list[str], error: Exception) -> str:
     """Hydra's syntax error as one line naming the override it is in; a value that holds `=` (a
     sweep's job folder, `3_lr=3e-05`) is told how to quote it."""
@@ -233,7 +244,7 @@ def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]
                 isinstance(tasks, int) and tasks > 0):
             exit_usage(f"hydra/launcher=slurm starts one task per GPU, but tasks_per_node is {tasks} "
                        f"(trainer.devices); give trainer.devices=<GPUs per node>, a number")
-        given = [a.split("=", 1)[1] for a in argv if a.startswith("hydra.sweep.dir=")]
+        given = [override_value(a) for a in argv if a.startswith("hydra.sweep.dir=")]
         resumed = any(a.startswith("resume=") for a in argv)
         searching = OmegaConf.select(cfg, "hydra.sweeper.study_name", default=None)
         if given and not resumed and not searching and Path(given[-1]).is_dir() \
@@ -246,7 +257,7 @@ def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]
     given = [a for a in argv if a.startswith(("hydra.run.dir=", "output_dir="))]
     key = given[-1].split("=", 1)[0] if given else "hydra.run.dir"
     try:
-        folder = given[-1].split("=", 1)[1] if given else str(cfg.hydra.run.dir)
+        folder = override_value(given[-1]) if given else str(cfg.hydra.run.dir)
     except MissingMandatoryValue as e:
         exit_usage(f"{e.full_key} is not set; give it on the command line ({e.full_key}=...)")
     if folder in (".", ""):
