@@ -147,3 +147,36 @@ def test_a_lora_run_resumes_to_the_same_metrics(make_cfg, tmp_path):
         "trainer.deterministic=true"])
     for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+def test_one_target_module_is_a_name_and_freezing_keeps_the_adapters(make_cfg):
+    """`model.lora.target_modules=query` adapts the query layers (it was split into letters);
+    model.freeze_encoder=true beside peft leaves the adapters trainable (it froze them too)."""
+    from bertlab.models.classifier import TextClassifier
+
+    def trainable(*overrides):
+        cfg = make_cfg(*FAST, "model.peft=lora", *overrides)
+        model = TextClassifier(model=dict(cfg.model), task="classification", labels=["a", "b"],
+                               loss=dict(cfg.loss), optimizer={}, scheduler={})
+        return {n for n, p in model.net.named_parameters() if p.requires_grad}
+
+    query = trainable("model.lora.target_modules=query")
+    assert query and all("query" in n or "modules_to_save" in n for n in query)
+    assert trainable("model.freeze_encoder=true") == trainable()
+    assert trainable("model.freeze_layers=1") == trainable()
+
+
+def test_a_lora_key_without_peft_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "model=tiny", "model.lora.r=16",
+                        f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines()[-1] == (
+        "error: model.lora.r=16 applies to LoRA adapters, and model.peft is null; add "
+        "model.peft=lora (or leave model.lora.r out)")
+    assert not (tmp_path / "run").exists()

@@ -171,12 +171,18 @@ def test_predict_each_input_kind(run_dir, tmp_path, kind, encoding):
 
 
 def test_a_csv_text_over_several_lines_is_one_text_and_said(run_dir, tmp_path, capsys):
-    (tmp_path / "in.csv").write_text('text\n"an open quote, then\nmore\nfine\n')
+    """Read as training reads it: a quoted text over lines is one text (and said); a quote left
+    open is the one line training gives, not the rest of the file as one text."""
+    (tmp_path / "in.csv").write_text('text\n"a quoted text, then\nmore"\nfine\n')
     predict_in_process(f"run_dir={run_dir}", f"input={tmp_path / 'in.csv'}",
                        f"output={tmp_path / 'out.jsonl'}")
     assert [row["text"] for row in predictions(tmp_path / "out.jsonl")] == [
-        "an open quote, then\nmore\nfine\n"]  # the input's text, as it was read
+        "a quoted text, then\nmore", "fine"]  # the input's texts, as they were read
     assert "warning: 1 text(s) of input=" in capsys.readouterr().err
+    (tmp_path / "open.csv").write_text('text\n"an open quote, then\nmore\nfine\n')
+    with pytest.raises(BertlabError, match=r"a stray quote\? read_kwargs=\{quoting: 3\}"):
+        predict_in_process(f"run_dir={run_dir}", f"input={tmp_path / 'open.csv'}",
+                           f"output={tmp_path / 'open.jsonl'}")
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
@@ -265,10 +271,8 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     ("blank", ["input={tmp}/blank.txt"], 1, "has 1 blank text(s), the first at row 2"),
     ("column", ["input={tmp}/t.csv", "text_column=body"], 1, "text_column='body' is not a column"),
     ("semicolons", ["input={tmp}/semi.csv"], 1,
-     "its columns are: text;x; separated by ';'? predict.py reads a .csv by commas and a .tsv by "
-     "tabs: write it with commas"),
-    ("commas", ["input={tmp}/comma.tsv"], 1, "separated by ','? predict.py reads a .csv by commas "
-     "and a .tsv by tabs: name it .csv"),
+     "its columns are: text;x; separated by ';'? set read_kwargs={sep: ';'}"),
+    ("commas", ["input={tmp}/comma.tsv"], 1, "separated by ','? set read_kwargs={sep: ','}"),
     ("lists", ["input={tmp}/lists.jsonl"], 1, "holds a list (['a', 'b']), not text"),
     ("exists", ["input={tmp}/ok.txt", "output={tmp}/old.jsonl"], 2,
      "exists already and is kept; choose a new name: output="),

@@ -11,6 +11,11 @@ from bertlab.errors import ConfigError
 from bertlab.hub import check_local
 from bertlab.task import TASKS, Task, task_of
 
+# choices whose code needs torch: named here so that a typo answers before torch is imported
+LONG_TEXT = ("truncate", "windows")  # data/windows.py
+POOLS = ("mean", "max")  # data/windows.py
+PEFT_METHODS = ("lora",)  # models/network.py
+
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 
 
@@ -109,8 +114,10 @@ RANGES = {
 # predict.py's and serve.py's own keys, checked as RANGES are
 PREDICT_RANGES = {"batch_size": POSITIVE_INTEGER, "resume": SWITCH, "explain": SWITCH}
 SERVE_RANGES = {
-    **{key: POSITIVE_INTEGER for key in ("max_batch_size", "max_texts", "max_body_bytes", "port",
+    **{key: POSITIVE_INTEGER for key in ("max_batch_size", "max_texts", "max_body_bytes",
                                          "workers")},
+    "port": (lambda v: integer(v) and 1024 <= v <= 65535,
+             "a port in 1024..65535 (LitServe serves on no lower one)"),
     "threads": (lambda v: v is None or integer(v) and v > 0, "a positive integer"),
     "batch_timeout": (lambda v: number(v) and v >= 0, "seconds >= 0"),
     "timeout": (lambda v: number(v) and v > 0, "seconds > 0"),
@@ -148,6 +155,25 @@ def check_loggers(cfg: DictConfig) -> None:
         if package and importlib.util.find_spec(package) is None:
             raise ConfigError(f"logger={name} needs the {package} package, which is not "
                               f"installed: {how}")
+        check_tracking_server(name, node.get("tracking_uri"))
+
+
+def check_tracking_server(name: str, uri) -> None:
+    """A tracking server given by URL answers before training starts: MLflow's client would
+    retry an unreachable one for minutes, after the training, with no word."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(str(uri or ""))
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                 timeout=5).close()
+    except OSError as e:
+        raise ConfigError(f"logger.{name}.tracking_uri={uri} cannot be reached ({e.strerror or e}); "
+                          f"start the server, or leave tracking_uri out for the local store "
+                          f"(outputs/mlflow.db)") from None
 
 
 def check_max_length(max_length: int, limit: int | None) -> None:
@@ -211,8 +237,51 @@ def check_config(cfg: DictConfig) -> None:
     precision = str(cfg.trainer.get("precision"))
     if precision not in PRECISIONS:
         raise ConfigError(f"trainer.precision={precision} is not valid; use one of {', '.join(PRECISIONS)}")
+    check_choices(cfg)
     check_model(cfg)
+    check_read_kwargs(cfg.data.get("read_kwargs"), "data.read_kwargs")
     check_data(cfg.data)
+    check_given_keys_apply(cfg)
+
+
+def check_choices(cfg: DictConfig) -> None:
+    """Words that name a choice, and settings that need another, before any loading."""
+    data = cfg.data
+    for key, valid in (("long_text", LONG_TEXT), ("window_pool", POOLS), ("task", (*TASKS, None))):
+        if key in data and data[key] not in valid:
+            raise ConfigError(f"data.{key}={data[key]!r} is not valid; use "
+                              f"{' or '.join(str(v) for v in valid if v is not None)}"
+                              + (" (or null: guessed from the labels)" if None in valid else ""))
+    peft = OmegaConf.select(cfg, "model.peft")
+    if peft is not None and peft not in PEFT_METHODS:
+        raise ConfigError(f"model.peft={peft!r} is not valid; use {' or '.join(PEFT_METHODS)} "
+                          f"(or null: train all weights)")
+    if cfg.get("cv") and data.get("validation_file"):
+        raise ConfigError("cv makes its validation folds out of data.train_file; drop "
+                          "data.validation_file (or train without cv)")
+    if data.get("unlabeled_file") and not OmegaConf.select(cfg, "distill.teacher"):
+        raise ConfigError("data.unlabeled_file is learnt from a teacher's predictions; set "
+                          "distill.teacher=<a trained run> too, or drop data.unlabeled_file")
+    t = cfg.get("tune_lr") or {}
+    if number(t.get("min_lr")) and number(t.get("max_lr")) and t["min_lr"] >= t["max_lr"]:
+        raise ConfigError(f"tune_lr.min_lr={t['min_lr']} is not below tune_lr.max_lr={t['max_lr']}; "
+                          f"the search sweeps from min_lr up to max_lr")
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda"):
+        from bertlab.hardware import check_cuda  # (torch: only when a GPU is asked for)
+
+        check_cuda(accelerator, "trainer.accelerator",
+                   "trainer=default (a GPU when there is one, else the CPU) or trainer=cpu")
+
+
+def check_given_keys_apply(cfg: DictConfig) -> None:
+    """A key typed on the command line that this config would ignore is one line, not silence."""
+    from bertlab.hydra_state import given_keys
+
+    lora = [k for k in given_keys() if k.startswith("model.lora.")]
+    if lora and not OmegaConf.select(cfg, "model.peft"):
+        raise ConfigError(f"{lora[0]}={OmegaConf.select(cfg, lora[0])} applies to LoRA adapters, "
+                          f"and model.peft is null; add model.peft=lora (or leave {lora[0]} out)")
 
 
 HIGHER_IS_BETTER = ("acc", "f1", "pearson", "spearman")  # which way each metric improves
@@ -236,6 +305,12 @@ def resolve_monitor(monitor: str, mode: str, task: str | Task) -> tuple[str, str
 
 def check_eval(cfg: DictConfig) -> None:
     """eval.py: a file that exists; a split the run has (its metrics.json lists them)."""
+    check_read_kwargs(cfg.get("read_kwargs"), "read_kwargs")
+    apart = [k for k in ("text_column", "text_pair_column", "label_column", "read_kwargs")
+             if cfg.get(k) is not None]
+    if apart and not cfg.file:
+        raise ConfigError(f"{apart[0]} is for file=<a labelled file>; the run's own split is read "
+                          f"as the run read it (leave {apart[0]} out, or give file=)")
     if cfg.file:
         if not Path(cfg.file).is_file():
             raise ConfigError(f"file={cfg.file} " + ("is a folder; give a labelled file"
@@ -248,12 +323,20 @@ def check_eval(cfg: DictConfig) -> None:
         check_split(cfg.split, list(rows))
 
 
+def check_read_kwargs(value, key: str) -> None:
+    """read_kwargs are the reader's own options: a dict of them (or null)."""
+    if value is not None and not isinstance(value, DictConfig) and not isinstance(value, dict):
+        raise ConfigError(f"{key}={value!r} is not valid; give the reader's options as a dict, "
+                          f"e.g. {key}={{sep: ';'}} or {key}={{encoding: latin-1}}")
+
+
 def check_split(split: str, splits: list[str]) -> None:
     if split not in splits:
         raise ConfigError(f"split={split} is not in this run's data; it has: {', '.join(splits)}")
 
 
 def check_shrink(cfg: DictConfig) -> None:
+    check_ranges(cfg, {"int8": SWITCH})
     if not integer(cfg.drop_layers) or cfg.drop_layers < 0:
         raise ConfigError(f"drop_layers={cfg.drop_layers} is not valid; use a number of top "
                           f"layers >= 0, fewer than the encoder has")
@@ -266,6 +349,7 @@ EXPORT_FORMATS = ("hf", "onnx")
 
 def export_folder(cfg: DictConfig) -> Path:
     """export.py's new folder, checked: the format's options, and nothing there yet."""
+    check_ranges(cfg, {"int8": SWITCH, "adapter_only": SWITCH})
     if cfg.format not in EXPORT_FORMATS:
         raise ConfigError(f"format={cfg.format} is not valid; use {' or '.join(EXPORT_FORMATS)}")
     if cfg.int8 and cfg.format != "onnx":

@@ -23,6 +23,12 @@ from bertlab.overrides import (VALUED, check_group_choices, check_overrides, nam
 log = logging.getLogger("bertlab")
 
 
+# Hydra's command-line flags (what its argparse takes; anything else is refused before a folder
+# is claimed)
+HYDRA_FLAGS = {"-h", "--help", "--hydra-help", "--version", "-c", "--cfg", "--resolve", "-p",
+               "--package", "-r", "--run", "-m", "--multirun", "-sc", "--shell-completion", "-cp",
+               "--config-path", "-cn", "--config-name", "-cd", "--config-dir",
+               "--experimental-rerun", "-i", "--info"}
 # --info's optional value
 INFO = {"all", "config", "defaults", "defaults-tree", "plugins", "searchpath"}
 
@@ -43,6 +49,11 @@ def flags_first(argv: list[str]) -> list[str]:
         else:
             overrides.append(a)
         i += 1
+    for f in flags:
+        name = f.split("=")[0]
+        if name.startswith("-") and name not in HYDRA_FLAGS:
+            exit_usage(f"{f} is not an option; the options are {', '.join(sorted(HYDRA_FLAGS))} "
+                       f"(--help says what each does); settings are key=value")
     modes = [f for f in flags if f in ("-m", "--multirun", "-r", "--run", "--cfg", "-c", "--info", "-i",
                                        "-sc", "--shell-completion")]
     if len(set(modes)) > 1:
@@ -155,7 +166,10 @@ class SweepSummary(Callback):
             record_sweep(config.logger, sweep)
         failed = []
         for job in sorted(sweep.glob("*/metrics.json")):
-            status = json.loads(job.read_text())
+            try:
+                status = json.loads(job.read_text())
+            except ValueError:  # (summarize has said so)
+                status = {"status": "failed", "error": "its metrics.json cannot be read"}
             if status.get("status") == "failed":
                 failed.append(f"job {job.parent.name}: {status.get('error')}")
         total = len(list(sweep.glob("*/metrics.json")))

@@ -11,24 +11,26 @@ from bertlab.data.clean import cleaner
 
 
 def explain_texts(model, tokenizer, texts: list[str], targets: list[int | None],
-                  n_steps: int = 32) -> list[list[tuple[str, float]]]:
-    """For each text, (token, attribution) for every token, special tokens included.
+                  n_steps: int = 32, pairs: list[str] | None = None) -> list[list[tuple[str, float]]]:
+    """For each text (and its pair, for a model trained on pairs), (token, attribution) for
+    every token, special tokens included.
 
     Attributions are towards `targets` (a class id; None for regression), against a baseline
     where every non-special token is [PAD]; each text's scores are scaled to unit L2 norm.
     """
     clean = cleaner(list(model.hparams.clean))
-    lig = LayerIntegratedGradients(lambda ids, mask: model(ids, mask),
+    lig = LayerIntegratedGradients(lambda ids, mask, types: model(ids, mask, types),
                                    model.net.get_input_embeddings())
     out = []
-    for text, target in zip(texts, targets):
-        enc = tokenizer(clean(text), truncation=True, max_length=model.hparams.max_length,
+    for i, (text, target) in enumerate(zip(texts, targets)):
+        pair = clean(pairs[i]) if pairs else None
+        enc = tokenizer(clean(text), pair, truncation=True, max_length=model.hparams.max_length,
                         return_tensors="pt", return_special_tokens_mask=True)
         ids, mask = enc["input_ids"], enc["attention_mask"]
         baseline = torch.where(enc["special_tokens_mask"].bool(), ids, tokenizer.pad_token_id)
         attr = lig.attribute(ids, baselines=baseline, target=target,
-                             additional_forward_args=(mask,), n_steps=n_steps,
-                             internal_batch_size=n_steps).sum(-1)[0]
+                             additional_forward_args=(mask, enc.get("token_type_ids")),
+                             n_steps=n_steps, internal_batch_size=n_steps).sum(-1)[0]
         attr = attr / attr.norm().clamp(min=1e-12)
         tokens = tokenizer.convert_ids_to_tokens(ids[0])
         out.append([(t, round(float(a), 4)) for t, a in zip(tokens, attr)])

@@ -19,7 +19,7 @@ from bertlab.checks import export_folder
 from bertlab.calibration import fold_into_head
 from bertlab.checkpoints import find_checkpoint, load_model, load_network
 from bertlab.models.network import fold_target_scale, plain, pools_mean
-from bertlab.runs import recorded, run_config, trained_on_pairs
+from bertlab.runs import recorded, run_config, trained_pair_column
 
 CARD = """---
 library_name: transformers
@@ -242,7 +242,7 @@ def export_onnx(ckpt: Path, out: Path, int8: bool, run_dir: Path) -> Path:
     example = tokenizer(["an example", "a longer example text"], padding=True, return_tensors="pt")
     names = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in example]
     axes = {k: {0: "batch", 1: "sequence"} for k in names} | {"logits": {0: "batch"}, "scores": {0: "batch"}}
-    pair = bool(trained_on_pairs(run_dir))
+    pair_column = trained_pair_column(run_dir) or ""
     with written_whole(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         tmp.mkdir(parents=True)
@@ -266,7 +266,8 @@ def export_onnx(ckpt: Path, out: Path, int8: bool, run_dir: Path) -> Path:
         hp = model.hparams
         (tmp / "bertlab.json").write_text(json.dumps({
             "task": model.task.name, "labels": list(hp.labels), "clean": list(hp.clean),
-            "max_length": hp.max_length, "pair": pair, "int8": int8, "inputs": names,
+            "max_length": hp.max_length, "pair": bool(pair_column),
+            "text_pair_column": pair_column or None, "int8": int8, "inputs": names,
             "thresholds": model.thresholds, "windows": hp.get("windows"),
             "checkpoint": str(ckpt.resolve())}, indent=1))
     print(f"exported {ckpt} to {out / 'model.onnx'}" + (" (int8)" if int8 else ""), file=sys.stderr)

@@ -81,14 +81,29 @@ def utf16(path) -> bool:
         return f.read(2) in (b"\xff\xfe", b"\xfe\xff")
 
 
-def lines_of(f) -> Iterator[str]:
+def lines_of(f, encoding: str = "utf-8", name: str = "the file", kwargs_key: str = "read_kwargs"
+             ) -> Iterator[str]:
     """The texts of a one-text-per-line file opened in binary (predict's input, a .txt
     data.unlabeled_file): lines end at \n (or \r\n) only; str.splitlines would also cut a text
     at \x1c, \x85 or \u2028, which real texts (tweets) hold, and shift every later prediction.
-    Blank lines at the end are no texts; a byte-order mark (Notepad, Excel) is no text either."""
-    blank = 0
+    Blank lines at the end are no texts; a byte-order mark (Notepad, Excel) is no text either.
+    Bytes that are not `encoding` are one line naming `name` (never replaced: a wrong text)."""
+    from bertlab.errors import DataError
+
+    blank, utf8 = 0, encoding.lower().replace("_", "-") in ("utf-8", "utf8")
     for i, raw in enumerate(f):
-        line = raw.decode("utf-8-sig" if i == 0 else "utf-8", errors="replace")
+        if b"\x00" in raw:
+            raise DataError(f"{name} is not a text file (line {i + 1} holds NUL bytes); give one "
+                            f"text per line, or a table (.csv, .tsv, .jsonl, .json, .parquet)")
+        try:
+            line = raw.decode("utf-8-sig" if i == 0 and utf8 else encoding)
+        except UnicodeDecodeError as e:
+            raise DataError(f"{name} is not {encoding} text (line {i + 1}: {e.reason} at byte "
+                            f"{e.start}); give its encoding: {kwargs_key}={{encoding: latin-1}} "
+                            f"(or cp1252, ...)") from None
+        except LookupError:
+            raise DataError(f"{kwargs_key}.encoding={encoding!r} is not an encoding Python knows; "
+                            f"e.g. utf-8, latin-1, cp1252") from None
         line = line.removesuffix("\n").removesuffix("\r")
         if not line.strip():
             blank += 1

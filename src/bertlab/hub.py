@@ -44,7 +44,16 @@ def check_local(name_or_path: str, what: str = "model.name_or_path") -> Path | N
     if name_or_path.startswith(("/", ".", "~")) and not path.is_dir():  # a local path, not a Hub id
         raise ConfigError(f"{what}={name_or_path} " + ("is a file; give the model's folder"
                           if path.exists() else "does not exist") + " (a local model folder, or a Hub id)")
-    return path if path.is_dir() else None
+    if path.is_dir():
+        needs = ("config.json",) if what == "model.name_or_path" else (
+            "tokenizer.json", "tokenizer_config.json", "vocab.txt", "sentencepiece.bpe.model")
+        if not any((path / name).is_file() for name in needs):
+            raise ConfigError(f"{what}={name_or_path} is a folder without a "
+                              f"{'model' if what == 'model.name_or_path' else 'tokenizer'} (no "
+                              f"{' or '.join(needs[:2])}); give a folder that save_pretrained "
+                              f"wrote, or a Hub id")
+        return path
+    return None
 
 
 def from_pretrained(loader, name_or_path: str, what: str = "model.name_or_path", **kwargs):

@@ -42,6 +42,12 @@ def command_line_values() -> dict:
     return out
 
 
+def given_keys() -> list[str]:
+    """The keys this run's command line sets (`model.lora.r=16` -> model.lora.r), in order."""
+    hc = current()
+    return [item.lstrip("+~").partition("=")[0] for item in (hc.overrides.task if hc else [])]
+
+
 def fair_threads() -> int | None:
     """Torch threads for one job when a launcher runs several at once: its share of the cores."""
     hc = current()

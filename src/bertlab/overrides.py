@@ -180,6 +180,9 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
                   f"{closest(key, keys) or 'none'}")
         value = o.value() if not o.is_sweep_override() else None
         node = None if missing else get_node(cfg, key)
+        if o.type == OverrideType.CHANGE:
+            check_switch(key, node, list(o.sweep_string_iterator()) if o.is_sweep_override()
+                         else [value])
         if o.type == OverrideType.CHANGE and isinstance(value, dict) and \
                 isinstance(node, DictConfig) and value:
             rewritten[o.input_line] = [
@@ -187,6 +190,27 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
     if rewritten:
         argv = [x for a in argv for x in rewritten.get(a, [a])]
     return argv
+
+
+# switches that also take a word (Lightning's own: deterministic="warn", save_last="link")
+SWITCH_WORDS = {"trainer.deterministic": ("warn",), "callbacks.last_checkpoint.save_last": ("link",)}
+
+
+def check_switch(key: str, node, values: list) -> None:
+    """A key that is true or false by default takes only true or false (and null where it was
+    not): a word such as `int8=maybe` would be read as true."""
+    from omegaconf import ValueNode
+
+    if not isinstance(node, ValueNode) or node._is_interpolation() or \
+            not isinstance(node._value(), bool):
+        return
+    words = SWITCH_WORDS.get(key, ())
+    for v in values:
+        if isinstance(v, str) and v.lower() in ("true", "false"):  # (a sweep's values are words)
+            continue
+        if not isinstance(v, bool) and v not in words:
+            exit_usage(f"{key}={v!r} is not valid; use true or false"
+                       + "".join(f" or {w}" for w in words))
 
 
 def check_group_choices(argv: list[str], conf_dir: Path) -> None:
@@ -211,7 +235,8 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
         if values is None:  # Hydra: "Config group override must be a string or a list"
             exit_usage(f"{group}=null is not an option; valid: {', '.join(valid)}, "
                        f"or ~{group} to leave the group out")
-        values = getattr(values, "list", None) or ([values] if isinstance(values, str) else [])
+        values = getattr(values, "list", None) or (
+            [values] if isinstance(values, str) else values if isinstance(values, list) else [])
         for v in values:
             if isinstance(v, str) and v not in valid:
                 exit_usage(f"{group}={v} is not an option; valid: {', '.join(valid)}")
@@ -238,6 +263,10 @@ def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]
     if run_dir is not None and not Path(run_dir).is_dir():
         exit_usage(f"run_dir={run_dir} " + ("is a file, not a run folder" if Path(run_dir).exists()
                                        else "does not exist") + "; give outputs/runs/<run>")
+    if run_dir is not None and (Path(run_dir) / "metrics.json").is_file() and \
+            Path(run_dir).resolve().parent.name == "eval":  # (what eval.py wrote, in a run)
+        exit_usage(f"run_dir={run_dir} is an eval.py result, not a training run; give the run it "
+                   f"tested: run_dir={Path(run_dir).resolve().parent.parent}")
     if multirun:
         tasks = OmegaConf.select(cfg, "hydra.launcher.tasks_per_node", default=None)
         if "Slurm" in str(OmegaConf.select(cfg, "hydra.launcher._target_", default="")) and not (

@@ -16,56 +16,90 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-from bertlab.checks import PREDICT_RANGES, check_ranges
+from bertlab.checks import PREDICT_RANGES, check_ranges, check_read_kwargs
 from bertlab.data.clean import cleaner
 from bertlab.errors import ConfigError, DataError
 from bertlab.files import lines_of, other_separator, utf16, written_whole
 from bertlab.hub import from_pretrained
 from bertlab.checkpoints import find_checkpoint, load_network
 
-TABLES = {".csv": ",", ".tsv": "\t"}
-
-
 CHUNK = 2048  # texts read, predicted and written together: memory stays flat on any input size
+LINES = ".txt"  # one text per line; every other format is a table, read as training reads it
 
 
-def text_rows(source: str, text_column: str) -> Iterator[str]:
-    """The texts of a .txt file (one per line), a csv/tsv/jsonl/json table, one at a time; or
-    of stdin (`-`, read whole)."""
+def input_format(source: str) -> str:
+    """`lines` (stdin, .txt) or `table` (the suffixes training reads); else one line."""
+    from bertlab.data.sources import FORMATS
+
     if source == "-":
-        yield from lines_of(sys.stdin.buffer)
-        return
+        return "lines"
     path = Path(source)
     if not path.is_file():
         raise ConfigError(f"input={source} " + ("is a folder; give a file (or - for stdin)"
                                                 if path.is_dir() else "does not exist"))
     suffix = path.suffix.lower()
-    wide = utf16(path)  # Excel's "Unicode Text": UTF-16 with a byte-order mark
-    if suffix in TABLES:  # (utf-8-sig: a byte-order mark, as Excel writes, is not in the header)
-        with open(path, encoding="utf-16" if wide else "utf-8-sig", errors="replace",
-                  newline="") as f:
-            reader, spanning = csv.DictReader(f, delimiter=TABLES[suffix]), 0
-            for row in reader:
-                text = field(row, text_column, source, reader.fieldnames)
-                spanning += "\n" in text
-                yield text
-        if spanning:  # legal in csv, but a quote left open makes one text of many lines
-            print(f"warning: {spanning} text(s) of input={source} span several lines (quoted "
-                  f"line breaks, or a quote left open); each is predicted as one text",
-                  file=sys.stderr)
-    elif suffix in (".jsonl", ".json"):
-        with as_utf8(path, wide) as f:
-            try:
-                text = lambda raw: raw.decode("utf-8-sig", errors="replace")  # noqa: E731
-                records = (json.loads(text(f.read())) if suffix == ".json" else
-                           (json.loads(text(line)) for line in f if line.strip()))
-                for record in records:
-                    yield field(record, text_column, source, record)
-            except json.JSONDecodeError as e:
-                raise DataError(f"input={source} is not valid {suffix[1:]}: {e}") from e
-    else:
-        with as_utf8(path, wide) as f:
-            yield from lines_of(f)
+    if suffix == LINES:
+        return "lines"
+    if suffix not in FORMATS:
+        raise ConfigError(f"input={source}: cannot read {suffix or 'a file without a suffix'}; "
+                          f"give .txt (one text per line), "
+                          f"{', '.join(s for s in FORMATS if s != LINES)}, or - for stdin")
+    return "table"
+
+
+def text_rows(source: str, columns: list[str], read_kwargs: dict | None = None
+              ) -> Iterator[tuple[str, str | None]]:
+    """(text, second text or None) of each row: the lines of a .txt file or of stdin (`-`, read
+    whole), or the `columns` of a table read by training's own reader (data/sources.py)."""
+    read_kwargs = dict(read_kwargs or {})
+    if input_format(source) == "lines":
+        if len(columns) > 1:
+            raise DataError(f"input={source} is one text per line, but this model reads text "
+                            f"pairs: give a table (.csv, .tsv, .jsonl, .json, .parquet) with "
+                            f"columns {columns[0]!r} and {columns[1]!r}")
+        unknown = sorted(set(read_kwargs) - {"encoding"})
+        if unknown:
+            raise ConfigError(f"read_kwargs.{unknown[0]} does not apply to one text per line; "
+                              f"there only read_kwargs.encoding does")
+        encoding = read_kwargs.get("encoding", "utf-8")
+        name = "stdin" if source == "-" else f"input={source}"
+        if source == "-":
+            yield from ((t, None) for t in lines_of(sys.stdin.buffer, encoding, name))
+            return
+        path = Path(source)
+        with as_utf8(path, utf16(path) and "encoding" not in read_kwargs) as f:
+            yield from ((t, None) for t in lines_of(f, encoding, name))
+        return
+    table = read_table(source, columns, read_kwargs)
+    for batch in table.iter(batch_size=CHUNK):
+        values = [[field(v, c, source) for v in batch[c]] for c in columns]
+        yield from zip(values[0], values[1] if len(values) > 1 else [None] * len(values[0]))
+
+
+def read_table(source: str, columns: list[str], read_kwargs: dict):
+    """The table `source` (a datasets.Dataset), read by training's reader; its columns checked."""
+    import datasets
+
+    from bertlab.data.sources import multiline_rows, read_files
+
+    datasets.disable_progress_bars()
+    files = {"input": source}
+    table = read_files(files, None, read_kwargs, keys={"input": "input"},
+                       kwargs_key="read_kwargs")
+    spanning = multiline_rows(files, table, None).get("input")
+    if spanning:  # legal in csv, but a quote left open makes one text of many lines
+        print(f"warning: {spanning} text(s) of input={source} span several lines (quoted "
+              f"line breaks, or a quote left open); each is predicted as one text",
+              file=sys.stderr)
+    table = table["input"]
+    for key, column in zip(("text_column", "text_pair_column"), columns):
+        if column not in table.column_names:
+            names = table.column_names
+            sep = other_separator(names)
+            hint = (f"; separated by {sep!r}? set read_kwargs={{sep: {sep!r}}}" if sep else "")
+            raise DataError(f"{key}={column!r} is not a column of {source}; its columns are: "
+                            f"{', '.join(names) or '(none)'}{hint}")
+    return table
 
 
 def as_utf8(path: Path, wide: bool):
@@ -73,27 +107,19 @@ def as_utf8(path: Path, wide: bool):
     return io.BytesIO(path.read_bytes().decode("utf-16").encode()) if wide else open(path, "rb")
 
 
-def field(record, text_column: str, source: str, columns) -> str:
-    if not isinstance(record, dict) or text_column not in record:
-        names = list(columns) if isinstance(columns, (dict, list)) else []
-        sep = other_separator(names)
-        fix = {"\t": "name it .tsv", ",": "name it .csv"}.get(sep, "write it with commas")
-        hint = (f"; separated by {sep!r}? predict.py reads a .csv by commas and a .tsv by tabs: "
-                f"{fix}" if sep else "")
-        raise DataError(f"text_column={text_column!r} is not a column of {source}; its columns "
-                        f"are: {', '.join(names) or '(none)'}{hint}")
-    value = record.get(text_column)
+def field(value, column: str, source: str) -> str:
+    """A table cell as the text to predict ('' for a missing one: refused as blank)."""
     if isinstance(value, (list, dict)):  # (its repr would be predicted)
-        raise DataError(f"text_column={text_column!r} of {source} holds a {type(value).__name__} "
+        raise DataError(f"column {column!r} of {source} holds a {type(value).__name__} "
                         f"({str(value)[:60]}), not text; give a column of strings")
-    return str(value or "")
+    return "" if value is None else str(value)
 
 
-def count_texts(texts: Iterable[str], source: str) -> int:
-    """The number of texts, read through once; blank texts refused (every row gets a prediction)."""
+def count_texts(rows: Iterable[tuple[str, str | None]], source: str) -> int:
+    """The number of rows, read through once; blank texts refused (every row gets a prediction)."""
     n, blank, first = 0, 0, None
-    for n, text in enumerate(texts, 1):
-        if not text.strip():
+    for n, row in enumerate(rows, 1):
+        if any(t is not None and not t.strip() for t in row):
             blank += 1
             first = first or n
     if not n:
@@ -104,11 +130,11 @@ def count_texts(texts: Iterable[str], source: str) -> int:
     return n
 
 
-def read_texts(source: str, text_column: str) -> list[str]:
-    """All texts of `source` (text_rows), checked as count_texts does."""
-    texts = list(text_rows(source, text_column))
-    count_texts(texts, source)
-    return texts
+def read_texts(source: str, columns: list[str], read_kwargs: dict | None = None) -> list[tuple]:
+    """All rows of `source` (text_rows), checked as count_texts does."""
+    rows = list(text_rows(source, columns, read_kwargs))
+    count_texts(rows, source)
+    return rows
 
 
 PRECISIONS = {"32": None, "bf16": torch.bfloat16}
@@ -152,8 +178,27 @@ def check_backend(backend: str, precision: str, ckpt_path=None) -> None:
                           "run or its ONNX export folder>")
 
 
+def trained_pair_column(run_dir, ckpt_path, backend: str = "torch") -> str | None:
+    """What the model reads, from its folders alone (no model loaded): its run's second-text
+    column, '' for single texts, None where no folder says (a checkpoint file on its own)."""
+    from bertlab.runs import trained_pair_column as of_run
+
+    if backend == "onnx":
+        from bertlab.models.onnx_network import onnx_folder
+
+        if not run_dir:
+            raise ConfigError("backend=onnx needs run_dir=<the run, or its ONNX export folder>")
+        meta = json.loads((onnx_folder(run_dir) / "bertlab.json").read_text())
+        if "text_pair_column" in meta:
+            return meta["text_pair_column"] or ""
+        return of_run(Path(meta["checkpoint"]).parent.parent) if meta.get("pair") else ""
+    found = of_run(find_checkpoint(run_dir, ckpt_path).resolve().parent.parent)
+    return of_run(run_dir) if found is None and run_dir else found
+
+
 def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
-    """(model, tokenizer): the checkpoint's network (torch) or the run's ONNX export."""
+    """(model, tokenizer): the checkpoint's network (torch) or the run's ONNX export; the
+    model's `pair_column` is trained_pair_column's."""
     if backend == "onnx":
         from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
 
@@ -162,8 +207,29 @@ def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
         model = OnnxNetwork(onnx_folder(run_dir))
     else:
         model = load_network(find_checkpoint(run_dir, ckpt_path))
+    model.pair_column = trained_pair_column(run_dir, ckpt_path, backend)
     return model, from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
                                   what="model.tokenizer")
+
+
+def input_columns(trained: str | None, text_column: str, text_pair_column: str | None
+                  ) -> list[str]:
+    """The input's columns: the text, and for a model trained on pairs the second text (its
+    run's own column, unless `text_pair_column` names another). `trained`: trained_pair_column's."""
+    if text_pair_column and trained == "":
+        raise ConfigError(f"text_pair_column={text_pair_column} is for a run trained on text pairs; "
+                          f"this one read single texts: leave text_pair_column out")
+    if trained and not text_pair_column:
+        return [text_column, trained]
+    return [text_column, text_pair_column] if text_pair_column else [text_column]
+
+
+def check_threshold_applies(threshold, model) -> None:
+    """threshold= decides multi-label predictions; elsewhere it would be ignored without a word."""
+    if threshold is not None and not model.task.multi_hot:
+        raise ConfigError(f"threshold={threshold} is for multi-label runs; this run is "
+                          f"{model.task.name} (its label is the most probable class): leave "
+                          f"threshold out")
 
 
 @torch.inference_mode()
@@ -243,12 +309,17 @@ def result_rows(model, texts: list[str], scores: torch.Tensor, threshold: float 
 
 
 def scored_rows(model, tokenizer, texts: list[str], threshold: float | None = None,
-                **predict) -> tuple[list[dict], torch.Tensor]:
-    """(result rows, scores) of `texts`: predict_texts with `predict`'s arguments, then
-    result_rows; a model trained with long_text=windows adds each text's count of windows."""
+                pairs: list[str] | None = None, **predict) -> tuple[list[dict], torch.Tensor]:
+    """(result rows, scores) of `texts` (and their `pairs`): predict_texts with `predict`'s
+    arguments, then result_rows; a model trained with long_text=windows adds each text's count
+    of windows; a pair is in its row as text_pair."""
     windows = [] if model.hparams.get("windows") else None
-    scores = predict_texts(model, tokenizer, texts, windows=windows, **predict)
-    return result_rows(model, texts, scores, threshold, windows), scores
+    scores = predict_texts(model, tokenizer, texts, windows=windows, pairs=pairs, **predict)
+    rows = result_rows(model, texts, scores, threshold, windows)
+    for row, pair in zip(rows, pairs or []):
+        row["text_pair"] = pair
+        row.update({k: row.pop(k) for k in list(row) if k not in ("text", "text_pair")})  # (order)
+    return rows, scores
 
 
 def output_path(output: str, explain: bool = False) -> Path:
@@ -297,7 +368,11 @@ def started(path: Path, what: dict, resume: bool) -> tuple[int, int]:
     if not resume:
         raise ConfigError(f"output {path} has an unfinished prediction in {partial}; continue it "
                           f"with resume=true, or remove it to start again")
-    saved = json.loads(record.read_text()) if record.exists() else {"for": what, "rows": 0, "bytes": 0}
+    if not record.exists():  # (its rows may be anyone's: never truncated)
+        raise ConfigError(f"output {partial} has no record of the prediction that wrote it "
+                          f"({record.name}), so it cannot be continued; move it away (it is kept) "
+                          f"or choose a new output")
+    saved = json.loads(record.read_text())
     for key, value in what.items():
         if saved["for"].get(key) != value:
             raise ConfigError(f"output {partial} holds rows of another prediction ({key}="
@@ -318,8 +393,9 @@ def identity(cfg: DictConfig) -> dict:
     if source != "-":
         stat = Path(source).stat()
         found.update(size=stat.st_size, mtime_ns=stat.st_mtime_ns)
-    found.update({k: str(cfg[k]) for k in ("text_column", "run_dir", "ckpt_path", "backend",
-                                           "precision", "threshold")})
+    found.update({k: str(cfg[k]) for k in ("text_column", "text_pair_column", "read_kwargs",
+                                           "run_dir", "ckpt_path", "backend", "precision",
+                                           "threshold")})
     return found
 
 
@@ -328,6 +404,7 @@ def predict(cfg: DictConfig) -> int:
     recorded) as it is done, so that a stopped prediction continues with resume=true."""
     check_threshold(cfg.threshold)
     check_ranges(cfg, PREDICT_RANGES)
+    check_read_kwargs(cfg.read_kwargs, "read_kwargs")
     check_backend(cfg.backend, str(cfg.precision), cfg.ckpt_path)
     precision, why = inference_precision(str(cfg.precision), cfg.backend)
     if cfg.explain and cfg.backend != "torch":
@@ -337,15 +414,19 @@ def predict(cfg: DictConfig) -> int:
                           "resume (use resume=false)")
     path = output_path(cfg.output, cfg.explain)
     source = str(cfg.input)
+    columns = input_columns(trained_pair_column(cfg.run_dir, cfg.ckpt_path, cfg.backend),
+                            cfg.text_column, cfg.text_pair_column)
+    read_kwargs = dict(cfg.read_kwargs or {})
     if source == "-":  # read once: checked and predicted from memory
-        texts = read_texts(source, cfg.text_column)
+        texts = read_texts(source, columns, read_kwargs)
         total, rows_of = len(texts), lambda: iter(texts)
     else:
-        rows_of = lambda: text_rows(source, cfg.text_column)  # noqa: E731
+        rows_of = lambda: text_rows(source, columns, read_kwargs)  # noqa: E731
         total = count_texts(rows_of(), source)
     what = identity(cfg)
     done, offset = started(path, what, bool(cfg.resume))
     model, tokenizer = load_predictor(cfg.run_dir, cfg.ckpt_path, cfg.backend)
+    check_threshold_applies(cfg.threshold, model)
     precision, why = model_precision(model.hparams, precision, why, str(cfg.precision))
     if str(cfg.precision) == "auto":  # (after every check: a mistake stays one line)
         print(f"precision {precision}: {why}", file=sys.stderr)
@@ -359,19 +440,25 @@ def predict(cfg: DictConfig) -> int:
         pass
     bar = tqdm(total=total, initial=done, unit="rows", desc="predict", disable=total <= CHUNK,
                file=sys.stderr)
-    with open(partial, "r+b" if partial.exists() else "wb") as f:
-        f.truncate(offset)  # a chunk written after the last record is written again
-        f.seek(offset)
-        while chunk := list(islice(texts, CHUNK)):
-            rows = predicted_rows(model, tokenizer, chunk, cfg, precision, explained)
-            f.write(encoded(rows, path.suffix.lower() == ".csv", header=f.tell() == 0))
-            f.flush()
-            os.fsync(f.fileno())
-            rows_done += len(rows)
-            with written_whole(record) as tmp:
-                tmp.write_text(json.dumps({"for": what, "rows": rows_done,
-                                           "bytes": f.tell()}))
-            bar.update(len(rows))
+    try:
+        with open(partial, "r+b" if partial.exists() else "wb") as f:
+            f.truncate(offset)  # a chunk written after the last record is written again
+            f.seek(offset)
+            while chunk := list(islice(texts, CHUNK)):
+                rows = predicted_rows(model, tokenizer, chunk, cfg, precision, explained)
+                f.write(encoded(rows, path.suffix.lower() == ".csv", header=f.tell() == 0))
+                f.flush()
+                os.fsync(f.fileno())
+                rows_done += len(rows)
+                with written_whole(record) as tmp:
+                    tmp.write_text(json.dumps({"for": what, "rows": rows_done,
+                                               "bytes": f.tell()}))
+                bar.update(len(rows))
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"stopped: {rows_done} of {total} rows are in {partial}; continue with the same "
+              f"command and resume=true", file=sys.stderr)
+        raise
     bar.close()
     if cfg.explain:
         from bertlab.explain import write_html
@@ -388,18 +475,21 @@ def predict(cfg: DictConfig) -> int:
     return rows_done
 
 
-def predicted_rows(model, tokenizer, texts: list[str], cfg: DictConfig, precision: str,
+def predicted_rows(model, tokenizer, texts: list[tuple], cfg: DictConfig, precision: str,
                    explained: list) -> list[dict]:
-    """The result rows of `texts`; with explain=true, each row's top tokens added and (row,
-    token scores) kept in `explained` for the page."""
-    rows, scores = scored_rows(model, tokenizer, texts, cfg.threshold,
+    """The result rows of `texts` ((text, pair or None) rows); with explain=true, each row's
+    top tokens added and (row, token scores) kept in `explained` for the page."""
+    pairs = [p for _, p in texts] if texts and texts[0][1] is not None else None
+    texts = [t for t, _ in texts]
+    rows, scores = scored_rows(model, tokenizer, texts, cfg.threshold, pairs=pairs,
                                batch_size=cfg.batch_size, precision=precision)
     if cfg.explain:
         from bertlab.explain import explain_texts, top_tokens
 
         targets = ([None] * len(texts) if not model.task.has_classes else
                    scores.argmax(-1).tolist())  # multi-label: the most likely label
-        for row, token_scores in zip(rows, explain_texts(model, tokenizer, texts, targets)):
+        for row, token_scores in zip(rows, explain_texts(model, tokenizer, texts, targets,
+                                                                       pairs=pairs)):
             row["explanation"] = top_tokens(token_scores, tokenizer)
             explained.append((row, token_scores))
     return rows

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -37,7 +38,14 @@ def read_job(job: Path) -> dict:
     swept = dict(o.lstrip("+").split("=", 1) for o in overrides
                  if "=" in o and not o.startswith(("hydra", "+optuna_trial", "resume=")))
     path = job / "metrics.json"
-    metrics = json.loads(path.read_text()) if path.exists() else {"status": "incomplete"}
+    try:
+        metrics = json.loads(path.read_text()) if path.exists() else {"status": "incomplete"}
+        if not isinstance(metrics, dict):
+            raise ValueError(f"a JSON {type(metrics).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as e:  # (a disk filled or a hand edit: the rest stand)
+        print(f"warning: {path} cannot be read ({str(e)[:80]}); job {job.name} is listed as "
+              f"unreadable", file=sys.stderr)
+        metrics = {"status": "unreadable", "error": f"metrics.json cannot be read: {str(e)[:80]}"}
     config = read_yaml(job / ".hydra" / "config.yaml") or {}
     monitor, mode = config.get("monitor", "val/loss"), config.get("mode", "min")
     if "auto" in (monitor, mode) and metrics.get("monitor"):  # a cv job's config keeps "auto"

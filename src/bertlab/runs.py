@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 import shutil
 import subprocess
 import time
-import zipfile
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -185,11 +183,14 @@ def read_checkpoint(path: Path, mmap: bool = False) -> dict:
     """The checkpoint's contents, loaded without running pickled code (weights_only)."""
     import torch
 
+    if Path(path).is_file() and Path(path).stat().st_size == 0:
+        raise DataError(f"cannot load checkpoint {path}: the file is empty (0 bytes)")
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, OSError) as e:
+    except Exception as e:  # torch.load on a file that is no checkpoint raises many types
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise DataError(f"cannot load checkpoint {path}: it is truncated, corrupted or not a "
-                        f"bertlab checkpoint ({str(e).splitlines()[0][:160]})") from e
+                        f"bertlab checkpoint ({detail})") from e
 
 
 def run_config(run_dir: str | Path) -> DictConfig:
@@ -201,6 +202,12 @@ def run_config(run_dir: str | Path) -> DictConfig:
 
 def trained_on_pairs(run_dir: str | Path) -> bool | None:
     """Whether the run read text pairs (data.text_pair_column), if its folder says (None: no config)."""
+    column = trained_pair_column(run_dir)
+    return None if column is None else bool(column)
+
+
+def trained_pair_column(run_dir: str | Path) -> str | None:
+    """The run's data.text_pair_column ('' for single texts), if its folder says (None: no config)."""
     if not (Path(run_dir) / ".hydra" / "config.yaml").is_file():
         return None
-    return bool(run_config(run_dir).data.get("text_pair_column"))
+    return str(run_config(run_dir).data.get("text_pair_column") or "")

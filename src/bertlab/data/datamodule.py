@@ -303,8 +303,10 @@ def read_unlabeled(c: dict) -> datasets.Dataset:
     if Path(path).suffix.lower() == ".txt":
         from bertlab.files import lines_of
 
+        encoding = (c["read_kwargs"] or {}).get("encoding", "utf-8")
         with open(path, "rb") as f:
-            ds = datasets.Dataset.from_dict({c["text_column"]: list(lines_of(f))})
+            texts = list(lines_of(f, encoding, f"data.unlabeled_file={path}", "data.read_kwargs"))
+        ds = datasets.Dataset.from_dict({c["text_column"]: texts})
     else:
         ds = read_files({"unlabeled": path}, None, c["read_kwargs"])["unlabeled"]
     columns = [c["text_column"]] + ([c["text_pair_column"]] if c["text_pair_column"] else [])
@@ -317,8 +319,11 @@ def read_unlabeled(c: dict) -> datasets.Dataset:
     out = {"text": [clean(t) for t in ds[c["text_column"]][:]]}
     if c["text_pair_column"]:
         out["text_pair"] = [clean(t) for t in ds[c["text_pair_column"]][:]]
-    ds = datasets.Dataset.from_dict(out)
-    return ds.filter(lambda row: bool(row["text"].strip()))
+    ds = datasets.Dataset.from_dict(out).filter(lambda row: bool(row["text"].strip()))
+    if not len(ds):
+        raise DataError(f"data.unlabeled_file={path} holds no texts (every one is blank); give "
+                        f"texts for the teacher to label, or leave data.unlabeled_file out")
+    return ds
 
 
 def with_unlabeled(train: datasets.Dataset, unlabeled: datasets.Dataset, report: dict

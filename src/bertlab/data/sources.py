@@ -33,55 +33,81 @@ def file_format(path: str, fmt: str | None) -> str:
     return FORMATS[suffix]
 
 
-def check_files(files: dict[str, str], fmt: str | None) -> str:
-    """The files exist, hold rows and share one format: that format's `datasets` builder."""
+def file_keys(files: dict[str, str], keys: dict[str, str] | None) -> dict[str, str]:
+    """The key a user sets each file with: data.<split>_file, or a command's own (input=)."""
+    return {split: (keys or {}).get(split, f"data.{split}_file") for split in files}
+
+
+def check_files(files: dict[str, str], fmt: str | None, keys: dict[str, str] | None = None) -> dict:
+    """The files exist and hold rows: each file's `datasets` builder, by its own suffix."""
+    keys = file_keys(files, keys)
     for split, path in files.items():
         if not Path(path).is_file():
-            raise ConfigError(f"data.{split}_file={path} " + (
+            raise ConfigError(f"{keys[split]}={path} " + (
                 "is a folder; give a csv, tsv, json, jsonl or parquet file" if Path(path).is_dir()
                 else "does not exist"))
-    formats = {file_format(p, fmt) for p in files.values()}
-    if len(formats) > 1:
-        raise DataError(f"data files mix formats {sorted(formats)}; use one format for all splits")
-    builder = formats.pop()
+    builders = {split: file_format(p, fmt) for split, p in files.items()}
     for split, path in files.items():
-        if builder != "parquet" and not has_rows(Path(path), builder):
-            raise DataError(f"data.{split}_file={path} holds no rows"
-                            + (" (only a header)" if builder == "csv" else "") + "; give a file with data")
-    return builder
+        if builders[split] != "parquet" and not has_rows(Path(path), builders[split]):
+            raise DataError(f"{keys[split]}={path} holds no rows"
+                            + (" (only a header)" if builders[split] == "csv" else "")
+                            + "; give a file with data")
+    return builders
 
 
-def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict) -> datasets.DatasetDict:
-    """One split per file. All files must share a format (as `load_dataset` requires)."""
+def read_files(files: dict[str, str], fmt: str | None, read_kwargs: dict,
+               keys: dict[str, str] | None = None, kwargs_key: str = "data.read_kwargs"
+               ) -> datasets.DatasetDict:
+    """One split per file, each read by its own suffix (a train.csv beside SST-2's test.tsv).
+    A file may leave out columns the first has (a test file without labels: None there);
+    other differences are one line naming each file's columns. `keys`/`kwargs_key`: how the
+    user names the files and read_kwargs, for the messages (a command's own keys)."""
     import datasets
 
-    builder = check_files(files, fmt)
+    builders = check_files(files, fmt, keys)
+    keys = file_keys(files, keys)
+    parts = {split: read_file(path, builders[split], read_kwargs, kwargs_key)
+             for split, path in files.items()}
+    first = next(iter(parts.values())).column_names
+    if any(not set(ds.column_names) <= set(first) for ds in parts.values()):
+        raise DataError("the data files' columns differ (" + "; ".join(
+            f"{keys[split]}: {', '.join(ds.column_names)}" for split, ds in parts.items()) +
+            "); give every file the same columns, or set data.text_column and "
+            "data.label_column to ones they share")
+    for split, ds in parts.items():
+        for column in first:
+            if column not in ds.column_names:
+                ds = ds.add_column(column, [None] * len(ds))
+        parts[split] = ds.select_columns(first)
+    return datasets.DatasetDict(parts)
+
+
+def read_file(path: str, builder: str, read_kwargs: dict, kwargs_key: str) -> datasets.Dataset:
+    """One file as a `datasets.Dataset`: a .tsv by tabs without quoting (as GLUE's, SST-2's and
+    SICK's are written), a UTF-16 file (a byte-order mark) as such, unless read_kwargs says."""
+    import datasets
+
     kwargs = dict(read_kwargs)
     if builder == "csv" and "sep" not in kwargs and "delimiter" not in kwargs:
-        if all(Path(p).suffix.lower() == ".tsv" for p in files.values()):
-            kwargs["sep"] = "\t"  # and no quoting, as tsv has none (GLUE's, SST-2's, SICK's files):
-            kwargs.setdefault("quoting", 3)  # a text that starts with " would swallow the next rows
-    if builder == "csv" and "encoding" not in kwargs and all(map(utf16, files.values())):
+        if Path(path).suffix.lower() == ".tsv":
+            kwargs["sep"] = "\t"  # and no quoting, as tsv has none: a text that starts
+            kwargs.setdefault("quoting", 3)  # with " would swallow the next rows
+    if builder == "csv" and "encoding" not in kwargs and utf16(path):
         kwargs["encoding"] = "utf-16"  # (its byte-order mark says so; utf-8 would fail on it)
     quiet = logging.getLogger(f"datasets.packaged_modules.{builder}.{builder}")
     level, quiet.level = quiet.level, logging.CRITICAL  # its ERROR line would repeat ours
     try:
-        return datasets.load_dataset(builder, data_files=dict(files), **kwargs)
+        return datasets.load_dataset(builder, data_files={"rows": path}, **kwargs)["rows"]
     except Exception as e:  # pandas/pyarrow raise many types for unreadable files
-        if len(files) > 1 and type(e).__name__ == "DatasetGenerationCastError":
-            apart = {split: read_files({split: path}, fmt, read_kwargs)[split].column_names
-                     for split, path in files.items()}  # each file alone: does it read?
-            raise DataError("the data files' columns differ (" + "; ".join(
-                f"data.{split}_file: {', '.join(cols)}" for split, cols in apart.items()) +
-                "); give every file the same columns, or set data.text_column and "
-                "data.label_column to ones they share") from e
-        names = ", ".join(files.values())
         text = f"{type(e.__cause__ or e).__name__}: {e.__cause__ or e}"
-        hint = ("; a stray quote? data.read_kwargs={quoting: 3} reads quotes as plain text"
+        binary = b"\x00" in Path(path).read_bytes()[:4096] and not utf16(path)
+        hint = ("; it is not a text file (it holds NUL bytes): is it a " + builder +
+                " file at all?" if binary and builder != "parquet" else
+                f"; a stray quote? {kwargs_key}={{quoting: 3}} reads quotes as plain text"
                 if "inside string" in text else
-                "; not UTF-8: set data.read_kwargs={encoding: latin-1} (the fix_text cleaning "
+                f"; not UTF-8: set {kwargs_key}={{encoding: latin-1}} (the fix_text cleaning "
                 "step then repairs mojibake)" if "UnicodeDecodeError" in text else "")
-        raise DataError(f"cannot read {names} as {builder}: {first_line(e)}{hint}") from e
+        raise DataError(f"cannot read {path} as {builder}: {first_line(e)}{hint}") from e
     finally:
         quiet.setLevel(level)
 

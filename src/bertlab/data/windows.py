@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import torch
 
+from bertlab.checks import LONG_TEXT, POOLS
 from bertlab.errors import ConfigError
-
-LONG_TEXT = ("truncate", "windows")
-POOLS = ("mean", "max")
 
 
 def settings(long_text: str, window_stride: int | None, window_pool: str, max_length: int,

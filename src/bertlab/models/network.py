@@ -9,6 +9,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
+from bertlab.checks import PEFT_METHODS
 from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
 from bertlab.task import Task, task_of
@@ -63,7 +64,6 @@ def build_network(cfg: dict, task: str | Task, labels: list[str],
     return net.train()  # from_pretrained returns eval mode, which would switch dropout off
 
 
-PEFT_METHODS = ("lora",)
 # attention (query, key, value, output) and feed-forward projections, by model type; others get
 # peft's own defaults for their type
 LORA_TARGETS = {t: ["query", "key", "value", "dense"]
@@ -80,6 +80,8 @@ def add_adapters(net: nn.Module, method: str, lora: dict) -> nn.Module:
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = lora.get("target_modules") or LORA_TARGETS.get(net.config.model_type)
+    if isinstance(targets, str):  # one name (model.lora.target_modules=query), not its letters
+        targets = [targets]
     config = LoraConfig(task_type=TaskType.SEQ_CLS, r=int(lora.get("r", 8)),
                         lora_alpha=lora.get("alpha", 16), lora_dropout=lora.get("dropout", 0.1),
                         target_modules=list(targets) if targets else None)
@@ -166,8 +168,10 @@ def freeze(net: nn.Module, cfg: dict) -> list[nn.Module]:
                           f"{len(layers)} layers")
     frozen = ([embeddings] if cfg.get("freeze_embeddings") or n or cfg.get("freeze_encoder")
               else []) + layers[:n]
-    for module in frozen:
-        module.requires_grad_(False)
+    for module in frozen:  # (LoRA's adapters inside a frozen layer still train: they are the model)
+        for name, param in module.named_parameters():
+            if "lora_" not in name:
+                param.requires_grad_(False)
     return frozen
 
 
