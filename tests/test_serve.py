@@ -164,12 +164,12 @@ def default_ctrl_c() -> None:
 class Server:
     """serve.py in its own process group on a free port; stopped (Ctrl-C) by the test."""
 
-    def __init__(self, log: Path, *args: str) -> None:
+    def __init__(self, log: Path, *args: str, preexec=default_ctrl_c) -> None:
         self.port, self.log = free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), f"port={self.port}", *args],
                                      stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=default_ctrl_c)
+                                     start_new_session=True, preexec_fn=preexec)
         deadline = time.time() + 120
         while time.time() < deadline:
             assert self.proc.poll() is None, log.read_text()[-3000:]
@@ -333,3 +333,99 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
     assert inference_precision("auto", "torch") == ("32", plugins.choose_precision("auto", {})[1])
     monkeypatch.setattr(plugins, "hardware", lambda cuda: {"cuda": "A100", "capability": (8, 0)})
     assert inference_precision("auto", "torch", cuda=True)[0] == "bf16"
+
+
+def group_alive(pgid: int) -> list[int]:
+    """The processes still in the server's process group (its HTTP processes, worker, queues)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def stopped_within(server: Server, seconds: float) -> int:
+    """The server's exit code, once every process of it has gone; fails after `seconds`."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and (server.proc.poll() is None or group_alive(server.proc.pid)):
+        time.sleep(0.2)
+    left = group_alive(server.proc.pid)
+    if server.proc.poll() is None or left:
+        os.killpg(server.proc.pid, signal.SIGKILL)
+        raise AssertionError(f"still running after {seconds} s: {left}; {server.log.read_text()[-2000:]}")
+    return server.proc.returncode
+
+
+def ignore_ctrl_c() -> None:
+    """As a background job of a script inherits it (`python serve.py &` without job control)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("how", ["sigterm", "sigint-to-the-group"])
+def test_a_signal_stops_every_process_of_the_server_and_frees_its_port(run_dir, tmp_path, how):
+    """SIGTERM to the main process (kill, systemd, Docker) ended it alone: two HTTP processes and
+    the worker kept the port. SIGINT to the group, inherited as ignored, left a server that
+    answered nothing and never exited."""
+    s = Server(tmp_path / "server.log", f"run_dir={run_dir}", "threads=1", "host=localhost",
+               preexec=ignore_ctrl_c if how.startswith("sigint") else default_ctrl_c)
+    assert s.post({"text": "good"}).status_code == 200
+    assert len(group_alive(s.proc.pid)) >= 3  # main, HTTP, worker (and the queues' manager)
+    if how == "sigterm":
+        s.proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(s.proc.pid, signal.SIGINT)
+    assert stopped_within(s, 20) == 0
+    assert port_free(s.port)
+    log = s.log.read_text()
+    assert "Traceback" not in log and "leaked semaphore" not in log, log[-2000:]
+
+
+def test_a_lost_worker_answers_503_and_the_server_exits_with_one_line(run_dir, tmp_path):
+    s = Server(tmp_path / "server.log", f"run_dir={run_dir}", "threads=1")
+    assert s.post({"text": "good"}).status_code == 200
+    worker = next(pid for pid in group_alive(s.proc.pid)
+                  if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    os.kill(worker, signal.SIGKILL)
+    started = time.time()
+    r = s.post({"text": "good"})  # (waited ~30 s for nothing, then closed with no answer)
+    assert r.status_code == 503 and "inference worker stopped" in r.json()["error"]
+    assert time.time() - started < 10
+    assert stopped_within(s, 20) == 1
+    assert port_free(s.port)
+    lines = s.log.read_text().strip().splitlines()
+    assert lines[-1].startswith("error: the inference worker stopped (exit code -9)"), lines
+    assert "Traceback" not in s.log.read_text()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["port={busy}"], "port={busy} cannot be used on 127.0.0.1 (Address already in use); choose "
+                      "another port="),
+    (["port=80"], "port=80 is not valid; use a port in 1024..65535"),
+    (["port=70000"], "port=70000 is not valid; use a port in 1024..65535"),
+    (["host=example.org"], "host=example.org is not valid; use 127.0.0.1 (or localhost"),
+    (["threshold=0.3"], "threshold=0.3 is for multi-label runs; this run is classification"),
+])
+def test_address_mistakes_are_one_line_before_serving(run_dir, args, words):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = tool("serve.py", f"run_dir={run_dir}", *[a.format(busy=port) for a in args])
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert r.stderr.strip().splitlines() == [f"error: {words.format(busy=port)}"] or \
+        r.stderr.strip().splitlines()[-1].startswith(f"error: {words.format(busy=port)}"), r.stderr
+    assert "serving" not in r.stderr and "Traceback" not in r.stderr

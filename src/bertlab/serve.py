@@ -258,6 +258,7 @@ def watch_workers(server, lost, stop, exits: list) -> None:
     """A thread of the main process: when an inference worker dies, say so in one line, let the
     HTTP processes answer its requests (lost_worker_answers), then stop the server; the
     worker's exit code goes into `exits`."""
+    import logging
     import threading
     import time
 
@@ -267,6 +268,9 @@ def watch_workers(server, lost, stop, exits: list) -> None:
             if dead and stop.wait(0.2) is False:  # (not a shutdown's own terminations)
                 lost.value, exits[:] = 1, [dead[0].exitcode]
                 time.sleep(0.5)  # the waiting requests are answered 503 meanwhile
+                # the HTTP processes wait for answers that will never come: end them soon, quietly
+                server.uvicorn_graceful_timeout = 1
+                logging.getLogger("litserve.server").setLevel(logging.ERROR)
                 server._shutdown_event.set()
                 return
             stop.wait(0.2)
@@ -340,6 +344,9 @@ def serve(cfg: DictConfig) -> None:
     watch_workers(server, lost, stop, exits)
     print(f"serving {cfg.run_dir} ({cfg.backend}, precision {precision}: {why}) on "
           f"http://{cfg.host}:{cfg.port}/predict", file=sys.stderr)
+    # the resource tracker (a process of its own, started by the run) takes -W options: its
+    # "leaked semaphore" note at shutdown is about LitServe's queues, nothing a user can act on
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     server.run(host=host, port=cfg.port, generate_client_file=False, log_level="warning")
     stop.set()
     if lost.value:
