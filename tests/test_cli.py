@@ -145,6 +145,24 @@ def test_report_rebuilds_a_seeded_interrupted_sweep(tmp_path):
     assert (sweep / "summary.png").stat().st_size > 1000
 
 
+def test_a_job_with_an_unreadable_metrics_json_is_listed_and_the_rest_summarized(tmp_path):
+    """A torn metrics.json (a full disk, a hand edit) was a JSONDecodeError traceback."""
+    import csv
+
+    sweep = tmp_path / "sweep"
+    for i, acc in enumerate([0.7, 0.8]):
+        fake_job(sweep, i, [f"lr={i}e-05"], {"status": "finished", "val/acc": acc})
+    fake_job(sweep, 2, ["lr=9e-05"])
+    (sweep / "2" / "metrics.json").write_text('{"status": "finis')
+    r = subprocess.run([sys.executable, str(ROOT / "report.py"), f"sweep_dir={sweep}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert f"warning: {sweep / '2' / 'metrics.json'} cannot be read" in r.stderr
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert [(row["job"], row["status"]) for row in rows] == [
+        ("1", "finished"), ("0", "finished"), ("2", "unreadable")]
+
+
 def test_a_cv_sweep_is_summarized_by_its_fold_means_and_resolved_monitor(tmp_path):
     """A cv job's own config keeps monitor=auto (each fold resolves it): the summary sorted such
     sweeps by val/loss, with empty metric columns, before it read metrics.json's."""

@@ -387,3 +387,15 @@ def test_length_grouping_under_ddp_gives_each_process_batches_of_similar_length(
         batches = [mine[i:i + 32] for i in range(0, len(mine), 32)]
         spans = [max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches]
         assert sum(spans) / len(spans) <= 4  # 60 lengths in 16 groups of 64 rows
+
+
+def test_each_file_is_read_by_its_own_suffix(make_cfg, files, tmp_path):
+    """A training .csv beside SST-2's own test.tsv (tabs, no quoting, a text that opens with a
+    quote) was refused: 'cannot read train.csv, test.tsv as csv: Expected 1 fields'."""
+    test = tmp_path / "test.tsv"
+    test.write_text("text\tlabel\n" + '"a quote that opens a text\tpositive\n'
+                    + "".join(f"{t}\t{y}\n" for t, y in sentences(20, seed=5)))
+    dm = datamodule(make_cfg("data=files", f"data.train_file={files('t.csv')}",
+                             f"data.test_file={test}"))
+    assert len(dm.dataset["test"]) == 21
+    assert dm.texts("test")[0] == '"a quote that opens a text'

@@ -47,6 +47,15 @@ def place(tmp_path_factory):
     (root / "empty.csv").write_text("text,label\n")
     (root / "a_folder").mkdir()
     (root / "exported").mkdir()
+    (root / "zero.ckpt").write_bytes(b"")
+    (root / "latin.csv").write_bytes("text\ncaf\u00e9 na\u00efve\n".encode("latin-1"))
+    (root / "binary.txt").write_bytes(b"PAR1\x00\x15\x04text\x00")
+    (root / "texts.xlsx").write_bytes(b"PK\x03\x04")
+    (root / "blank.txt").write_text("\n  \n")
+    (root / "old.jsonl.partial").write_text('{"text": "rows of someone else"}\n')
+    result = root / "finished" / "eval" / "2026-01-01_00-00-00-000000"  # what eval.py writes
+    result.mkdir(parents=True)
+    (result / "metrics.json").write_text("{}")
     return root, env
 
 
@@ -105,6 +114,52 @@ REFUSED = [
     ("predict", ["run_dir={root}/finished", "input={root}/a_folder"], 2,
      "input={root}/a_folder is a folder"),
     ("export", ["run_dir={root}/finished", "out={root}/exported"], 2, "exists already"),
+    # a third pass at bad input (issue 36)
+    ("train", ["--foo"], 2, "--foo is not an option; the options are"),
+    ("train", ["data.long_text=window"], 2, "data.long_text='window' is not valid; use truncate or windows"),
+    ("train", ["data.window_pool=avg"], 2, "data.window_pool='avg' is not valid; use mean or max"),
+    ("train", ["data.task=regresion"], 2, "data.task='regresion' is not valid; use classification"),
+    ("train", ["model.peft=qlora"], 2, "model.peft='qlora' is not valid; use lora"),
+    ("train", ["cv=3", "data=files", "data.train_file={root}/data.csv",
+               "data.validation_file={root}/data.csv"], 2, "cv makes its validation folds out of"),
+    ("train", ["data=files", "data.train_file={root}/data.csv", "data.unlabeled_file={root}/blank.txt"],
+     2, "data.unlabeled_file is learnt from a teacher's predictions"),
+    ("train", ["data=files", "data.train_file={root}/data.csv", "data.unlabeled_file={root}/blank.txt",
+               "distill.teacher={root}/finished", "distill.layers=1"], 1, "holds no texts"),
+    ("tune_lr", ["tune_lr.min_lr=1", "tune_lr.max_lr=0.1"], 2, "tune_lr.min_lr=1 is not below"),
+    ("train", ["logger=[csv,nope]"], 2, "logger=nope is not an option; valid: csv"),
+    ("train", ["logger=mlflow", "logger.mlflow.tracking_uri=http://127.0.0.1:9"], 2,
+     "logger.mlflow.tracking_uri=http://127.0.0.1:9 cannot be reached"),
+    ("train", ["model.name_or_path={root}/a_folder"], 2, "is a folder without a model (no config.json)"),
+    ("train", ["data.read_kwargs=semicolon"], 2, "data.read_kwargs='semicolon' is not valid"),
+    ("train", ["data=files", "data.train_file={root}/latin.csv"], 1,
+     "not UTF-8: set data.read_kwargs={{encoding: latin-1}}"),
+    ("shrink", ["run_dir={root}/finished", "int8=maybe"], 2, "int8='maybe' is not valid; use true or false"),
+    ("export", ["run_dir={root}/finished", "format=onnx", "int8=nope"], 2, "int8='nope' is not valid"),
+    ("eval", [], 2, "give run_dir=outputs/runs/<run>"),
+    ("eval", ["run_dir={root}/finished/eval/2026-01-01_00-00-00-000000"], 2,
+     "is an eval.py result, not a training run; give the run it tested: run_dir="),
+    ("eval", ["run_dir={root}/finished", "file={root}/data.csv", "read_kwargs=semicolon"], 2,
+     "read_kwargs='semicolon' is not valid; give the reader's options as a dict"),
+    ("eval", ["run_dir={root}/finished", "read_kwargs={{sep: ';'}}"], 2, "read_kwargs is for file="),
+    ("eval", ["run_dir={root}/finished", "ckpt_path={root}/zero.ckpt"], 1, "the file is empty"),
+    ("eval", ["run_dir={root}/finished", "ckpt_path={root}/data.csv"], 1, "not a bertlab checkpoint"),
+    ("export", ["run_dir={root}/finished", "ckpt_path={root}/zero.ckpt", "out={root}/new"], 1,
+     "the file is empty"),
+    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "ckpt_path={root}/data.csv"], 1,
+     "not a bertlab checkpoint"),
+    ("predict", ["run_dir={root}/finished", "input={root}/texts.xlsx"], 2,
+     "cannot read .xlsx; give .txt (one text per line), .csv, .tsv"),
+    ("predict", ["run_dir={root}/finished", "input={root}/binary.txt"], 1, "is not a text file"),
+    ("predict", ["run_dir={root}/finished", "input={root}/latin.csv"], 1,
+     "not UTF-8: set read_kwargs={{encoding: latin-1}}"),
+    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "threshold=0.3"], 2,
+     "threshold=0.3 is for multi-label runs"),
+    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "text_pair_column=label"], 2,
+     "text_pair_column=label is for a run trained on text pairs"),
+    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "output={root}/old.jsonl",
+                 "resume=true"], 2, "has no record of the prediction that wrote it"),
+    ("serve", ["run_dir={root}/finished", "port=80"], 2, "port=80 is not valid; use a port in 1024"),
 ]
 if not torch.cuda.is_available():  # a GPU asked for by name where there is none (was CUDA's traceback)
     REFUSED += [("train", ["trainer=gpu"], 2, "trainer.accelerator=gpu needs a CUDA GPU"),
@@ -190,7 +245,20 @@ BEFORE_TORCH = [("train", ["lrr=1"], 2),
                 ("eval", ["run_dir={root}/finished", "split=nosuch"], 2),
                 ("eval", ["run_dir={root}/finished", "file={root}/missing.csv"], 2),
                 ("shrink", ["run_dir={root}/finished", "drop_layers=-3"], 2),
-                ("export", ["run_dir={root}/finished", "out={root}/exported"], 2)]
+                ("export", ["run_dir={root}/finished", "out={root}/exported"], 2),
+                ("train", ["--foo"], 2),
+                ("train", ["data.long_text=window"], 2),
+                ("train", ["data.window_pool=avg"], 2),
+                ("train", ["data.task=regresion"], 2),
+                ("train", ["model.peft=qlora"], 2),
+                ("train", ["cv=3", "data=files", "data.train_file={root}/data.csv",
+                           "data.validation_file={root}/data.csv"], 2),
+                ("train", ["data=files", "data.train_file={root}/data.csv",
+                           "data.unlabeled_file={root}/blank.txt"], 2),
+                ("tune_lr", ["tune_lr.min_lr=1", "tune_lr.max_lr=0.1"], 2),
+                ("train", ["model.name_or_path={root}/a_folder"], 2),
+                ("shrink", ["run_dir={root}/finished", "int8=maybe"], 2),
+                ("eval", ["run_dir={root}/finished/eval/2026-01-01_00-00-00-000000"], 2)]
 
 
 @pytest.mark.parametrize("script, args, code", BEFORE_TORCH,

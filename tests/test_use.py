@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -314,6 +315,23 @@ def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, code, wor
         assert isinstance(found.value, ConfigError) == (code == 2) and words in str(found.value)
     assert not out.exists()
     assert (tmp_path / "old.jsonl").read_text() == "{}\n"  # never overwritten
+
+
+def test_predict_reads_what_its_error_lines_suggest(run_dir, tmp_path):
+    """A latin-1 csv was read with replacement characters ('caf\ufffd'), with no way to say its
+    encoding; now its one line names read_kwargs, and that reads it (a .txt too)."""
+    (tmp_path / "latin.csv").write_bytes("text,x\ncaf\u00e9 na\u00efve,1\n".encode("latin-1"))
+    (tmp_path / "latin.txt").write_bytes("caf\u00e9 na\u00efve\n".encode("latin-1"))
+    (tmp_path / "semi.csv").write_text("text;x\nhello, world;1\n")
+    for name, kwargs, text in [("latin.csv", "{encoding: latin-1}", "caf\u00e9 na\u00efve"),
+                               ("latin.txt", "{encoding: latin-1}", "caf\u00e9 na\u00efve"),
+                               ("semi.csv", "{sep: ';'}", "hello, world")]:
+        with pytest.raises(BertlabError, match=re.escape(f"read_kwargs={kwargs}")):
+            predict_in_process(f"run_dir={run_dir}", f"input={tmp_path / name}",
+                               f"output={tmp_path / (name + '.jsonl')}")
+        predict_in_process(f"run_dir={run_dir}", f"input={tmp_path / name}",
+                           f"output={tmp_path / (name + '.jsonl')}", f"read_kwargs={kwargs}")
+        assert [r["text"] for r in predictions(tmp_path / (name + ".jsonl"))] == [text]
 
 
 def test_predict_in_bf16_agrees_with_fp32(run_dir):

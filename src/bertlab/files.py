@@ -10,7 +10,9 @@ from typing import Iterator
 
 
 def other_separator(columns: list[str]) -> str | None:
-    """The separator a table read as one column seems to use instead (`;`, `|`, a tab), if any."""
+    """The separator a table read as one column seems to use instead (`;`, `|`, a tab), if any
+    (pandas' index of rows that held more commas than the header does not count)."""
+    columns = [c for c in columns if not c.startswith("__index_level_")]
     return next((sep for sep in ";|\t," if len(columns) == 1 and sep in columns[0]), None)
 
 

@@ -58,6 +58,9 @@ def check_local(name_or_path: str, what: str = "model.name_or_path") -> Path | N
 
 def from_pretrained(loader, name_or_path: str, what: str = "model.name_or_path", **kwargs):
     """`loader.from_pretrained(name_or_path)`, a local folder or a Hub id, with a one-line error."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # ("Loading weights": a second's work, no wait)
     if check_local(name_or_path, what) is None:
         ensure_hub_or_offline()
     try:

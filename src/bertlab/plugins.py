@@ -54,12 +54,37 @@ def trainer_plugins(trainer_cfg) -> tuple[list, dict]:
 
 NOT_FOR_USERS = (  # Lightning's lines that ask nothing of a user of this project
     ".*does not have many workers.*",  # the loaders run in the main process on purpose
+    ".*smaller than the logging interval.*",  # the budget's short epochs: curves log by step
     ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",  # Lightning's own call into torch
     ".*is not supported by the model summary.*",  # its size estimate, in bf16
 )
 
 
 def quiet_library_warnings() -> None:
-    """Leave Lightning's warnings that ask nothing of the user out of the console and train.log."""
+    """Leave Lightning's warnings that ask nothing of the user out of the console and train.log,
+    and its INFO lines (GPU available, the litlogger tip, checkpoint restored) out of the console:
+    train.log keeps them."""
+    import logging
+
+    import os
+
     for pattern in NOT_FOR_USERS:
         warnings.filterwarnings("ignore", pattern)
+    # MLflow's own console lines ("Creating initial MLflow database tables..."), read at its import
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # its own console handlers
+        lightning = logging.getLogger(name)  # (eval printed each line twice)
+        for handler in [h for h in lightning.handlers if type(h) is logging.StreamHandler]:
+            lightning.removeHandler(handler)
+        lightning.propagate = True
+    for handler in logging.getLogger().handlers:
+        if type(handler) is logging.StreamHandler and not any(
+                isinstance(f, LightningInfo) for f in handler.filters):
+            handler.addFilter(LightningInfo())
+
+
+class LightningInfo:
+    """A console filter: Lightning's INFO lines stay in the log file only."""
+
+    def filter(self, record) -> bool:
+        return not (record.name.startswith("lightning.") and record.levelno <= 20)

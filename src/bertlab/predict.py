@@ -192,8 +192,12 @@ def trained_pair_column(run_dir, ckpt_path, backend: str = "torch") -> str | Non
         if "text_pair_column" in meta:
             return meta["text_pair_column"] or ""
         return of_run(Path(meta["checkpoint"]).parent.parent) if meta.get("pair") else ""
-    found = of_run(find_checkpoint(run_dir, ckpt_path).resolve().parent.parent)
-    return of_run(run_dir) if found is None and run_dir else found
+    if run_dir and of_run(run_dir) is not None:
+        return of_run(run_dir)
+    for folder in find_checkpoint(run_dir, ckpt_path).resolve().parents[1:4]:  # the run it is in
+        if of_run(folder) is not None:  # (<run>/checkpoints/, <run>/shrink/<time>/)
+            return of_run(folder)
+    return None
 
 
 def load_predictor(run_dir, ckpt_path, backend: str = "torch"):

@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import time
+import warnings
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -186,7 +187,10 @@ def read_checkpoint(path: Path, mmap: bool = False) -> dict:
     if Path(path).is_file() and Path(path).stat().st_size == 0:
         raise DataError(f"cannot load checkpoint {path}: the file is empty (0 bytes)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        with warnings.catch_warnings():  # torch's notes on an int8 (shrink.py) checkpoint's storage
+            warnings.filterwarnings("ignore", ".*TypedStorage is deprecated.*")
+            warnings.filterwarnings("ignore", ".*quantized tensor creation functions.*")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # torch.load on a file that is no checkpoint raises many types
         detail = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
         raise DataError(f"cannot load checkpoint {path}: it is truncated, corrupted or not a "

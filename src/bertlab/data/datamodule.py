@@ -141,15 +141,15 @@ class TextDataModule(L.LightningDataModule):
     # ---- the one-way pipeline: each stage is a plain function in its own module -------------
     def build(self) -> datasets.DatasetDict:
         """read a table -> clean and count -> labels and splits -> tokenize."""
-        dd = read(self.cfg, self.report)
         shown = datasets.is_progress_bar_enabled()
-        if max(len(ds) for ds in dd.values()) >= PARALLEL_FROM:  # big data: bars with rate and ETA
-            datasets.enable_progress_bars()
+        datasets.disable_progress_bars()  # (reading a small file is no wait worth a bar)
         try:
+            dd = read(self.cfg, self.report)
+            if max(len(ds) for ds in dd.values()) >= PARALLEL_FROM:  # big data: rate and ETA
+                datasets.enable_progress_bars()
             return self.prepared(dd)
         finally:
-            if not shown:
-                datasets.disable_progress_bars()
+            (datasets.enable_progress_bars if shown else datasets.disable_progress_bars)()
 
     def prepared(self, dd: datasets.DatasetDict) -> datasets.DatasetDict:
         """clean and count -> labels and splits -> tokenize, for the raw splits `dd`."""
