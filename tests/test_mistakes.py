@@ -160,6 +160,7 @@ REFUSED = [
     ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "output={root}/old.jsonl",
                  "resume=true"], 2, "has no record of the prediction that wrote it"),
     ("serve", ["run_dir={root}/finished", "port=80"], 2, "port=80 is not valid; use a port in 1024"),
+    ("eval", ["-m", "run_dir={root}/finished"], 2, "eval.py runs once (-m sweeps are for train.py)"),
 ]
 if not torch.cuda.is_available():  # a GPU asked for by name where there is none (was CUDA's traceback)
     REFUSED += [("train", ["trainer=gpu"], 2, "trainer.accelerator=gpu needs a CUDA GPU"),
@@ -275,3 +276,16 @@ def test_command_line_mistakes_answer_before_torch(place, script, args, code):
     r = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
                        timeout=120, env={**os.environ, **env})
     assert r.stdout.split() == ["False", str(code)], r.stderr[-1500:]
+
+
+def test_a_run_that_never_finished_is_said_when_its_checkpoint_is_used(place, tmp_path):
+    """predict and eval on a killed run used its best.ckpt without a word."""
+    root, env = place
+    (tmp_path / "in.txt").write_text("fine\n")
+    r = command("predict", [f"run_dir={root}/crashed", f"input={tmp_path / 'in.txt'}",
+                            f"output={tmp_path / 'p.jsonl'}"], tmp_path, env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert f"note: {root}/crashed did not finish training (status: none, it was stopped)" in r.stderr
+    r = command("predict", [f"run_dir={root}/finished", f"input={tmp_path / 'in.txt'}",
+                            f"output={tmp_path / 'q.jsonl'}"], tmp_path, env)
+    assert r.returncode == 0 and "did not finish" not in r.stderr

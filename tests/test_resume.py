@@ -149,7 +149,7 @@ def test_resumed_sweep_runs_only_unfinished_jobs(data, tmp_path):
     (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
     jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
     done = jobs[0] / "metrics.json"
-    before = done.stat().st_mtime_ns
+    before, log = done.stat().st_mtime_ns, (jobs[0] / "train.log").read_bytes()
     (jobs[1] / "metrics.json").unlink()  # killed after its last checkpoint
     import shutil
 
@@ -160,7 +160,9 @@ def test_resumed_sweep_runs_only_unfinished_jobs(data, tmp_path):
     assert done.stat().st_mtime_ns == before  # the finished job was not run again
     for job in jobs:
         assert json.loads((job / "metrics.json").read_text())["status"] == "finished"
-    assert "finished before" in (jobs[0] / "train.log").read_text()
+    assert "finished before" in r.stdout + r.stderr  # said on the console; the finished job's folder is
+    assert (jobs[0] / "train.log").read_bytes() == log  # as it was (its log got lines appended)
+    assert not list(jobs[0].glob(".hydra/resume-*")) and list(jobs[1].glob(".hydra/resume-*"))
     assert (sweep / "summary.csv").read_text().count("\n") == 4  # header + three jobs
 
 

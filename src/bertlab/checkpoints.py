@@ -40,6 +40,10 @@ def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
         found = sorted(p.name for p in Path(run_dir).glob("checkpoints/*.ckpt"))
         raise DataError(f"run_dir={run_dir} has no checkpoints/best.ckpt (found: "
                         f"{', '.join(found) or 'no checkpoint'}); did its training finish?")
+    status = recorded(run_dir).get("status")
+    if status != "finished":  # killed, crashed, diverged or still training: say so
+        print(f"note: {run_dir} did not finish training (status: {status or 'none, it was stopped'});"
+              f" using the best checkpoint it saved before that", file=sys.stderr)
     return path
 
 

@@ -61,6 +61,14 @@ def flags_first(argv: list[str]) -> list[str]:
     return flags + overrides
 
 
+def check_single_run(argv: list[str], script: str) -> None:
+    """Only train.py sweeps: another command's -m wrote Hydra's multirun/ into the working
+    directory, outside any run."""
+    if any(a in ("-m", "--multirun") for a in argv):
+        exit_usage(f"{script}.py runs once (-m sweeps are for train.py); for several runs, call it "
+                   f"once for each (a shell loop)")
+
+
 def resume_argv(argv: list[str]) -> list[str]:
     """`resume=<folder>`: the command line that made the folder, run again in that folder.
 
@@ -191,6 +199,8 @@ def entry(script: str, config_name: str, task: str, check: str | None = None) ->
 
     conf = Path(script).resolve().parent / "conf"
     argv = flags_first(sys.argv[1:])
+    if config_name != "train":
+        check_single_run(argv, Path(script).stem)
     check_group_choices(argv, conf)
     if config_name == "train":
         argv = resume_argv(argv)

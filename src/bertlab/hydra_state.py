@@ -80,3 +80,18 @@ def sweep() -> tuple[str, str, dict, str | None]:
     hc = current()
     return (hc.sweep.dir, hc.sweeper.study_name, OmegaConf.to_container(hc.sweeper.pruner),
             hc.sweeper.get("storage"))
+
+
+def leave_untouched(run_dir: Path) -> None:
+    """A resumed sweep's finished job: its log file gets no more lines (the console still does),
+    and the records Hydra just wrote for the resumed part (.hydra/resume-<time>/) go."""
+    import logging
+
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        if Path(handler.baseFilename).resolve().is_relative_to(Path(run_dir).resolve()):
+            root.removeHandler(handler)
+            handler.close()
+    hc = current()
+    if hc is not None and str(hc.output_subdir or "").startswith(".hydra/resume-"):
+        shutil.rmtree(Path(hc.runtime.output_dir) / hc.output_subdir, ignore_errors=True)

@@ -55,6 +55,7 @@ def trainer_plugins(trainer_cfg) -> tuple[list, dict]:
 NOT_FOR_USERS = (  # Lightning's lines that ask nothing of a user of this project
     ".*does not have many workers.*",  # the loaders run in the main process on purpose
     ".*smaller than the logging interval.*",  # the budget's short epochs: curves log by step
+    ".*Checkpoint directory .* exists and is not empty.*",  # a resumed run's own (others are claimed)
     ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",  # Lightning's own call into torch
     ".*is not supported by the model summary.*",  # its size estimate, in bf16
 )

@@ -51,6 +51,7 @@ def train(cfg: DictConfig) -> float:
         return fit_and_report(cfg, run_dir, None, 0, started)
     before = runs.recorded(run_dir)
     if hydra_state.in_multirun() and before.get("status") in runs.FINISHED:
+        hydra_state.leave_untouched(run_dir)  # a finished job's train.log and records stay as they were
         log.info("resume: %s finished before; not run again", run_dir)
         return before.get(cfg.monitor, math.nan)
     checkpoint, step = runs.resume_point(run_dir, before.get("status"))
@@ -120,9 +121,6 @@ def set_up_process(cfg: DictConfig) -> None:
     if threads:
         torch.set_num_threads(threads)
     log.info("torch threads: %d", torch.get_num_threads())
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).handlers.clear()  # Hydra's handlers (console, train.log) print
-        logging.getLogger(name).propagate = True  # each line once
     datasets.disable_progress_bars()  # small data tokenizes at once (big data turns them on: build)
 
 
