@@ -158,6 +158,45 @@ def test_explicit_length_wins_over_the_budget(make_cfg, given, epochs, steps):
     assert m["epochs"] == epochs or m["stopped_by"] == "max_steps"
 
 
+# ---- what the user types wins: Lightning's own trainer.* length keys ------------------------------
+# 128 training rows at 16 a step: 8 steps an epoch; budget.min_steps=30: 4 epochs when open
+BUDGET = ["max_epochs=null", "budget.min_steps=30", "~callbacks.early_stopping"]
+
+
+@pytest.mark.parametrize("given, epochs, steps, interval", [
+    ("trainer.max_epochs=2", 2, 16, 1.0),  # was replaced by the budget's 4 epochs
+    ("trainer.limit_train_batches=3", 10, 30, 1.0),  # the budget plans 3-batch epochs
+    ("trainer.val_check_interval=4", 4, 32, 4),
+    ("trainer.check_val_every_n_epoch=2", 4, 32, 1.0),
+    ("trainer.max_time=00:01:00:00", 4, 32, 1.0),  # a hard stop; the budget still plans
+])
+def test_a_trainer_length_key_the_user_sets_wins(make_cfg, given, epochs, steps, interval):
+    m = metrics_of(make_cfg, *BUDGET, given)
+    key, value = given.removeprefix("trainer.").split("=")
+    assert str(m["budget"]["given"][key]) == value and key not in m["budget"]["chosen"]
+    assert (m["epochs"], m["steps"], m["budget"]["val_check_interval"]) == (epochs, steps, interval)
+
+
+def test_a_one_pass_budget_validates_inside_a_limited_epoch(make_cfg, tmp_path):
+    """The budget's interval (4 batches) was longer than a 3-batch epoch: Lightning's traceback."""
+    m = metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=1", "budget.validations=2",
+                   "trainer.limit_train_batches=3", "~callbacks.early_stopping")
+    assert m["budget"]["val_check_interval"] <= 3 and m["steps"] <= 3
+    assert m["best_epoch"] is not None and (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+
+
+def test_a_max_steps_shorter_than_an_epoch_still_validates_and_keeps_the_best(make_cfg, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    m = metrics_of(make_cfg, "max_epochs=null", "trainer.max_steps=5", "budget.validations=2",
+                   "~callbacks.early_stopping")
+    assert m["steps"] == 5 and m["budget"]["val_check_interval"] == 2
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    assert len(events.Scalars("val/acc")) >= 2  # (validated at the epoch's end only: never, before)
+    assert (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
+
+
 def test_the_schedule_spans_the_chosen_budget(make_cfg, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

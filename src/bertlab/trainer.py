@@ -3,6 +3,7 @@ callbacks and logger."""
 from __future__ import annotations
 
 import logging
+import math
 
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
@@ -18,24 +19,58 @@ from bertlab.resolvers import recommended_lr
 log = logging.getLogger(__name__)
 
 
+# the trainer keys that say how long a run trains and how often it validates, and the values
+# that leave a key open: what the user set wins, and the budget plans only the rest, around it
+LENGTH_KEYS = {"max_epochs": (None,), "max_steps": (None, -1), "max_time": (None,),
+               "limit_train_batches": (None, 1.0), "val_check_interval": (None,),
+               "check_val_every_n_epoch": (None, 1)}
+
+
+def given_length(t: DictConfig) -> dict:
+    """The length keys that cfg.trainer sets (top-level max_epochs reaches it by interpolation)."""
+    return {k: t.get(k) for k, unset in LENGTH_KEYS.items() if t.get(k) not in unset}
+
+
+def epoch_rows(rows: int, limit, batch_size: int, processes: int) -> int:
+    """The training rows one epoch reads under trainer.limit_train_batches (a fraction or a
+    batch count; None: all)."""
+    if limit is None:
+        return rows
+    if isinstance(limit, int) or limit > 1:
+        return min(rows, int(limit) * batch_size * processes)
+    return max(1, math.floor(rows * limit))
+
+
 def training_length(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[dict, dict]:
     """Trainer arguments for how long to train and how often to validate, and their record for
-    metrics.json: the budget rule (bertlab.budget) unless max_epochs or trainer.max_steps is given
-    (then early stopping and the best checkpoint are as configured)."""
+    metrics.json (`given`: what cfg.trainer set; `chosen`: what the budget added). The budget
+    rule (bertlab.budget) runs over the rows an epoch really reads (limit_train_batches); a
+    length the user set (max_epochs, max_steps) is trained as set, and an explicit max_steps
+    shorter than an epoch is still validated budget.validations times, the best kept."""
     t = cfg.trainer
-    max_steps = t.get("max_steps")
-    if cfg.max_epochs is not None or max_steps not in (None, -1):
-        given = {"max_epochs": cfg.max_epochs, "max_steps": max_steps if max_steps is not None else -1,
-                 "val_check_interval": t.get("val_check_interval") or 1.0}
-        return given, {**given, "rows": rows, "keep": "best", "why": "given: " + ", ".join(
-            f"{k}={v}" for k, v in given.items() if k != "val_check_interval" and v not in (None, -1))}
+    given = given_length(t)
     devices = t.get("devices", 1)
     processes = devices if isinstance(devices, int) and devices > 0 else 1
-    b = plan(rows, cfg.batch_size, int(t.get("accumulate_grad_batches") or 1), processes,
-             val_rows=val_rows, **OmegaConf.to_container(cfg.budget))
-    args = {"max_epochs": b.epochs, "max_steps": b.max_steps,
-            "val_check_interval": t.get("val_check_interval") or b.val_check_interval}
-    return args, {**b.as_dict(), "val_check_interval": args["val_check_interval"]}
+    accumulate = int(t.get("accumulate_grad_batches") or 1)
+    b = plan(epoch_rows(rows, given.get("limit_train_batches"), cfg.batch_size, processes),
+             cfg.batch_size, accumulate, processes, val_rows=val_rows,
+             **OmegaConf.to_container(cfg.budget))
+    args = {"max_epochs": b.epochs, "max_steps": b.max_steps, "val_check_interval": b.val_check_interval}
+    record = {**b.as_dict(), "rows": rows}
+    if "max_epochs" in given or "max_steps" in given:  # a length the user set: trained as set
+        steps = given.get("max_steps", -1)
+        args = {"max_epochs": given.get("max_epochs"), "max_steps": steps, "val_check_interval": 1.0}
+        if "max_epochs" not in given and steps < b.steps_per_epoch:  # under one epoch
+            args["val_check_interval"] = max(1, steps // cfg.budget.validations) * accumulate
+        record = {"rows": rows, "steps_per_epoch": b.steps_per_epoch, "keep": "best",
+                  "why": "given: " + ", ".join(f"{k}={v}" for k, v in given.items()
+                                               if k in ("max_epochs", "max_steps"))}
+    if "check_val_every_n_epoch" in given and isinstance(args["val_check_interval"], int):
+        args["val_check_interval"] = 1.0  # (a batch count would then count across epochs)
+    args.update({k: v for k, v in given.items() if k in args})
+    record.update({k: args[k] for k in ("max_epochs", "max_steps", "val_check_interval")},
+                  given=given, chosen={k: v for k, v in args.items() if k not in given})
+    return args, record
 
 
 def decide(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[dict, dict]:
@@ -43,8 +78,9 @@ def decide(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[dict, dict
     `rows` training and `val_rows` validation rows and the precision (which it also sets in
     cfg.trainer); both logged."""
     length, budget = training_length(cfg, rows, val_rows)
-    log.info("budget: %s (max_epochs=%s, max_steps=%s, val_check_interval=%s)", budget["why"],
-             length["max_epochs"], length["max_steps"], length["val_check_interval"])
+    log.info("budget: %s (given: %s; chosen: %s)", budget["why"], ", ".join(
+        f"trainer.{k}={v}" for k, v in budget["given"].items()) or "nothing", ", ".join(
+        f"{k}={v}" for k, v in budget["chosen"].items()) or "nothing")
     precision, why = choose_precision(str(cfg.trainer.get("precision")),
                                       hardware(uses_cuda(cfg.trainer)))
     own = recommended_lr(cfg.model)
