@@ -161,6 +161,9 @@ REFUSED = [
                  "resume=true"], 2, "has no record of the prediction that wrote it"),
     ("serve", ["run_dir={root}/finished", "port=80"], 2, "port=80 is not valid; use a port in 1024"),
     ("eval", ["-m", "run_dir={root}/finished"], 2, "eval.py runs once (-m sweeps are for train.py)"),
+    ("serve", ["run_dir={root}/finished", "accelerator=banana"], 2,
+     "accelerator='banana' is not valid; use auto, cpu, cuda or gpu"),
+    ("train", ["trainer.devices=banana"], 2, "Lightning's Trainer refuses the trainer settings: `devices`"),
 ]
 if not torch.cuda.is_available():  # a GPU asked for by name where there is none (was CUDA's traceback)
     REFUSED += [("train", ["trainer=gpu"], 2, "trainer.accelerator=gpu needs a CUDA GPU"),

@@ -122,6 +122,7 @@ SERVE_RANGES = {
     "batch_timeout": (lambda v: number(v) and v >= 0, "seconds >= 0"),
     "timeout": (lambda v: number(v) and v > 0, "seconds > 0"),
     "log_batches": SWITCH,
+    "accelerator": (lambda v: v in ("auto", "cpu", "cuda", "gpu"), "auto, cpu, cuda or gpu"),
 }
 
 

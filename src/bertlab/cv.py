@@ -71,7 +71,6 @@ def cross_validate(cfg: DictConfig, train) -> float:
     folds, dirs = [], []
     for i in range(cfg.cv):
         fold = fold_config(cfg, i)
-        log.info("cv: fold %d of %d -> %s", i + 1, cfg.cv, fold.output_dir)
         train(fold)
         record = json.loads((Path(fold.output_dir) / "metrics.json").read_text())
         if record.get("status") != "finished":

@@ -127,7 +127,9 @@ def set_up_process(cfg: DictConfig) -> None:
 def build_data(cfg: DictConfig, run_dir: Path) -> TextDataModule:
     """The data, read and tokenized; the monitor follows its task; labels.json names its classes."""
     dm = from_config(cfg)
-    dm.setup("fit")
+    dm.setup("fit")  # (cv=K past the smallest class is refused here, before a fold is announced)
+    if cfg.get("cv_fold") is not None:
+        log.info("cv: fold %d of %d -> %s", cfg.cv_fold + 1, cfg.cv, run_dir)
     log.info("task %s, %s", dm.task, ", ".join(f"{s}: {dm.documents(s)} rows" for s in dm.dataset))
     cfg.monitor, cfg.mode = resolve_monitor(cfg.monitor, cfg.mode, dm.task)
     if dm.task.has_classes:

@@ -114,8 +114,19 @@ def callbacks(cfg: DictConfig, keep_last: bool = False) -> list:
 def build_trainer(cfg: DictConfig, length: dict, resume_step: int, keep_last: bool = False):
     """The Trainer of `cfg.trainer` with the run's callbacks, logger and plugins."""
     plugins, replaced = trainer_plugins(cfg.trainer)  # atomic checkpoints; bf16 with fused steps
-    return instantiate(cfg.trainer, callbacks=callbacks(cfg, keep_last), logger=loggers(cfg, resume_step),
-                       plugins=plugins, **{**replaced, **length})
+    found, loggers_ = callbacks(cfg, keep_last), loggers(cfg, resume_step)
+    try:
+        return instantiate(cfg.trainer, callbacks=found, logger=loggers_, plugins=plugins,
+                           **{**replaced, **length})
+    except Exception as e:  # Lightning refuses a trainer.* value it cannot use: the user's to fix
+        from bertlab.errors import ConfigError
+
+        cause = e.__cause__ or e
+        if type(cause).__name__ not in ("MisconfigurationException", "ValueError", "TypeError"):
+            raise
+        detail = (str(cause).strip().splitlines() or [type(cause).__name__])[0]
+        raise ConfigError(f"Lightning's Trainer refuses the trainer settings: {detail} (see "
+                          f"`python train.py --cfg job --package trainer`)") from e
 
 
 def loggers(cfg: DictConfig, resume_step: int) -> list | bool:
