@@ -355,7 +355,7 @@ def test_folds_are_disjoint_stratified_and_cover_the_rows():
 
 
 def test_cross_validation_runs_folds_and_averages_their_predictions(make_cfg, tmp_path):
-    from bertlab.analysis import collect
+    from bertlab.models.scoring import collect
     from bertlab.data.datamodule import from_config
     from bertlab.checkpoints import load_model
 

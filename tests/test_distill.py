@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from bertlab import distill
+from bertlab.models.losses import distillation_loss
 from bertlab.errors import user_error
 from bertlab.task import CLASSIFICATION, REGRESSION
 from bertlab.train import train
@@ -24,7 +25,7 @@ def test_the_loss_is_the_documented_mix():
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
     labeled = torch.tensor([True, True, True, False, False, False])
     t, alpha = 2.0, 0.3
-    total, soft, hard = distill.loss(CLASSIFICATION, student, teacher, labels, labeled, t, alpha,
+    total, soft, hard = distillation_loss(CLASSIFICATION, student, teacher, labels, labeled, t, alpha,
                                      torch.nn.CrossEntropyLoss())
     p, log_q = (teacher / t).softmax(-1), (student / t).log_softmax(-1)
     by_hand = (p * (p.log() - log_q)).sum(-1).mean() * t * t  # KL(teacher || student), per row
@@ -32,11 +33,11 @@ def test_the_loss_is_the_documented_mix():
     assert hard == pytest.approx(float(F.cross_entropy(student[:3], labels[:3])), rel=1e-5)
     assert total == pytest.approx(alpha * float(by_hand) + (1 - alpha) * float(hard), rel=1e-5)
     none = torch.zeros(6, dtype=torch.bool)  # unlabelled rows only: the teacher alone
-    total, soft, hard = distill.loss(CLASSIFICATION, student, teacher, labels, none, t, alpha,
+    total, soft, hard = distillation_loss(CLASSIFICATION, student, teacher, labels, none, t, alpha,
                                      torch.nn.CrossEntropyLoss())
     assert hard == 0 and total == pytest.approx(alpha * float(soft))
     values, target = torch.randn(4, generator=g), torch.randn(4, generator=g)  # regression: MSE
-    total, soft, hard = distill.loss(REGRESSION, values, target.unsqueeze(1), target, None, t, 1.0,
+    total, soft, hard = distillation_loss(REGRESSION, values, target.unsqueeze(1), target, None, t, 1.0,
                                      torch.nn.MSELoss())
     assert soft == pytest.approx(float(((values - target) ** 2).mean()), rel=1e-5) and total == soft
 

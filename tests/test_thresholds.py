@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from bertlab.errors import ConfigError
-from bertlab.thresholds import decide, macro_f1, one_for_all, per_label
+from bertlab.models.scoring import decide
+from bertlab.thresholds import macro_f1, one_for_all, per_label
 from bertlab.train import train
 
 

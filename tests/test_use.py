@@ -447,7 +447,7 @@ def test_confusion_matrix_counts_sum_to_the_split(run_dir):
     import torchmetrics.functional as tmf
     from hydra.utils import instantiate
 
-    from bertlab.analysis import collect
+    from bertlab.models.scoring import collect
     from bertlab.checkpoints import load_model
     from bertlab.runs import run_config
 

@@ -72,7 +72,7 @@ def needles(path, n: int = 300, seed: int = 0):
 
 
 def test_windows_find_a_needle_past_max_length_that_truncation_misses(make_cfg, tmp_path):
-    from bertlab.analysis import collect
+    from bertlab.models.scoring import collect
     from bertlab.checkpoints import find_checkpoint, load_model, load_network
     from bertlab.data import tokens
     from bertlab.data.datamodule import from_config

@@ -10,49 +10,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 import torchmetrics.functional as tmf  # noqa: E402
 
-from bertlab.data.windows import first_of_each, pool  # noqa: E402
 from bertlab.files import write_csv  # noqa: E402
-from bertlab.task import Task, task_of  # noqa: E402
-from bertlab.thresholds import decide  # noqa: E402
-
-
-def score(task: str | Task, num_labels: int, stage: str, scores: torch.Tensor,
-          target: torch.Tensor) -> dict[str, float]:
-    """`stage/metric` values of `scores` (from collect) against `target`."""
-    task = task_of(task)
-    metrics = task.build_metrics(num_labels, stage)
-    metrics.update(*task.metric_inputs(scores, target))
-    return {k: float(v) for k, v in metrics.compute().items()}
-
-
-@torch.inference_mode()
-def collect(model, loader, logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores (probabilities, or values for regression), or the logits, and targets over
-    `loader`, in order; with windows (long_text=windows), one row per document, in document
-    order, its windows' logits pooled."""
-    was_training = model.training
-    model.eval()
-    outs, targets, docs = [], [], []
-    for batch in loader:
-        batch = {k: v.to(model.device) for k, v in batch.items()}
-        labels, doc = batch.pop("labels"), batch.pop("doc", None)
-        batch.pop("window", None)
-        outs.append(model(**batch).float().cpu())
-        targets.append(labels.cpu())
-        if doc is not None:
-            docs.append(doc.cpu())
-    model.train(was_training)
-    out, target = torch.cat(outs), torch.cat(targets)
-    if docs:
-        doc = torch.cat(docs)
-        out, target = pool(out, doc, model.hparams["windows"]["pool"])[0], first_of_each(target, doc)
-    return out if logits else model.task.scores(out), target
-
-
-def predicted(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
-    """collect's scores as predict gives them: after the run's temperature (calibrate=true)."""
-    logits, target = collect(model, loader, logits=True)
-    return model.task.scores(logits / getattr(model, "temperature", 1.0)), target
+from bertlab.task import Task  # noqa: E402
+from bertlab.models.scoring import decide, predicted  # noqa: E402
 
 
 def per_class_report(preds, target, labels: list[str], task: Task) -> list[dict]:

@@ -28,7 +28,7 @@ def check(cfg, dm) -> None:
 
 
 def collect_logits(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
-    from bertlab.analysis import collect
+    from bertlab.models.scoring import collect
 
     logits, target = collect(model, loader, logits=True)
     return logits.clone(), target.clone()  # normal tensors: the fit differentiates through them

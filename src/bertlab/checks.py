@@ -8,13 +8,9 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.errors import ConfigError
-from bertlab.hub import check_local
+from bertlab.choices import LONG_TEXT, PEFT_METHODS, POOLS
+from bertlab.hub import check_local, check_max_length
 from bertlab.task import TASKS, Task, task_of
-
-# choices whose code needs torch: named here so that a typo answers before torch is imported
-LONG_TEXT = ("truncate", "windows")  # data/windows.py
-POOLS = ("mean", "max")  # data/windows.py
-PEFT_METHODS = ("lora",)  # models/network.py
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 
@@ -175,12 +171,6 @@ def check_tracking_server(name: str, uri) -> None:
         raise ConfigError(f"logger.{name}.tracking_uri={uri} cannot be reached ({e.strerror or e}); "
                           f"start the server, or leave tracking_uri out for the local store "
                           f"(outputs/mlflow.db)") from None
-
-
-def check_max_length(max_length: int, limit: int | None) -> None:
-    if limit is not None and limit < 1_000_000 and max_length > limit:  # (unknown: a huge placeholder)
-        raise ConfigError(f"max_length={max_length} is more than this model's limit of {limit} "
-                          f"tokens; use max_length={limit} or less")
 
 
 def check_model(cfg: DictConfig) -> None:

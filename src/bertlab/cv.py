@@ -17,7 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
-from bertlab.analysis import collect, score
+from bertlab.models.scoring import collect, score
 from bertlab.files import markdown_table
 from bertlab.checkpoints import find_checkpoint, load_model
 from bertlab.task import task_of

@@ -13,7 +13,6 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from bertlab.errors import ConfigError
@@ -145,25 +144,3 @@ def targets(ckpt: Path, dm, cache_root: Path) -> torch.Tensor:
             torch.save(per_doc, tmp)
     ds = dm.dataset["train"]
     return per_doc[torch.tensor(ds["doc"][:])] if "doc" in ds.column_names else per_doc
-
-
-def loss(task, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
-         labeled: torch.Tensor | None, temperature: float, alpha: float, hard_loss) -> tuple:
-    """(total, soft, hard): alpha * soft + (1 - alpha) * hard. soft: T^2 * KL(softmax(t/T) ||
-    softmax(s/T)) for classes, T^2 * BCE against sigmoid(t/T) for multi-label, MSE to the teacher's
-    value for regression; hard: the run's loss on the labelled rows (0 if there are none)."""
-    t = temperature
-    if not task.has_classes:
-        soft = F.mse_loss(student.float(), teacher.float().reshape(student.shape))
-    elif task.multi_hot:
-        soft = F.binary_cross_entropy_with_logits(student.float() / t,
-                                                  (teacher.float() / t).sigmoid()) * t * t
-    else:
-        soft = F.kl_div(F.log_softmax(student.float() / t, -1),
-                        F.log_softmax(teacher.float() / t, -1), reduction="batchmean",
-                        log_target=True) * t * t
-    mask = labeled.bool() if labeled is not None else torch.ones(len(labels), dtype=torch.bool,
-                                                                 device=labels.device)
-    hard = (hard_loss(*task.loss_inputs(student[mask], labels[mask])) if mask.any()
-            else student.sum() * 0.0)
-    return alpha * soft + (1 - alpha) * hard, soft, hard

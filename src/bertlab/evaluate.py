@@ -10,14 +10,14 @@ import datasets
 import lightning as L
 from omegaconf import DictConfig
 
-from bertlab.analysis import analyse, predicted, score
+from bertlab.analysis import analyse
+from bertlab.models.scoring import decide, predicted, score
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError, DataError
 from bertlab.plugins import quiet_library_warnings, trainer_plugins
 from bertlab.checkpoints import find_checkpoint, load_model
 from bertlab.checks import check_eval, check_split
 from bertlab.runs import run_config
-from bertlab.thresholds import decide
 
 log = logging.getLogger(__name__)
 

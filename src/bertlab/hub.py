@@ -70,3 +70,9 @@ def from_pretrained(loader, name_or_path: str, what: str = "model.name_or_path",
             f"{what}={name_or_path!r} is neither a local folder nor a Hub id that is cached or "
             f"reachable (offline?); use model=minilm or a local folder ({str(e).splitlines()[0]})"
         ) from e
+
+
+def check_max_length(max_length: int, limit: int | None) -> None:
+    if limit is not None and limit < 1_000_000 and max_length > limit:  # (unknown: a huge placeholder)
+        raise ConfigError(f"max_length={max_length} is more than this model's limit of {limit} "
+                          f"tokens; use max_length={limit} or less")

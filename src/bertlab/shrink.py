@@ -10,7 +10,7 @@ import datasets
 import torch
 from omegaconf import DictConfig
 
-from bertlab.analysis import collect, score
+from bertlab.models.scoring import collect, score
 from bertlab.checks import check_shrink
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError

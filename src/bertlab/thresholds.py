@@ -93,15 +93,10 @@ def choose(value, scores: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return torch.full((scores.shape[1],), value)
 
 
-def decide(scores: torch.Tensor, thresholds) -> torch.Tensor:
-    """0/1 decisions: each label's probability above its threshold."""
-    return (scores > torch.as_tensor(thresholds, dtype=scores.dtype)).float()
-
-
 def fit(model, dm, run_dir: Path, checkpoint: str | None, value) -> dict:
     """Choose the thresholds on the validation split, score them beside 0.5 (validation, and test
     if any), and write thresholds.json for `checkpoint`; sets model.thresholds."""
-    from bertlab.analysis import predicted, score
+    from bertlab.models.scoring import decide, predicted, score
 
     splits = {"val": "validation", **({"test": "test"} if "test" in dm.dataset else {})}
     found = {}

@@ -14,7 +14,6 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-from bertlab.checks import check_max_length
 from bertlab.data import tokens, windows
 from bertlab.data.hygiene import PARALLEL_FROM, leakage, standardize
 from bertlab.data.labels import as_integers, carve, encode_labels, integers_with_gaps, task_named
@@ -22,7 +21,7 @@ from bertlab.data.sampler import EpochSampler
 from bertlab.data.sources import SOURCES, read
 from bertlab.data.tokens import tokenize
 from bertlab.errors import ConfigError, DataError
-from bertlab.hub import from_pretrained
+from bertlab.hub import check_max_length, from_pretrained
 from bertlab.task import TASKS, Task
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from bertlab.checks import LONG_TEXT, POOLS
+from bertlab.choices import LONG_TEXT, POOLS
 from bertlab.errors import ConfigError
 
 

@@ -12,7 +12,7 @@ from hydra.utils import get_class, instantiate
 
 from bertlab.data.windows import first_of_each, pool
 from bertlab.errors import ConfigError, Diverged
-from bertlab.models.losses import build_loss
+from bertlab.models.losses import build_loss, distillation_loss
 from bertlab.models.network import (build_network, freeze, layer_depths, logits, pools_mean,
                                     target_scale, unwrapped)
 from bertlab.task import task_of
@@ -121,12 +121,10 @@ class TextClassifier(L.LightningModule):
         return tuple((v.float() - scale[0]) / scale[1] for v in values)
 
     def distill_step(self, logits, teacher, labels, labeled) -> torch.Tensor:
-        """distill.teacher: the mixed loss (distill.py), logged with its two parts; the metrics
-        count the labelled rows."""
-        from bertlab import distill
-
+        """distill.teacher: the mixed loss (losses.distillation_loss), logged with its two parts;
+        the metrics count the labelled rows."""
         d = self.hparams.distill
-        total, soft, hard = distill.loss(self.task, *self.standardized(logits, teacher, labels),
+        total, soft, hard = distillation_loss(self.task, *self.standardized(logits, teacher, labels),
                                          labeled, d["temperature"], d["alpha"], self.loss_fn)
         n = labels.shape[0]
         self.log("train/loss", total, on_step=True, on_epoch=True, prog_bar=True, batch_size=n)

@@ -79,3 +79,25 @@ def build_loss(cfg: dict, task: str | Task, counts: list[int] | None = None,
         raise ConfigError(f"loss {type(loss).__name__} does not fit a {task} task; use loss=auto "
                           f"or one of: {valid}")
     return loss
+
+
+def distillation_loss(task, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
+         labeled: torch.Tensor | None, temperature: float, alpha: float, hard_loss) -> tuple:
+    """(total, soft, hard): alpha * soft + (1 - alpha) * hard. soft: T^2 * KL(softmax(t/T) ||
+    softmax(s/T)) for classes, T^2 * BCE against sigmoid(t/T) for multi-label, MSE to the teacher's
+    value for regression; hard: the run's loss on the labelled rows (0 if there are none)."""
+    t = temperature
+    if not task.has_classes:
+        soft = F.mse_loss(student.float(), teacher.float().reshape(student.shape))
+    elif task.multi_hot:
+        soft = F.binary_cross_entropy_with_logits(student.float() / t,
+                                                  (teacher.float() / t).sigmoid()) * t * t
+    else:
+        soft = F.kl_div(F.log_softmax(student.float() / t, -1),
+                        F.log_softmax(teacher.float() / t, -1), reduction="batchmean",
+                        log_target=True) * t * t
+    mask = labeled.bool() if labeled is not None else torch.ones(len(labels), dtype=torch.bool,
+                                                                 device=labels.device)
+    hard = (hard_loss(*task.loss_inputs(student[mask], labels[mask])) if mask.any()
+            else student.sum() * 0.0)
+    return alpha * soft + (1 - alpha) * hard, soft, hard

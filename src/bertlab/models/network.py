@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from bertlab.checks import PEFT_METHODS
+from bertlab.choices import PEFT_METHODS
 from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
 from bertlab.task import Task, task_of
