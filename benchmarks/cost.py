@@ -46,7 +46,7 @@ def predict_ms(folder: Path, texts: list[str]) -> tuple[float, float]:
     from transformers import AutoTokenizer
 
     from bertlab.checkpoints import find_checkpoint, load_network
-    from bertlab.predict import inference_precision, predict_texts
+    from bertlab.inference import inference_precision, predict_texts
 
     net = load_network(find_checkpoint(str(folder)))
     tok = AutoTokenizer.from_pretrained(net.hparams.model["tokenizer"])

@@ -89,7 +89,7 @@ def accuracy_by_subset(run: Path, docs: list[dict], column: str) -> tuple[float,
     from transformers import AutoTokenizer
 
     from bertlab.checkpoints import find_checkpoint, load_network
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
 
     model = load_network(find_checkpoint(str(run)))
     tok = AutoTokenizer.from_pretrained(model.hparams.model["tokenizer"])

@@ -46,7 +46,7 @@ def test_a_calibrated_run_gives_calibrated_probabilities_everywhere(make_cfg, tm
 
     from bertlab.checkpoints import find_checkpoint, load_network
     from bertlab.export import export
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
     from test_serve import compose_tool
 
     run_dir = tmp_path / "run"

@@ -99,7 +99,7 @@ def test_a_student_learns_from_the_teacher_and_unlabelled_text(teacher, make_cfg
 
     from bertlab.checkpoints import find_checkpoint, load_network
     from bertlab.data.datamodule import from_config
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
 
     run, data = teacher
     unlabeled = tmp_path / "u.jsonl"  # text without labels, in a table
@@ -238,7 +238,7 @@ def test_a_lora_student_under_ddp(teacher, tmp_path):
     from transformers import AutoTokenizer
 
     from bertlab.checkpoints import find_checkpoint, load_network
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
 
     student = load_network(find_checkpoint(str(folder)))
     tok = AutoTokenizer.from_pretrained(TINY_TOKENIZER)

@@ -21,7 +21,7 @@ def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg,
 
     from bertlab.checkpoints import find_checkpoint, load_model, load_network
     from bertlab.export import export
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
     from test_serve import compose_tool
 
     run = tmp_path / "run"
@@ -94,7 +94,7 @@ def test_a_regression_adapter_predicts_in_the_labels_units(make_cfg, tmp_path):
 
     from bertlab.checkpoints import find_checkpoint, load_model, load_network
     from bertlab.export import export
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
     from test_serve import compose_tool
 
     run = tmp_path / "run"

@@ -68,13 +68,13 @@ def probabilities(rows):
 
 
 def result_rows(model, tokenizer, texts):
-    from bertlab.predict import predict_texts, result_rows
+    from bertlab.inference import predict_texts, result_rows
 
     return result_rows(model, texts, predict_texts(model, tokenizer, texts), 0.5)
 
 
 def test_onnx_export_predicts_as_the_checkpoint_does(run_dir, tmp_path):
-    from bertlab.predict import load_predictor
+    from bertlab.inference import load_predictor
 
     (tmp_path / "in.txt").write_text("\n".join(TEXTS * 10))
     from bertlab.errors import ConfigError
@@ -104,7 +104,7 @@ def test_onnx_export_predicts_as_the_checkpoint_does(run_dir, tmp_path):
 
 def test_onnx_dynamic_axes_take_any_batch_and_length(run_dir):
     from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
     from bertlab.checkpoints import find_checkpoint, load_network
     from transformers import AutoTokenizer
 
@@ -257,7 +257,7 @@ def test_bad_requests_get_one_line_and_the_server_goes_on(server, body, kw, stat
 
 def test_onnx_server_takes_text_pairs(pair_run, tmp_path):
     from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
     from transformers import AutoTokenizer
 
     onnx = OnnxNetwork(onnx_folder(pair_run))
@@ -305,7 +305,7 @@ def test_serve_mistake_is_one_line(tmp_path):
 
 @pytest.mark.parametrize("package, extra, call", [
     ("litserve", "serve", lambda run: __import__("bertlab.checks").checks.check_serve(None)),
-    ("onnxruntime", "onnx", lambda run: __import__("bertlab.predict").predict.load_predictor(
+    ("onnxruntime", "onnx", lambda run: __import__("bertlab.inference").inference.load_predictor(
         run, None, "onnx")),
 ])
 def test_a_missing_extra_is_one_line(run_dir, monkeypatch, package, extra, call):
@@ -323,7 +323,7 @@ def test_a_missing_extra_is_one_line(run_dir, monkeypatch, package, extra, call)
 
 def test_precision_auto_follows_the_hardware(monkeypatch):
     from bertlab import hardware as plugins
-    from bertlab.predict import inference_precision
+    from bertlab.inference import inference_precision
 
     monkeypatch.setattr(plugins, "hardware", lambda cuda: {"cpu_flags": ["avx512_bf16"]})
     assert inference_precision("auto", "torch")[0] == "bf16"

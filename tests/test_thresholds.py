@@ -68,7 +68,7 @@ def test_a_multilabel_run_decides_with_its_thresholds_everywhere(make_cfg, tmp_p
     from bertlab.checkpoints import find_checkpoint, load_network
     from bertlab.export import export
     from bertlab.models.onnx_network import OnnxNetwork
-    from bertlab.predict import predict_texts, result_rows
+    from bertlab.inference import predict_texts, result_rows
     from test_serve import compose_tool
 
     data = tagged(tmp_path / "tags.jsonl")

@@ -190,6 +190,7 @@ def test_a_csv_text_over_several_lines_is_one_text_and_said(run_dir, tmp_path, c
 def test_a_stopped_prediction_resumes_to_the_same_rows(run_dir, tmp_path, monkeypatch, suffix):
     """Chunks of 8 texts; stopped in the third chunk, with half a row written past the last
     record (a kill mid-write): resume=true gives the bytes of an uninterrupted run."""
+    from bertlab import inference
     from bertlab import predict as module
     from bertlab.errors import ConfigError
     from test_serve import compose_tool
@@ -205,7 +206,7 @@ def test_a_stopped_prediction_resumes_to_the_same_rows(run_dir, tmp_path, monkey
     monkeypatch.setattr(module, "CHUNK", 8)
     whole, out = tmp_path / f"whole.{suffix}", tmp_path / f"out.{suffix}"
     assert module.predict(args(whole)) == 30
-    real, calls = module.predict_texts, []
+    real, calls = inference.predict_texts, []
 
     def stopped_in_the_third_chunk(*a, **kw):
         calls.append(1)
@@ -213,14 +214,14 @@ def test_a_stopped_prediction_resumes_to_the_same_rows(run_dir, tmp_path, monkey
             raise KeyboardInterrupt
         return real(*a, **kw)
 
-    monkeypatch.setattr(module, "predict_texts", stopped_in_the_third_chunk)
+    monkeypatch.setattr(inference, "predict_texts", stopped_in_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):
         module.predict(args(out))
     partial = tmp_path / f"out.{suffix}.partial"
     assert not out.exists() and len(predictions_in(partial, suffix)) == 16
     with open(partial, "ab") as f:
         f.write(b'{"text": "text 16 is go')  # torn: past what the record says was written
-    monkeypatch.setattr(module, "predict_texts", real)
+    monkeypatch.setattr(inference, "predict_texts", real)
     with pytest.raises(ConfigError, match="has an unfinished prediction.*resume=true"):
         module.predict(args(out))  # never started over silently
     with pytest.raises(ConfigError, match="holds rows of another prediction \\(input="):
@@ -337,7 +338,7 @@ def test_predict_reads_what_its_error_lines_suggest(run_dir, tmp_path):
 def test_predict_in_bf16_agrees_with_fp32(run_dir):
     from transformers import AutoTokenizer
 
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
     from bertlab.checkpoints import find_checkpoint, load_network
 
     model = load_network(find_checkpoint(str(run_dir)))

@@ -78,7 +78,7 @@ def test_windows_find_a_needle_past_max_length_that_truncation_misses(make_cfg, 
     from bertlab.data.datamodule import from_config
     from bertlab.evaluate import evaluate
     from bertlab.export import export
-    from bertlab.predict import predict_texts
+    from bertlab.inference import predict_texts
     from test_serve import compose_tool
 
     data = needles(tmp_path / "needles.jsonl")
@@ -132,7 +132,8 @@ def test_windows_find_a_needle_past_max_length_that_truncation_misses(make_cfg, 
 def test_predict_reports_each_texts_windows(tmp_path, make_cfg):
     from bertlab.export import export
     from bertlab.models.onnx_network import OnnxNetwork
-    from bertlab.predict import predict, predict_texts
+    from bertlab.predict import predict
+    from bertlab.inference import predict_texts
     from bertlab.serve import TextAPI
     from test_serve import compose_tool
 

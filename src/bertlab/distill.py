@@ -120,7 +120,7 @@ def targets(ckpt: Path, dm, cache_root: Path) -> torch.Tensor:
 
     from bertlab.checkpoints import load_network
     from bertlab.hub import from_pretrained
-    from bertlab.predict import inference_precision, predict_texts
+    from bertlab.inference import inference_precision, predict_texts
 
     stat = ckpt.resolve().stat()
     key = hashlib.sha256(f"{dm.cache_folder.name}|{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime}"
