@@ -8,6 +8,7 @@ import torch
 from captum.attr import LayerIntegratedGradients
 
 from bertlab.data.clean import cleaner
+from bertlab.data.tokens import encode_texts
 
 
 def explain_texts(model, tokenizer, texts: list[str], targets: list[int | None],
@@ -23,13 +24,15 @@ def explain_texts(model, tokenizer, texts: list[str], targets: list[int | None],
                                    model.net.get_input_embeddings())
     out = []
     for i, (text, target) in enumerate(zip(texts, targets)):
-        pair = clean(pairs[i]) if pairs else None
-        enc = tokenizer(clean(text), pair, truncation=True, max_length=model.hparams.max_length,
-                        return_tensors="pt", return_special_tokens_mask=True)
-        ids, mask = enc["input_ids"], enc["attention_mask"]
-        baseline = torch.where(enc["special_tokens_mask"].bool(), ids, tokenizer.pad_token_id)
+        pair = [clean(pairs[i])] if pairs else None
+        enc = encode_texts(tokenizer, [clean(text)], pair, model.hparams.max_length)[0]
+        ids = torch.tensor(enc["input_ids"])
+        types = torch.tensor(enc["token_type_ids"]) if "token_type_ids" in enc else None
+        special = torch.tensor(tokenizer.get_special_tokens_mask(enc["input_ids"][0],
+                                                                 already_has_special_tokens=True))
+        baseline = torch.where(special.bool(), ids, tokenizer.pad_token_id)
         attr = lig.attribute(ids, baselines=baseline, target=target,
-                             additional_forward_args=(mask, enc.get("token_type_ids")),
+                             additional_forward_args=(torch.ones_like(ids), types),
                              n_steps=n_steps, internal_batch_size=n_steps).sum(-1)[0]
         attr = attr / attr.norm().clamp(min=1e-12)
         tokens = tokenizer.convert_ids_to_tokens(ids[0])

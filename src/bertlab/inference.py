@@ -12,6 +12,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from bertlab.checkpoints import find_checkpoint, load_network
 from bertlab.data.clean import cleaner
+from bertlab.data.tokens import encode_texts
 from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
 
@@ -139,7 +140,7 @@ def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 64,
         enc, _ = encode(tokenizer, texts, pairs, hp.max_length, hp.windows["stride"])
         doc, _ = torch.tensor(enc.pop("doc")), enc.pop("window")
     else:
-        enc = tokenizer(texts, pairs, truncation=True, max_length=hp.max_length)
+        enc = encode_texts(tokenizer, texts, pairs, hp.max_length)[0]
     if windows is not None:
         windows.extend(torch.bincount(doc, minlength=len(texts)).tolist() if doc is not None
                        else [1] * len(texts))

@@ -38,5 +38,7 @@ class OnnxNetwork:
         self.inputs = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, **batch: torch.Tensor) -> torch.Tensor:
+        if "token_type_ids" not in batch:  # single texts: one segment (ids as training encodes them)
+            batch = {**batch, "token_type_ids": torch.zeros_like(batch["input_ids"])}
         feed = {k: batch[k].numpy() for k in self.inputs}
         return torch.from_numpy(self.session.run(["logits"], feed)[0])
