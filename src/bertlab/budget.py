@@ -1,6 +1,6 @@
 """How long to train when the user does not say: a budget that follows the training-set size.
 
-The rule (constants in conf/train.yaml `budget`, sources in the README):
+The rule (constants in conf/train.yaml `budget`, sources in docs/data-and-defaults.md):
 - at least `min_steps` optimizer steps, so that small data gets many epochs: few-sample
   fine-tuning fails from too few updates, not too many epochs (Mosbach et al. 2021, "On the
   Stability of Fine-tuning BERT"; Zhang et al. 2021, "Revisiting Few-sample BERT Fine-tuning");

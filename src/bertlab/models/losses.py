@@ -82,7 +82,8 @@ def build_loss(cfg: dict, task: str | Task, counts: list[int] | None = None,
 
 
 def distillation_loss(task, student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor,
-         labeled: torch.Tensor | None, temperature: float, alpha: float, hard_loss) -> tuple:
+                      labeled: torch.Tensor | None, temperature: float, alpha: float,
+                      hard_loss) -> tuple:
     """(total, soft, hard): alpha * soft + (1 - alpha) * hard. soft: T^2 * KL(softmax(t/T) ||
     softmax(s/T)) for classes, T^2 * BCE against sigmoid(t/T) for multi-label, MSE to the teacher's
     value for regression; hard: the run's loss on the labelled rows (0 if there are none)."""
