@@ -38,6 +38,49 @@ def test_every_loss_block_instantiates_as_written(option):
 
 
 def test_the_data_reads_the_top_level_values():
+    """One home each: max_length, batch_size, seed and the tokenizer are top-level (model.)
+    keys that the data module is given; the data config holds no copy of them."""
+    from bertlab.data.datamodule import from_config
+
     cfg = composed("max_length=64", "batch_size=8", "seed=3", "model=tiny")
-    assert (cfg.data.max_length, cfg.data.batch_size, cfg.data.seed) == (64, 8, 3)
-    assert cfg.data.tokenizer == cfg.model.tokenizer
+    assert not {"max_length", "batch_size", "seed", "tokenizer"} & set(cfg.data)
+    dm = from_config(cfg)
+    assert (dm.cfg["max_length"], dm.batch_size, dm.seed) == (64, 8, 3)
+    assert dm.tokenizer.name_or_path == cfg.model.tokenizer
+
+
+GROUPS = sorted(p.name for p in CONF.iterdir() if p.is_dir() and p.name != "hydra")
+
+
+@pytest.mark.parametrize("group, option", [
+    (g, p.stem) for g in GROUPS for p in sorted((CONF / g).glob("*.yaml")) if p.stem != "base"])
+def test_every_option_of_every_group_composes_and_resolves(group, option):
+    """As lightning-hydra-template does: each option on its own, resolved (a base file's keys
+    reach every option that builds on it)."""
+    from omegaconf import OmegaConf
+
+    extra = ["output_dir=out"] + (["data.train_file=x.csv"] if (group, option) == ("data", "files") else [])
+    cfg = composed(f"{group}={option}", *extra)
+    resolved = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    if group in ("data", "model"):
+        base = OmegaConf.load(CONF / group / "base.yaml")
+        assert set(base) <= set(resolved[group])
+
+
+@pytest.mark.parametrize("group", ["data", "model"])
+def test_group_options_copy_no_key_of_their_base(group):
+    """An option sets only what differs from base.yaml: no copied key (and no copied comment)."""
+    from omegaconf import OmegaConf
+
+    def built(name: str) -> dict:  # the file with what it builds on (base, or another option)
+        cfg = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"))
+        parents = [d for d in cfg.pop("defaults", []) if d != "_self_"]
+        return {**(built(parents[0]) if parents else {}), **cfg}
+
+    for path in sorted((CONF / group).glob("*.yaml")):
+        if path.stem == "base":
+            continue
+        option = OmegaConf.to_container(OmegaConf.load(path))
+        parent = built([d for d in option["defaults"] if d != "_self_"][0])
+        same = [k for k, v in option.items() if k != "defaults" and parent.get(k, object()) == v]
+        assert same == [], (path.name, same)

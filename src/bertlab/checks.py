@@ -213,12 +213,6 @@ def check_config(cfg: DictConfig) -> None:
     if fold is not None and (cv is None or isinstance(fold, bool) or not isinstance(fold, int)
                              or not 0 <= fold < cv):
         raise ConfigError(f"cv_fold={fold!r} is not valid; use 0..cv-1 together with cv=K")
-    for key, source in (("max_length", "max_length"), ("batch_size", "batch_size"),
-                        ("seed", "seed"), ("tokenizer", "model.tokenizer")):
-        ours, theirs = cfg.data.get(key), OmegaConf.select(cfg, source)  # one value for both
-        if key in cfg.data and ours != theirs:
-            raise ConfigError(f"data.{key}={ours} differs from {source}={theirs}; set "
-                              f"{source}={ours} (the data follows it)")
     if cfg.mode not in ("min", "max", "auto"):
         raise ConfigError(f"mode={cfg.mode!r} is not valid; use min, max or auto")
     known = sorted({f"val/{m}" for t in TASKS.values() for m in (*t.metrics, "loss")})

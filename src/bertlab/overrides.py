@@ -231,7 +231,7 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
         if o.is_delete() or not folder.is_dir() or o.package or group.startswith("hydra"):
             continue  # hydra/* groups also have options from plugins: Hydra checks those
         values = o.value()
-        valid = sorted(p.stem for p in folder.glob("*.yaml"))
+        valid = sorted(p.stem for p in folder.glob("*.yaml") if p.stem != "base")
         if values is None:  # Hydra: "Config group override must be a string or a list"
             exit_usage(f"{group}=null is not an option; valid: {', '.join(valid)}, "
                        f"or ~{group} to leave the group out")
@@ -239,7 +239,9 @@ def check_group_choices(argv: list[str], conf_dir: Path) -> None:
             [values] if isinstance(values, str) else values if isinstance(values, list) else [])
         for v in values:
             if isinstance(v, str) and v not in valid:
-                exit_usage(f"{group}={v} is not an option; valid: {', '.join(valid)}")
+                what = (f"holds the keys every {group} option shares, not an option" if v == "base"
+                        else "is not an option")
+                exit_usage(f"{group}={v} {what}; valid: {', '.join(valid)}")
 
 
 def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]:
