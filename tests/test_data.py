@@ -399,3 +399,15 @@ def test_each_file_is_read_by_its_own_suffix(make_cfg, files, tmp_path):
                              f"data.test_file={test}"))
     assert len(dm.dataset["test"]) == 21
     assert dm.texts("test")[0] == '"a quote that opens a text'
+
+
+def test_a_semicolon_file_whose_texts_hold_commas_names_its_separator(make_cfg, tmp_path):
+    """pandas stops at the first text with a comma ('Expected 1 fields in line 33, saw 2'); the
+    line now names the header's separator and the setting that reads it, which then works."""
+    path = tmp_path / "t.csv"
+    rows = [f"text {i}{', too' if i == 31 else ''};{'ab'[i % 2]}" for i in range(40)]
+    path.write_text("text;label\n" + "\n".join(rows) + "\n")
+    msg = error_of(make_cfg, "data=files", f"data.train_file={path}")
+    assert msg.endswith("its header is separated by ';': set data.read_kwargs={sep: ';'}"), msg
+    dm = datamodule(make_cfg("data=files", f"data.train_file={path}", "data.read_kwargs={sep: ';'}"))
+    assert sum(len(ds) for ds in dm.dataset.values()) == 40

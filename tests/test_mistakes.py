@@ -93,7 +93,8 @@ REFUSED = [
     ("train", ["optimizer.layer_decay=0.9"], 2, "did you mean layer_decay"),  # moved to the top
     ("train", ["loss.class_weights=balanced"], 2, "did you mean class_weights"),
     ("train", ["scheduler=step", "scheduler.gamma=0.5"], 2, "did you mean scheduler.schedule.gamma"),
-    ("train", ["data.max_length=64"], 2, "data.max_length is not a key of this config; did you mean max_length"),
+    ("train", ["data.max_length=64"], 2,
+     "data.max_length is not a key of this config; did you mean max_length"),
     ("train", ["model=base"], 2, "model=base holds the keys every model option shares, not an option"),
     ("train", ["model.name_or_path=/nonexistent"], 2, "model.name_or_path=/nonexistent does not exist"),
     ("train", ["data=files", "data.train_file={root}/a_folder"], 2, "is a folder"),

@@ -187,7 +187,8 @@ def test_a_csv_text_over_several_lines_is_one_text_and_said(run_dir, tmp_path, c
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
-def test_a_stopped_prediction_resumes_to_the_same_rows(run_dir, tmp_path, monkeypatch, suffix):
+def test_a_stopped_prediction_resumes_to_the_same_rows(run_dir, tmp_path, monkeypatch, suffix,
+                                                       capsys):
     """Chunks of 8 texts; stopped in the third chunk, with half a row written past the last
     record (a kill mid-write): resume=true gives the bytes of an uninterrupted run."""
     from bertlab import inference
@@ -218,6 +219,8 @@ def test_a_stopped_prediction_resumes_to_the_same_rows(run_dir, tmp_path, monkey
     with pytest.raises(KeyboardInterrupt):
         module.predict(args(out))
     partial = tmp_path / f"out.{suffix}.partial"
+    assert (f"stopped: 16 of 30 rows are in {partial}; continue with the same command and "
+            f"resume=true") in capsys.readouterr().err  # (Ctrl-C said nothing of resuming)
     assert not out.exists() and len(predictions_in(partial, suffix)) == 16
     with open(partial, "ab") as f:
         f.write(b'{"text": "text 16 is go')  # torn: past what the record says was written

@@ -350,8 +350,9 @@ def from_config(cfg, **overrides) -> TextDataModule:
 
     shared = {"tokenizer": cfg.model.tokenizer, "max_length": cfg.max_length,
               "batch_size": cfg.batch_size, "seed": cfg.seed}
-    return instantiate(cfg.data, **{k: v for k, v in shared.items() if k not in cfg.data},
+    given = {k: v for k, v in shared.items() if k not in cfg.data}
+    return instantiate(cfg.data, **{**given, **overrides},
                        cv=(cfg.cv, cfg.cv_fold) if cfg.get("cv_fold") is not None else None,
                        # the key the user set, for an error naming it
                        tokenizer_key="model.tokenizer" if cfg.model.tokenizer
-                       != cfg.model.name_or_path else "model.name_or_path", **overrides)
+                       != cfg.model.name_or_path else "model.name_or_path")

@@ -101,8 +101,11 @@ def read_file(path: str, builder: str, read_kwargs: dict, kwargs_key: str) -> da
     except Exception as e:  # pandas/pyarrow raise many types for unreadable files
         text = f"{type(e.__cause__ or e).__name__}: {e.__cause__ or e}"
         binary = b"\x00" in Path(path).read_bytes()[:4096] and not utf16(path)
+        sep = header_separator(path, kwargs) if "Expected" in text else None
         hint = ("; it is not a text file (it holds NUL bytes): is it a " + builder +
                 " file at all?" if binary and builder != "parquet" else
+                f"; its header is separated by {sep!r}: set {kwargs_key}={{sep: {sep!r}}}"
+                if sep else
                 f"; a stray quote? {kwargs_key}={{quoting: 3}} reads quotes as plain text"
                 if "inside string" in text else
                 f"; not UTF-8: set {kwargs_key}={{encoding: latin-1}} (the fix_text cleaning "
@@ -110,6 +113,16 @@ def read_file(path: str, builder: str, read_kwargs: dict, kwargs_key: str) -> da
         raise DataError(f"cannot read {path} as {builder}: {first_line(e)}{hint}") from e
     finally:
         quiet.setLevel(level)
+
+
+def header_separator(path: str, kwargs: dict) -> str | None:
+    """The separator the header line holds where the reader split by another (a ';' file whose
+    texts hold commas fails on the first row with one: 'Expected 1 fields in line 33, saw 2')."""
+    with open(path, "rb") as f:
+        header = f.readline().decode(kwargs.get("encoding") or "utf-8", errors="replace")
+    used = kwargs.get("sep") or kwargs.get("delimiter") or ","
+    return next((sep for sep in (";", "|", "\t") if sep != used and sep in header
+                 and used not in header), None)
 
 
 def has_rows(path: Path, builder: str) -> bool:

@@ -7,17 +7,13 @@ from __future__ import annotations
 
 import torch
 
-from bertlab.choices import LONG_TEXT, POOLS
 from bertlab.errors import ConfigError
 
 
 def settings(long_text: str, window_stride: int | None, window_pool: str, max_length: int,
              tokenizer, pair: bool) -> dict | None:
-    """{"stride", "pool"} for long_text=windows (None for truncate), checked against the model."""
-    if long_text not in LONG_TEXT:
-        raise ConfigError(f"data.long_text={long_text!r} is not valid; use {' or '.join(LONG_TEXT)}")
-    if window_pool not in POOLS:
-        raise ConfigError(f"data.window_pool={window_pool!r} is not valid; use {' or '.join(POOLS)}")
+    """{"stride", "pool"} for long_text=windows (None for truncate), checked against the model
+    (the words themselves: checks.check_choices, before anything loads)."""
     if long_text == "truncate":
         if window_stride is not None:
             raise ConfigError(f"data.window_stride={window_stride} is for data.long_text=windows; "

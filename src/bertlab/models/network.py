@@ -9,7 +9,6 @@ from transformers import AutoConfig, AutoModelForSequenceClassification
 from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttentions
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from bertlab.choices import PEFT_METHODS
 from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
 from bertlab.task import Task, task_of
@@ -73,10 +72,8 @@ LORA_TARGETS = {t: ["query", "key", "value", "dense"]
 
 def add_adapters(net: nn.Module, method: str, lora: dict) -> nn.Module:
     """model.peft=lora: the network with LoRA adapters (peft); only they and the classification
-    head (peft's modules_to_save for sequence classification) train."""
-    if method not in PEFT_METHODS:
-        raise ConfigError(f"model.peft={method!r} is not valid; use {' or '.join(PEFT_METHODS)} "
-                          f"(or null: train all weights)")
+    head (peft's modules_to_save for sequence classification) train (`method` is checked in
+    checks.check_choices)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = lora.get("target_modules") or LORA_TARGETS.get(net.config.model_type)
