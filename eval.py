@@ -7,4 +7,4 @@ from bertlab.errors import exit_usage
 if __name__ == "__main__":
     if not any(a.startswith("run_dir=") for a in sys.argv[1:]) and "--help" not in sys.argv:
         exit_usage("give run_dir=outputs/runs/<run>, the training run to test")
-    entry(__file__, "eval", "bertlab.evaluate:evaluate", check="bertlab.checks:check_eval")
+    entry(__file__, "eval", "bertlab.evaluate:evaluate", check="bertlab.use_checks:check_eval")

@@ -2,4 +2,4 @@
 from bertlab.cli import entry
 
 if __name__ == "__main__":
-    entry(__file__, "export", "bertlab.export:export", check="bertlab.checks:check_export")
+    entry(__file__, "export", "bertlab.export:export", check="bertlab.use_checks:check_export")

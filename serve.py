@@ -2,4 +2,4 @@
 from bertlab.cli import entry
 
 if __name__ == "__main__":
-    entry(__file__, "serve", "bertlab.serve:serve", check="bertlab.checks:check_serve")
+    entry(__file__, "serve", "bertlab.serve:serve", check="bertlab.use_checks:check_serve")

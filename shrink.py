@@ -7,4 +7,4 @@ from bertlab.errors import exit_usage
 if __name__ == "__main__":
     if not any(a.startswith("run_dir=") for a in sys.argv[1:]) and "--help" not in sys.argv:
         exit_usage("give run_dir=outputs/runs/<run>, the training run to shrink")
-    entry(__file__, "shrink", "bertlab.shrink:shrink", check="bertlab.checks:check_shrink")
+    entry(__file__, "shrink", "bertlab.shrink:shrink", check="bertlab.use_checks:check_shrink")

@@ -248,7 +248,7 @@ def test_a_lora_student_under_ddp(teacher, tmp_path):
 def test_an_unlabelled_txt_file_is_one_text_per_line(tmp_path):
     """A .txt data.unlabeled_file: lines end at \\n or \\r\\n only (a tweet may hold \\x85 or
     \\u2028), blank lines dropped."""
-    from bertlab.data.datamodule import read_unlabeled
+    from bertlab.data.unlabeled import read_unlabeled
 
     path = tmp_path / "u.txt"
     path.write_bytes("one\x85 text\r\n\n  two   texts \nthree\u2028end\n\n".encode())

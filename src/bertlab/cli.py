@@ -17,8 +17,8 @@ from bertlab import runs
 from bertlab.errors import ConfigError, exit_usage, user_error
 from bertlab.runs import first_process
 from bertlab.hydra_state import in_multirun
-from bertlab.overrides import (VALUED, check_group_choices, check_overrides, name_jobs_by_swept_keys,
-                               override_value, place_output, quoted)
+from bertlab.output_dirs import name_jobs_by_swept_keys, place_output
+from bertlab.overrides import VALUED, check_group_choices, check_overrides, override_value, quoted
 
 log = logging.getLogger("bertlab")
 

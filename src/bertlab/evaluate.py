@@ -16,7 +16,7 @@ from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError, DataError
 from bertlab.plugins import quiet_library_warnings, trainer_plugins
 from bertlab.checkpoints import find_checkpoint, load_model
-from bertlab.checks import check_eval, check_split
+from bertlab.use_checks import check_eval, check_split
 from bertlab.runs import run_config
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from bertlab.errors import ConfigError, require
 from bertlab.files import markdown_table, written_whole
 from bertlab.hub import from_pretrained
 from bertlab import thresholds
-from bertlab.checks import export_folder
+from bertlab.use_checks import export_folder
 from bertlab.calibration import fold_into_head
 from bertlab.checkpoints import find_checkpoint, load_model, load_network
 from bertlab.models.network import fold_target_scale, plain, pools_mean

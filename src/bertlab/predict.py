@@ -13,7 +13,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from bertlab.checks import PREDICT_RANGES, check_ranges, check_read_kwargs
+from bertlab.checks import check_ranges, check_read_kwargs
+from bertlab.use_checks import PREDICT_RANGES
 from bertlab.data.inputs import count_texts, read_texts, text_rows
 from bertlab.errors import ConfigError
 from bertlab.files import written_whole
@@ -104,16 +105,7 @@ def identity(cfg: DictConfig) -> dict:
 def predict(cfg: DictConfig) -> int:
     """Predict `cfg.input` into `cfg.output` in chunks of CHUNK texts, each written (and
     recorded) as it is done, so that a stopped prediction continues with resume=true."""
-    check_threshold(cfg.threshold)
-    check_ranges(cfg, PREDICT_RANGES)
-    check_read_kwargs(cfg.read_kwargs, "read_kwargs")
-    check_backend(cfg.backend, str(cfg.precision), cfg.ckpt_path)
-    precision, why = inference_precision(str(cfg.precision), cfg.backend)
-    if cfg.explain and cfg.backend != "torch":
-        raise ConfigError("explain=true needs gradients: use it with backend=torch")
-    if cfg.explain and cfg.resume:
-        raise ConfigError("explain=true writes its page when all texts are done; it cannot "
-                          "resume (use resume=false)")
+    precision, why = check_settings(cfg)
     path = output_path(cfg.output, cfg.explain)
     source = str(cfg.input)
     columns = input_columns(trained_pair_column(cfg.run_dir, cfg.ckpt_path, cfg.backend),
@@ -136,32 +128,13 @@ def predict(cfg: DictConfig) -> int:
         print(f"continuing {path}: {done} of {total} rows were done", file=sys.stderr)
     partial, record = unfinished(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    explained, clock, rows_done = [], time.time(), done
+    explained, clock = [], time.time()
     texts = rows_of()
     for _ in islice(texts, done):  # (skipped, not predicted)
         pass
-    bar = tqdm(total=total, initial=done, unit="rows", desc="predict", disable=total <= CHUNK,
-               file=sys.stderr)
-    try:
-        with open(partial, "r+b" if partial.exists() else "wb") as f:
-            f.truncate(offset)  # a chunk written after the last record is written again
-            f.seek(offset)
-            while chunk := list(islice(texts, CHUNK)):
-                rows = predicted_rows(model, tokenizer, chunk, cfg, precision, explained)
-                f.write(encoded(rows, path.suffix.lower() == ".csv", header=f.tell() == 0))
-                f.flush()
-                os.fsync(f.fileno())
-                rows_done += len(rows)
-                with written_whole(record) as tmp:
-                    tmp.write_text(json.dumps({"for": what, "rows": rows_done,
-                                               "bytes": f.tell()}))
-                bar.update(len(rows))
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"stopped: {rows_done} of {total} rows are in {partial}; continue with the same "
-              f"command and resume=true", file=sys.stderr)
-        raise
-    bar.close()
+    predict_chunk = lambda chunk: predicted_rows(  # noqa: E731
+        model, tokenizer, chunk, cfg, precision, explained)
+    rows_done = write_chunks(texts, predict_chunk, path, what, (done, offset, total))
     if cfg.explain:
         from bertlab.explain import write_html
 
@@ -174,6 +147,50 @@ def predict(cfg: DictConfig) -> int:
     record.unlink()
     rate = (rows_done - done) / max(time.time() - clock, 1e-9)
     print(f"wrote {rows_done} predictions to {cfg.output} ({rate:.0f} rows/s)", file=sys.stderr)
+    return rows_done
+
+
+def check_settings(cfg: DictConfig) -> tuple[str, str]:
+    """predict.py's own keys, before anything is read: (precision, why) for the backend."""
+    check_threshold(cfg.threshold)
+    check_ranges(cfg, PREDICT_RANGES)
+    check_read_kwargs(cfg.read_kwargs, "read_kwargs")
+    check_backend(cfg.backend, str(cfg.precision), cfg.ckpt_path)
+    if cfg.explain and cfg.backend != "torch":
+        raise ConfigError("explain=true needs gradients: use it with backend=torch")
+    if cfg.explain and cfg.resume:
+        raise ConfigError("explain=true writes its page when all texts are done; it cannot "
+                          "resume (use resume=false)")
+    return inference_precision(str(cfg.precision), cfg.backend)
+
+
+def write_chunks(texts, predict_chunk, path: Path, what: dict, progress: tuple[int, int, int]) -> int:
+    """Predict and write `texts` in chunks of CHUNK into <output>.partial, each chunk on disk and
+    recorded before the next; `progress`: (rows done, their bytes, rows in all). Returns the rows
+    done; Ctrl-C says how far it got and how to continue."""
+    rows_done, offset, total = progress
+    partial, record = unfinished(path)
+    bar = tqdm(total=total, initial=rows_done, unit="rows", desc="predict", disable=total <= CHUNK,
+               file=sys.stderr)
+    try:
+        with open(partial, "r+b" if partial.exists() else "wb") as f:
+            f.truncate(offset)  # a chunk written after the last record is written again
+            f.seek(offset)
+            while chunk := list(islice(texts, CHUNK)):
+                rows = predict_chunk(chunk)
+                f.write(encoded(rows, path.suffix.lower() == ".csv", header=f.tell() == 0))
+                f.flush()
+                os.fsync(f.fileno())
+                rows_done += len(rows)
+                with written_whole(record) as tmp:
+                    tmp.write_text(json.dumps({"for": what, "rows": rows_done, "bytes": f.tell()}))
+                bar.update(len(rows))
+    except KeyboardInterrupt:
+        print(f"stopped: {rows_done} of {total} rows are in {partial}; continue with the same "
+              f"command and resume=true", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
     return rows_done
 
 

@@ -14,7 +14,8 @@ from litserve.loops.simple_loops import BatchedLoop
 from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from bertlab.checks import SERVE_RANGES, check_ranges
+from bertlab.checks import check_ranges
+from bertlab.use_checks import SERVE_RANGES
 from bertlab.errors import DataError
 from bertlab.lifecycle import check_address, lost_worker_answers, stop_on_signals, watch_workers
 

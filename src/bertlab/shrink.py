@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from bertlab.models.scoring import collect, score
-from bertlab.checks import check_shrink
+from bertlab.use_checks import check_shrink
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.files import markdown_table

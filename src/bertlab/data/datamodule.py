@@ -18,8 +18,9 @@ from bertlab.data import tokens, windows
 from bertlab.data.hygiene import PARALLEL_FROM, leakage, standardize
 from bertlab.data.labels import as_integers, carve, encode_labels, integers_with_gaps, task_named
 from bertlab.data.sampler import EpochSampler
-from bertlab.data.sources import SOURCES, read
+from bertlab.data.sources import check_arguments, read
 from bertlab.data.tokens import tokenize
+from bertlab.data.unlabeled import read_unlabeled, with_unlabeled
 from bertlab.errors import ConfigError, DataError
 from bertlab.hub import check_max_length, from_pretrained
 from bertlab.task import TASKS, Task
@@ -28,29 +29,6 @@ log = logging.getLogger(__name__)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids", "labels")
 WINDOW_KEYS = ("doc", "window")  # long_text=windows: each row's document and place in it
-
-
-def check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
-                    val_size, test_size, num_proc=None, max_val_rows=None) -> None:
-    """What the data config must hold before anything is read."""
-    if source not in SOURCES:
-        raise ConfigError(f"data.source={source!r} is not valid; use one of {', '.join(SOURCES)}")
-    if task is not None and task not in TASKS:
-        raise ConfigError(f"data.task={task!r} is not valid; use one of {', '.join(TASKS)}")
-    if source == "files" and not train_file and not (labels is not None and test_file):
-        raise ConfigError("data.train_file is not set; give the path of a csv, tsv, json, jsonl "
-                          "or parquet file (data=files data.train_file=my.csv)")
-    for key, value in (("batch_size", batch_size), ("max_length", max_length)):
-        if not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{key}={value!r} is not valid; use a positive integer")
-    for key, value, valid in (
-            ("num_proc", num_proc, "processes, or null (one per core for 20,000 rows or more)"),
-            ("max_val_rows", max_val_rows, "rows, or null (val_size alone decides)")):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise ConfigError(f"data.{key}={value!r} is not valid; use a positive number of {valid}")
-    for key, value in (("val_size", val_size), ("test_size", test_size)):
-        if not 0 <= value < 1:
-            raise ConfigError(f"data.{key}={value!r} is not valid; use a fraction in [0, 1)")
 
 
 class TextDataModule(L.LightningDataModule):
@@ -288,58 +266,6 @@ class TextDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")
-
-
-def read_unlabeled(c: dict) -> datasets.Dataset:
-    """data.unlabeled_file: a .txt file (one text per line) or a table with the text column (and
-    the pair column of a pair task), cleaned like the rest; blank texts dropped."""
-    from bertlab.data.clean import cleaner
-    from bertlab.data.sources import read_files
-
-    path = c["files"]["unlabeled"]
-    if not Path(path).is_file():
-        raise ConfigError(f"data.unlabeled_file={path} does not exist")
-    if Path(path).suffix.lower() == ".txt":
-        from bertlab.files import lines_of
-
-        encoding = (c["read_kwargs"] or {}).get("encoding", "utf-8")
-        with open(path, "rb") as f:
-            texts = list(lines_of(f, encoding, f"data.unlabeled_file={path}", "data.read_kwargs"))
-        ds = datasets.Dataset.from_dict({c["text_column"]: texts})
-    else:
-        ds = read_files({"unlabeled": path}, None, c["read_kwargs"])["unlabeled"]
-    columns = [c["text_column"]] + ([c["text_pair_column"]] if c["text_pair_column"] else [])
-    missing = [col for col in columns if col not in ds.column_names]
-    if missing:
-        raise DataError(f"data.unlabeled_file={path} has no column {missing[0]!r} (data.text_column"
-                        f"{'/text_pair_column' if len(columns) > 1 else ''}); its columns are: "
-                        f"{', '.join(ds.column_names)}")
-    clean = cleaner(c["clean"])
-    out = {"text": [clean(t) for t in ds[c["text_column"]][:]]}
-    if c["text_pair_column"]:
-        out["text_pair"] = [clean(t) for t in ds[c["text_pair_column"]][:]]
-    ds = datasets.Dataset.from_dict(out).filter(lambda row: bool(row["text"].strip()))
-    if not len(ds):
-        raise DataError(f"data.unlabeled_file={path} holds no texts (every one is blank); give "
-                        f"texts for the teacher to label, or leave data.unlabeled_file out")
-    return ds
-
-
-def with_unlabeled(train: datasets.Dataset, unlabeled: datasets.Dataset, report: dict
-                   ) -> datasets.Dataset:
-    """The training rows (labeled=True) followed by the unlabelled ones (labeled=False, a
-    placeholder label that no loss reads)."""
-    from bertlab.data.hygiene import count
-
-    example = train[0]["labels"]
-    placeholder = [0] * len(example) if isinstance(example, list) else type(example)(0)
-    extra = unlabeled.add_column("labels", [placeholder] * len(unlabeled))
-    extra = extra.add_column("labeled", [False] * len(extra))
-    train = train.add_column("labeled", [True] * len(train))
-    extra = extra.select_columns(train.column_names).cast(train.features)
-    count(report, "unlabeled", "train", len(extra))
-    log.info("train: %d labelled rows and %d unlabelled rows (the teacher's alone)", len(train), len(extra))
-    return datasets.concatenate_datasets([train, extra])
 
 
 def from_config(cfg, **overrides) -> TextDataModule:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bertlab.errors import ConfigError, DataError
+from bertlab.task import TASKS
 from bertlab.files import utf16
 from bertlab.hub import ensure_hub_or_offline
 
@@ -194,3 +195,26 @@ def read(c: dict, report: dict) -> datasets.DatasetDict:
         log.warning("%s; check them, or set data.strict=true to refuse such files", message)
         count(report, "multiline_rows", split, n)
     return dd
+
+
+def check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
+                    val_size, test_size, num_proc=None, max_val_rows=None) -> None:
+    """What the data config must hold before anything is read."""
+    if source not in SOURCES:
+        raise ConfigError(f"data.source={source!r} is not valid; use one of {', '.join(SOURCES)}")
+    if task is not None and task not in TASKS:
+        raise ConfigError(f"data.task={task!r} is not valid; use one of {', '.join(TASKS)}")
+    if source == "files" and not train_file and not (labels is not None and test_file):
+        raise ConfigError("data.train_file is not set; give the path of a csv, tsv, json, jsonl "
+                          "or parquet file (data=files data.train_file=my.csv)")
+    for key, value in (("batch_size", batch_size), ("max_length", max_length)):
+        if not isinstance(value, int) or value <= 0:
+            raise ConfigError(f"{key}={value!r} is not valid; use a positive integer")
+    for key, value, valid in (
+            ("num_proc", num_proc, "processes, or null (one per core for 20,000 rows or more)"),
+            ("max_val_rows", max_val_rows, "rows, or null (val_size alone decides)")):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
+            raise ConfigError(f"data.{key}={value!r} is not valid; use a positive number of {valid}")
+    for key, value in (("val_size", val_size), ("test_size", test_size)):
+        if not 0 <= value < 1:
+            raise ConfigError(f"data.{key}={value!r} is not valid; use a fraction in [0, 1)")
