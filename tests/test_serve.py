@@ -304,7 +304,7 @@ def test_serve_mistake_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("package, extra, call", [
-    ("litserve", "serve", lambda run: __import__("bertlab.checks").checks.check_serve(None)),
+    ("litserve", "serve", lambda run: __import__("bertlab.use_checks").use_checks.check_serve(None)),
     ("onnxruntime", "onnx", lambda run: __import__("bertlab.inference").inference.load_predictor(
         run, None, "onnx")),
 ])
