@@ -375,11 +375,12 @@ def ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigint-to-the-group"])
+@pytest.mark.parametrize("how", ["sigterm", "sigterm-to-the-group", "sigint-to-the-group"])
 def test_a_signal_stops_every_process_of_the_server_and_frees_its_port(run_dir, tmp_path, how):
-    """SIGTERM to the main process (kill, systemd, Docker) ended it alone: two HTTP processes and
-    the worker kept the port. SIGINT to the group, inherited as ignored, left a server that
-    answered nothing and never exited."""
+    """SIGTERM to the main process (kill, Docker) ended it alone: two HTTP processes and the
+    worker kept the port. SIGTERM to every process (systemd's default) must not kill the queues'
+    manager under the others (tracebacks). SIGINT to the group, inherited as ignored, left a
+    server that answered nothing and never exited."""
     s = Server(tmp_path / "server.log", f"run_dir={run_dir}", "threads=1", "host=localhost",
                preexec=ignore_ctrl_c if how.startswith("sigint") else default_ctrl_c)
     assert s.post({"text": "good"}).status_code == 200
@@ -387,7 +388,7 @@ def test_a_signal_stops_every_process_of_the_server_and_frees_its_port(run_dir, 
     if how == "sigterm":
         s.proc.send_signal(signal.SIGTERM)
     else:
-        os.killpg(s.proc.pid, signal.SIGINT)
+        os.killpg(s.proc.pid, signal.SIGTERM if how.startswith("sigterm") else signal.SIGINT)
     assert stopped_within(s, 20) == 0
     assert port_free(s.port)
     log = s.log.read_text()

@@ -54,40 +54,55 @@ def lost_worker_answers(app, lost) -> None:
 
 
 def watch_workers(server, lost, stop, exits: list) -> None:
-    """A thread of the main process: when an inference worker dies, say so in one line, let the
-    HTTP processes answer its requests (lost_worker_answers), then stop the server; the
-    worker's exit code goes into `exits`."""
-    import logging
+    """A thread of the main process. When an inference worker is gone, the HTTP processes answer
+    its requests 503 at once (lost_worker_answers). If no stop was asked (`stop`), the worker
+    died on its own: its exit code goes into `exits` (serve says so in one line) and the server
+    is stopped."""
     import threading
     import time
 
     def watch() -> None:
-        while not stop.is_set():
+        while True:
             dead = [w for w in getattr(server, "inference_workers", []) if not w.is_alive()]
-            if dead and stop.wait(0.2) is False:  # (not a shutdown's own terminations)
-                lost.value, exits[:] = 1, [dead[0].exitcode]
-                time.sleep(0.5)  # the waiting requests are answered 503 meanwhile
-                # the HTTP processes wait for answers that will never come: end them soon, quietly
-                server.uvicorn_graceful_timeout = 1
-                logging.getLogger("litserve.server").setLevel(logging.ERROR)
-                server._shutdown_event.set()
+            if dead:
+                lost.value = 1  # (also in a stop: a request must not wait for a dead worker)
+                if not stop.wait(0.2):  # not a shutdown's own terminations: it died by itself
+                    exits[:] = [dead[0].exitcode]
+                    time.sleep(0.5)  # the waiting requests are answered 503 meanwhile
+                    shut_down(server)
                 return
-            stop.wait(0.2)
+            if stop.wait(0.2):
+                return
 
     threading.Thread(target=watch, daemon=True, name="bertlab-watch").start()
 
 
-def stop_on_signals(server, stop) -> None:
-    """SIGTERM (systemd, Docker, kill) and SIGINT (Ctrl-C, even when inherited as ignored by a
-    background job) stop the whole server the same clean way: LitServe's shutdown event is set
-    (from a thread: its manager's connection is busy in the main thread's wait), so the HTTP
-    processes finish their requests before the worker and the queues go."""
-    import signal
+def shut_down(server) -> None:
+    """LitServe's own shutdown, started from a thread (its manager's connection is busy in the
+    main thread's wait); HTTP processes left a few seconds for the requests in flight, quietly."""
+    import logging
     import threading
 
+    server.uvicorn_graceful_timeout = 5  # (LitServe's 30 s: its HTTP processes can wait that
+    logging.getLogger("litserve.server").setLevel(logging.ERROR)  # long for a dead worker)
+    threading.Thread(target=server._shutdown_event.set, daemon=True).start()
+
+
+def stop_on_signals(server, stop) -> None:
+    """SIGTERM (kill, Docker, or systemd's to every process of the unit) and SIGINT (Ctrl-C, even
+    when inherited as ignored by a background job) stop the whole server the same clean way. The
+    handler is inherited by the processes LitServe forks: its queues' manager ignores the signal
+    (the main process shuts it down last), its HTTP processes replace it with uvicorn's own."""
+    import os
+    import signal
+
+    main = os.getpid()
+
     def handle(signum, frame) -> None:
+        if os.getpid() != main or stop.is_set():
+            return
         stop.set()
-        threading.Thread(target=server._shutdown_event.set, daemon=True).start()
+        shut_down(server)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handle)
