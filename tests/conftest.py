@@ -1,4 +1,5 @@
-"""Shared fixtures: Hydra composed in-process on `model=tiny`, small generated data files."""
+"""Shared fixtures: Hydra composed in-process on `model=tiny`, small generated data files.
+Unit tests sit in tests/ beside the code they check; e2e/ runs the commands as a user does."""
 from __future__ import annotations
 
 import json

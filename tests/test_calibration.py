@@ -47,7 +47,7 @@ def test_a_calibrated_run_gives_calibrated_probabilities_everywhere(make_cfg, tm
     from bertlab.checkpoints import find_checkpoint, load_network
     from bertlab.export import export
     from bertlab.inference import predict_texts
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     run_dir = tmp_path / "run"
     train(make_cfg(*FAST, "max_epochs=2", "calibrate=true"))

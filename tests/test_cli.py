@@ -9,20 +9,9 @@ import sys
 import pytest
 
 from conftest import ROOT
+from helpers import cli, job
 
 SMOKE = ["model=tiny", "data.max_samples=120", "batch_size=16", "max_epochs=1"]
-
-
-def job(sweep, num):
-    """A sweep's job folder by number (named `<num>_<overrides>`)."""
-    (folder,) = sweep.glob(f"{num}_*")
-    return folder
-
-
-def cli(args, cwd, env=None, **kw):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, **kw)
 
 
 def test_two_runs_started_together_get_their_own_folders(tmp_path):

@@ -71,7 +71,7 @@ TINY_TOKENIZER = None
 @pytest.fixture(scope="module", autouse=True)
 def _tokenizer():
     global TINY_TOKENIZER
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     TINY_TOKENIZER = compose_tool("train", "model=tiny").model.tokenizer
 
@@ -204,7 +204,7 @@ def test_a_sweep_of_lora_students_under_debug_fast(teacher, tmp_path):
     """Distillation and LoRA work in a multirun sweep and with debug=fast like any run: one
     command sweeps distill.alpha over LoRA students of the teacher; each job is a finished run
     that records its teacher, its alpha and its trainable parameters."""
-    from test_cli import cli, job
+    from helpers import cli, job
 
     run, data = teacher
     r = cli(["-m", "debug=fast", "data=files", f"data.train_file={data}", f"distill.teacher={run}",
@@ -223,7 +223,7 @@ def test_a_sweep_of_lora_students_under_debug_fast(teacher, tmp_path):
 def test_a_lora_student_under_ddp(teacher, tmp_path):
     """trainer=ddp_cpu (two processes) with a LoRA student of the teacher: one run folder, a
     finished run whose checkpoint predicts, the teacher's targets cached once."""
-    from test_cli import cli
+    from helpers import cli
 
     run, data = teacher
     r = cli(["debug=fast", "trainer=ddp_cpu", "data=files", f"data.train_file={data}",

@@ -22,7 +22,7 @@ def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg,
     from bertlab.checkpoints import find_checkpoint, load_model, load_network
     from bertlab.export import export
     from bertlab.inference import predict_texts
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     run = tmp_path / "run"
     train(make_cfg(*FAST, "model.peft=lora", "model.lora.r=4", f"model.pooling={pooling}"))
@@ -95,7 +95,7 @@ def test_a_regression_adapter_predicts_in_the_labels_units(make_cfg, tmp_path):
     from bertlab.checkpoints import find_checkpoint, load_model, load_network
     from bertlab.export import export
     from bertlab.inference import predict_texts
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     run = tmp_path / "run"
     train(make_cfg(*FAST, "data=valence", "model.peft=lora", "model.lora.r=4"))
@@ -128,7 +128,7 @@ def test_lora_mistakes_are_one_line(make_cfg, tmp_path, overrides, words):
 
 def test_adapter_only_needs_a_lora_run_and_format_hf(make_cfg, tmp_path):
     from bertlab.export import export
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     train(make_cfg(*FAST))
     run = tmp_path / "run"

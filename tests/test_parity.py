@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import sentences
-from test_serve import compose_tool
-from test_use import predictions, trained
+from helpers import compose_tool
+from helpers import predictions, trained
 
 KINDS = ("single", "pair", "multilabel", "windows")
 

@@ -17,7 +17,7 @@ import requests
 import torch
 
 from conftest import ROOT, sentences
-from test_use import predictions, tool, trained
+from helpers import compose_tool, predictions, tool, trained
 
 TEXTS = ["what a great day", "this is awful", "the car drives itself", "fine"]
 
@@ -43,15 +43,6 @@ def pair_run(tmp_path_factory):
 
     export(compose_tool("export", f"run_dir={run}", "format=onnx"))
     return run
-
-
-def compose_tool(name: str, *overrides: str):
-    from hydra import compose, initialize_config_dir
-
-    from conftest import CONF
-
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose(name, overrides=list(overrides))
 
 
 def predict(run_dir, tmp_path, name, *args):

@@ -69,7 +69,7 @@ def test_a_multilabel_run_decides_with_its_thresholds_everywhere(make_cfg, tmp_p
     from bertlab.export import export
     from bertlab.models.onnx_network import OnnxNetwork
     from bertlab.inference import predict_texts, result_rows
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     data = tagged(tmp_path / "tags.jsonl")
     run_dir = tmp_path / "run"
@@ -114,7 +114,7 @@ def test_a_multilabel_run_decides_with_its_thresholds_everywhere(make_cfg, tmp_p
 
 def test_eval_reports_the_runs_thresholds_beside_one_half(make_cfg, tmp_path):
     from bertlab.evaluate import evaluate
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     data = tagged(tmp_path / "tags.jsonl", n=120)
     run_dir = tmp_path / "run"

@@ -9,8 +9,8 @@ import torch
 
 from conftest import sentences
 from test_parity import table
-from test_serve import compose_tool
-from test_use import trained
+from helpers import compose_tool
+from helpers import trained
 
 
 class Recorder:

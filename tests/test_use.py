@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,35 +10,13 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from bertlab.errors import BertlabError
-from bertlab.train import train
-from conftest import CONF, ROOT, sentences
-
-
-def trained(tmp_path_factory, *overrides):
-    run_dir = tmp_path_factory.mktemp("run")
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("train", overrides=["model=tiny", "data.max_samples=160", "batch_size=16",
-                                          "max_epochs=1", f"output_dir={run_dir}", *overrides])
-    train(cfg)
-    return run_dir
+from conftest import CONF, sentences
+from helpers import evaluate, predictions, tool, trained
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     return trained(tmp_path_factory)
-
-
-def tool(script, *args, stdin=None):
-    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True,
-                          text=True, input=stdin, timeout=300)
-
-
-def evaluate(run_dir, *overrides, out):
-    from bertlab.evaluate import evaluate as run_eval
-
-    with initialize_config_dir(str(CONF), version_base="1.3"):
-        cfg = compose("eval", overrides=[f"run_dir={run_dir}", f"output_dir={out}", *overrides])
-    return run_eval(cfg)
 
 
 def test_eval_agrees_with_training(run_dir, tmp_path):
@@ -124,17 +100,9 @@ def predict_in_process(*args):
     """predict.py's work without a new process (the command line itself: test_predict_each_input_kind
     reads stdin through it, and test_predict_bad_input_is_one_line checks its errors)."""
     from bertlab.predict import predict
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     return predict(compose_tool("predict", *args))
-
-
-def predictions(path):
-    if path.suffix == ".jsonl":
-        return [json.loads(line) for line in path.read_text().splitlines()]
-    import csv
-
-    return list(csv.DictReader(path.open()))
 
 
 @pytest.mark.parametrize("kind, encoding", [
@@ -194,7 +162,7 @@ def test_a_stopped_prediction_resumes_to_the_same_rows(run_dir, tmp_path, monkey
     from bertlab import inference
     from bertlab import predict as module
     from bertlab.errors import ConfigError
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     (tmp_path / "in.txt").write_text("\n".join(f"text {i} is {'good' if i % 3 else 'bad'}"
                                                for i in range(30)) + "\n")
@@ -247,7 +215,7 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from bertlab.export import export
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     run = trained(tmp_path_factory, "data=valence")
     texts = [":)", "horrible", "fine"]
@@ -397,7 +365,8 @@ def test_a_mean_pooling_run_exports_its_own_head(tmp_path_factory, tmp_path):
     from transformers import pipeline
 
     from bertlab.export import export
-    from test_serve import compose_tool, predict, probabilities
+    from test_serve import predict, probabilities
+    from helpers import compose_tool
 
     run = trained(tmp_path_factory, "model.pooling=mean")
     texts = ["what a great day", "this is awful", "the car drives itself"]
@@ -510,7 +479,7 @@ def test_predict_multilabel_lists_labels_over_threshold(tmp_path_factory, tmp_pa
     run = trained(tmp_path_factory, "data=files", f"data.train_file={path}")
     (tmp_path / "in.txt").write_text("text number 3\n")
     from bertlab.predict import predict
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     for threshold in ("0.01", "0.99"):  # (in-process: the command line has tests of its own)
         out = tmp_path / f"p{threshold}.jsonl"

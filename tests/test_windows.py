@@ -20,7 +20,7 @@ NEEDLES = {"positive": ["great", "superb"], "negative": ["awful", "dull"]}
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     return AutoTokenizer.from_pretrained(compose_tool("train", "model=tiny").model.tokenizer)
 
@@ -79,7 +79,7 @@ def test_windows_find_a_needle_past_max_length_that_truncation_misses(make_cfg, 
     from bertlab.evaluate import evaluate
     from bertlab.export import export
     from bertlab.inference import predict_texts
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     data = needles(tmp_path / "needles.jsonl")
     common = ["data=files", f"data.train_file={data}", "max_length=32", "max_epochs=3", "lr=3e-3",
@@ -135,7 +135,7 @@ def test_predict_reports_each_texts_windows(tmp_path, make_cfg):
     from bertlab.predict import predict
     from bertlab.inference import predict_texts
     from bertlab.serve import TextAPI
-    from test_serve import compose_tool
+    from helpers import compose_tool
 
     data = needles(tmp_path / "needles.jsonl", n=60)
     train(make_cfg("data=files", f"data.train_file={data}", "max_length=32", "batch_size=16",

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT, sentences
-from test_use import evaluate
+from helpers import evaluate
 
 FINAL = ("val/loss", "val/acc", "test/loss", "test/acc")
 
