@@ -13,6 +13,7 @@ import torch.nn.functional as F
 
 from bertlab.errors import ConfigError
 from bertlab.files import read_beside_checkpoint, write_beside_checkpoint
+from bertlab.models.network import output_layer
 
 FILE = "calibration.json"  # in the run folder, beside checkpoints/
 
@@ -88,14 +89,6 @@ def temperature_for(checkpoint: Path) -> float | None:
     """The temperature fitted for this checkpoint of a run (None: not calibrated)."""
     found = read_beside_checkpoint(checkpoint, FILE)
     return found["temperature"] if found else None
-
-
-def output_layer(net: torch.nn.Module) -> torch.nn.Linear:
-    """The classification head's last linear layer (the logits)."""
-    head = [m for m in net.modules() if isinstance(m, torch.nn.Linear)][-1]
-    if head.out_features != net.config.num_labels:
-        raise ValueError(f"the last linear layer of {type(net).__name__} is not its head")
-    return head
 
 
 def fold_into_head(net: torch.nn.Module, temperature: float) -> None:

@@ -128,7 +128,7 @@ def thresholds_for(checkpoint: Path) -> list[float] | None:
 def fold_into_head(net: torch.nn.Module, thresholds: list[float]) -> None:
     """Shift each label's output bias by -logit(threshold), so that in an exported Hugging Face
     model sigmoid > 0.5 (pipeline(function_to_apply="sigmoid")) is the run's decision."""
-    from bertlab.calibration import output_layer
+    from bertlab.models.network import output_layer
 
     t = torch.tensor(thresholds).clamp(1e-6, 1 - 1e-6)
     with torch.no_grad():

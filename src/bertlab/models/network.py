@@ -204,8 +204,6 @@ def fold_target_scale(net: nn.Module) -> None:
     """Put the target's scale, if any, into the head's output layer (weight * std, bias * std +
     mean), so that an exported Hugging Face model predicts in the label's units with nothing to
     apply."""
-    from bertlab.calibration import output_layer
-
     scale = target_scale(net)
     if scale is None:
         return
@@ -276,3 +274,11 @@ class TrainedNetwork(nn.Module):
     def forward(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
         out = logits(self.net, self.task, input_ids, attention_mask, token_type_ids)
         return out / self.temperature if self.temperature != 1.0 else out
+
+
+def output_layer(net: nn.Module) -> nn.Linear:
+    """The classification head's last linear layer (the logits)."""
+    head = [m for m in net.modules() if isinstance(m, nn.Linear)][-1]
+    if head.out_features != net.config.num_labels:
+        raise ValueError(f"the last linear layer of {type(net).__name__} is not its head")
+    return head
