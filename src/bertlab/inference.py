@@ -15,6 +15,7 @@ from bertlab.data.clean import cleaner
 from bertlab.data.tokens import encode_texts
 from bertlab.errors import ConfigError
 from bertlab.hub import from_pretrained
+from bertlab.task import task_of
 
 
 PRECISIONS = {"32": None, "bf16": torch.bfloat16}
@@ -110,11 +111,12 @@ def input_columns(trained: str | None, text_column: str, text_pair_column: str |
     return [text_column, text_pair_column] if text_pair_column else [text_column]
 
 
-def check_threshold_applies(threshold, model) -> None:
+def check_threshold_applies(threshold, task) -> None:
     """threshold= decides multi-label predictions; elsewhere it would be ignored without a word."""
-    if threshold is not None and not model.task.multi_hot:
+    task = task_of(task)
+    if threshold is not None and not task.multi_hot:
         raise ConfigError(f"threshold={threshold} is for multi-label runs; this run is "
-                          f"{model.task.name} (its label is the most probable class): leave "
+                          f"{task.name} (its label is the most probable class): leave "
                           f"threshold out")
 
 

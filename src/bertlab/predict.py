@@ -120,7 +120,7 @@ def predict(cfg: DictConfig) -> int:
     what = identity(cfg)
     done, offset = started(path, what, bool(cfg.resume))
     model, tokenizer = load_predictor(cfg.run_dir, cfg.ckpt_path, cfg.backend)
-    check_threshold_applies(cfg.threshold, model)
+    check_threshold_applies(cfg.threshold, model.task)
     precision, why = model_precision(model.hparams, precision, why, str(cfg.precision))
     if str(cfg.precision) == "auto":  # (after every check: a mistake stays one line)
         print(f"precision {precision}: {why}", file=sys.stderr)

@@ -236,9 +236,8 @@ def serve(cfg: DictConfig) -> None:
 
         task = json.loads((onnx_folder(cfg.run_dir) / "bertlab.json").read_text())["task"]
     from bertlab.inference import check_threshold_applies
-    from bertlab.task import task_of
 
-    check_threshold_applies(cfg.threshold, type("Run", (), {"task": task_of(task)}))
+    check_threshold_applies(cfg.threshold, task)
     host = check_address(cfg.host, cfg.port)
     TextsRequest.max_texts = cfg.max_texts
     TextsRequest.pairs = reads_pairs(str(cfg.run_dir), cfg.backend)
