@@ -1,6 +1,7 @@
 """The console says only what asks something of the user; the run's log file keeps the rest."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -14,8 +15,10 @@ NOISE = ("litlogger", "GPU available", "TPU available", "smaller than the loggin
 
 
 def command(script: str, *args: str, cwd) -> str:
+    """The command's console, with empty caches (a warm one hides the bars of first reads)."""
+    env = {**os.environ, "HF_DATASETS_CACHE": str(cwd / "cache_hf"), "BERTLAB_CACHE": str(cwd / "cache")}
     r = subprocess.run([sys.executable, str(ROOT / f"{script}.py"), *args], cwd=cwd,
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-2000:]
     return r.stdout + r.stderr
 

@@ -122,7 +122,9 @@ class TextDataModule(L.LightningDataModule):
         datasets.disable_progress_bars()  # (reading a small file is no wait worth a bar)
         try:
             dd = read(self.cfg, self.report)
-            if max(len(ds) for ds in dd.values()) >= PARALLEL_FROM:  # big data: rate and ETA
+            cap = self.cfg["max_samples"]  # (sampled before it is cleaned and tokenized)
+            if max(min(len(ds), cap) if split == "train" and cap else len(ds)
+                   for split, ds in dd.items()) >= PARALLEL_FROM:  # big data: rate and ETA
                 datasets.enable_progress_bars()
             return self.prepared(dd)
         finally:
