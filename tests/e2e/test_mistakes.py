@@ -145,22 +145,8 @@ REFUSED = [
      "read_kwargs='semicolon' is not valid; give the reader's options as a dict"),
     ("eval", ["run_dir={root}/finished", "read_kwargs={{sep: ';'}}"], 2, "read_kwargs is for file="),
     ("eval", ["run_dir={root}/finished", "ckpt_path={root}/zero.ckpt"], 1, "the file is empty"),
-    ("eval", ["run_dir={root}/finished", "ckpt_path={root}/data.csv"], 1, "not a bertlab checkpoint"),
-    ("export", ["run_dir={root}/finished", "ckpt_path={root}/zero.ckpt", "out={root}/new"], 1,
-     "the file is empty"),
-    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "ckpt_path={root}/data.csv"], 1,
-     "not a bertlab checkpoint"),
     ("predict", ["run_dir={root}/finished", "input={root}/texts.xlsx"], 2,
      "cannot read .xlsx; give .txt (one text per line), .csv, .tsv"),
-    ("predict", ["run_dir={root}/finished", "input={root}/binary.txt"], 1, "is not a text file"),
-    ("predict", ["run_dir={root}/finished", "input={root}/latin.csv"], 1,
-     "not UTF-8: set read_kwargs={{encoding: latin-1}}"),
-    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "threshold=0.3"], 2,
-     "threshold=0.3 is for multi-label runs"),
-    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "text_pair_column=label"], 2,
-     "text_pair_column=label is for a run trained on text pairs"),
-    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "output={root}/old.jsonl",
-                 "resume=true"], 2, "has no record of the prediction that wrote it"),
     ("serve", ["run_dir={root}/finished", "port=80"], 2, "port=80 is not valid; use a port in 1024"),
     ("eval", ["-m", "run_dir={root}/finished"], 2, "eval.py runs once (-m sweeps are for train.py)"),
     ("serve", ["run_dir={root}/finished", "accelerator=banana"], 2,
@@ -171,6 +157,54 @@ if not torch.cuda.is_available():  # a GPU asked for by name where there is none
     REFUSED += [("train", ["trainer=gpu"], 2, "trainer.accelerator=gpu needs a CUDA GPU"),
                 ("serve", ["run_dir={root}/finished", "accelerator=cuda"], 2,
                  "accelerator=cuda needs a CUDA GPU")]
+
+
+# the same rule for the commands that load a model, checked in this process (each command line
+# above already shows that run_task prints a BertlabError as its one line, with its exit code)
+IN_PROCESS = [
+    ("eval", ["run_dir={root}/finished", "ckpt_path={root}/data.csv"], 1, "not a bertlab checkpoint"),
+    ("export", ["run_dir={root}/finished", "ckpt_path={root}/zero.ckpt", "out={root}/new"], 1,
+     "the file is empty"),
+    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "ckpt_path={root}/data.csv"], 1,
+     "not a bertlab checkpoint"),
+    ("predict", ["run_dir={root}/finished", "input={root}/binary.txt"], 1, "is not a text file"),
+    ("predict", ["run_dir={root}/finished", "input={root}/latin.csv"], 1,
+     "not UTF-8: set read_kwargs={{encoding: latin-1}}"),
+    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "threshold=0.3"], 2,
+     "threshold=0.3 is for multi-label runs"),
+    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "text_pair_column=label"], 2,
+     "text_pair_column=label is for a run trained on text pairs"),
+    ("predict", ["run_dir={root}/finished", "input={root}/data.csv", "output={root}/old.jsonl",
+                 "resume=true"], 2, "has no record of the prediction that wrote it"),
+]
+
+
+@pytest.mark.parametrize("script, args, code, words", IN_PROCESS,
+                         ids=[f"{s}:{' '.join(a)}" for s, a, _, _ in IN_PROCESS])
+def test_a_mistake_loading_a_model_is_one_error_and_changes_nothing(place, tmp_path, monkeypatch,
+                                                                    script, args, code, words):
+    import importlib
+
+    from bertlab.errors import BertlabError, ConfigError
+    from helpers import compose_tool
+
+    root, env = place
+    monkeypatch.chdir(root)  # (predict's default output is relative)
+    monkeypatch.setenv("BERTLAB_CACHE", env["BERTLAB_CACHE"])
+    args = [a.format(root=root) for a in args]
+    extra = [f"output_dir={tmp_path / 'out'}"] if script == "eval" else []
+    cfg = compose_tool(script, *args, *extra)
+    task = {"eval": "bertlab.evaluate:evaluate", "export": "bertlab.export:export",
+            "predict": "bertlab.predict:predict"}[script]
+    module, function = task.split(":")
+    before = snapshot(root)
+    with pytest.raises(BertlabError) as raised:
+        getattr(importlib.import_module(module), function)(cfg)
+    assert isinstance(raised.value, ConfigError) == (code == 2)
+    assert words.format(root=root) in str(raised.value) and "\n" not in str(raised.value)
+    after = snapshot(root)
+    assert sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)
+                  and not k.startswith("cache")) == []
 
 
 @pytest.mark.parametrize("script, args, code, words", REFUSED,
