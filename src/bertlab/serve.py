@@ -117,7 +117,6 @@ class TextAPI(ls.LitAPI):
         # Ctrl-C reaches every process of the group; the server's main process stops this one.
         # Left to it, the worker would print a KeyboardInterrupt traceback as it goes.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # (not the main process's: stop at once)
 
         from bertlab.inference import load_predictor
 
@@ -263,6 +262,6 @@ def serve(cfg: DictConfig) -> None:
     sys.warnoptions.append("ignore:resource_tracker:UserWarning")
     server.run(host=host, port=cfg.port, generate_client_file=False, log_level="warning")
     stop.set()
-    if lost.value:
+    if exits:  # (the worker died by itself; one gone in an asked-for stop only set `lost`)
         raise DataError(f"the inference worker stopped (exit code {exits[0]}); the server "
                         f"stopped too, its waiting requests answered 503: start it again")
