@@ -84,8 +84,7 @@ def trained_pair_column(run_dir, ckpt_path, backend: str = "torch") -> str | Non
 
 
 def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
-    """(model, tokenizer): the checkpoint's network (torch) or the run's ONNX export; the
-    model's `pair_column` is trained_pair_column's."""
+    """(model, tokenizer): the checkpoint's network (torch) or the run's ONNX export."""
     if backend == "onnx":
         from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
 
@@ -94,7 +93,6 @@ def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
         model = OnnxNetwork(onnx_folder(run_dir))
     else:
         model = load_network(find_checkpoint(run_dir, ckpt_path))
-    model.pair_column = trained_pair_column(run_dir, ckpt_path, backend)
     return model, from_pretrained(AutoTokenizer, model.hparams.model["tokenizer"],
                                   what="model.tokenizer")
 

@@ -66,7 +66,6 @@ def quiet_library_warnings() -> None:
     and its INFO lines (GPU available, the litlogger tip, checkpoint restored) out of the console:
     train.log keeps them."""
     import logging
-
     import os
 
     for pattern in NOT_FOR_USERS:
