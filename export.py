@@ -1,5 +1,5 @@
 """Export a trained run as a Hugging Face folder: `python export.py run_dir=<run> out=<folder>`."""
-from bertlab.cli import entry
+from bertlab.cli.entry import entry
 
 if __name__ == "__main__":
-    entry(__file__, "export", "bertlab.export:export", check="bertlab.use_checks:check_export")
+    entry(__file__, "export", "bertlab.use.export:export", check="bertlab.use.checks:check_export")

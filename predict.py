@@ -1,5 +1,5 @@
 """Label new texts with a trained run: `python predict.py run_dir=outputs/runs/<run> input=texts.txt`."""
-from bertlab.cli import entry
+from bertlab.cli.entry import entry
 
 if __name__ == "__main__":
-    entry(__file__, "predict", "bertlab.predict:predict")
+    entry(__file__, "predict", "bertlab.use.predict:predict")

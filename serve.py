@@ -1,5 +1,5 @@
 """Serve a trained run over HTTP: `python serve.py run_dir=outputs/runs/<run> [port=8000]`."""
-from bertlab.cli import entry
+from bertlab.cli.entry import entry
 
 if __name__ == "__main__":
-    entry(__file__, "serve", "bertlab.serve:serve", check="bertlab.use_checks:check_serve")
+    entry(__file__, "serve", "bertlab.use.serve:serve", check="bertlab.use.checks:check_serve")

@@ -1,5 +1,5 @@
 """Learning-rate range test: `python tune_lr.py [train overrides] [tune_lr.apply=true]`."""
-from bertlab.cli import entry
+from bertlab.cli.entry import entry
 
 if __name__ == "__main__":
-    entry(__file__, "train", "bertlab.tune:tune_lr", check="bertlab.checks:check_config")
+    entry(__file__, "train", "bertlab.training.tune:tune_lr", check="bertlab.training.checks:check_config")

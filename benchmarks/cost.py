@@ -45,8 +45,8 @@ def predict_ms(folder: Path, texts: list[str]) -> tuple[float, float]:
     """(ms per batch of 32 with predict's defaults, model MB of parameters)."""
     from transformers import AutoTokenizer
 
-    from bertlab.checkpoints import find_checkpoint, load_network
-    from bertlab.inference import inference_precision, predict_texts
+    from bertlab.models.checkpoints import find_checkpoint, load_network
+    from bertlab.models.inference import inference_precision, predict_texts
 
     net = load_network(find_checkpoint(str(folder)))
     tok = AutoTokenizer.from_pretrained(net.hparams.model["tokenizer"])

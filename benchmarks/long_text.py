@@ -88,8 +88,8 @@ def accuracy_by_subset(run: Path, docs: list[dict], column: str) -> tuple[float,
     """(accuracy on all test documents, on the late-signal ones, predict seconds, windows/doc)."""
     from transformers import AutoTokenizer
 
-    from bertlab.checkpoints import find_checkpoint, load_network
-    from bertlab.inference import predict_texts
+    from bertlab.models.checkpoints import find_checkpoint, load_network
+    from bertlab.models.inference import predict_texts
 
     model = load_network(find_checkpoint(str(run)))
     tok = AutoTokenizer.from_pretrained(model.hparams.model["tokenizer"])

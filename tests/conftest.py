@@ -98,7 +98,7 @@ def stopped_and_resumed(make_cfg, tmp_path: Path, args: list[str]) -> tuple[dict
 
     import torch
 
-    from bertlab.train import fit_and_report, train
+    from bertlab.training.train import fit_and_report, train
 
     a, b = tmp_path / "a", tmp_path / "b"
     train(make_cfg(*args, "max_epochs=2", run_dir=a))

@@ -33,7 +33,7 @@ def compose_tool(name: str, *overrides: str):
 
 def trained(tmp_path_factory, *overrides):
     """A run of the tiny model on 160 rows, one epoch, trained in this process."""
-    from bertlab.train import train
+    from bertlab.training.train import train
 
     run_dir = tmp_path_factory.mktemp("run")
     with initialize_config_dir(str(CONF), version_base="1.3"):
@@ -49,7 +49,7 @@ def tool(script, *args, stdin=None):
 
 
 def evaluate(run_dir, *overrides, out):
-    from bertlab.evaluate import evaluate as run_eval
+    from bertlab.use.evaluate import evaluate as run_eval
 
     with initialize_config_dir(str(CONF), version_base="1.3"):
         cfg = compose("eval", overrides=[f"run_dir={run_dir}", f"output_dir={out}", *overrides])

@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bertlab.calibration import ece, fit_temperature, nll
+from bertlab.stages.calibration import ece, fit_temperature, nll
 from bertlab.errors import ConfigError
-from bertlab.train import train
+from bertlab.training.train import train
 
 FAST = ["data.max_samples=160", "batch_size=16"]
 
@@ -44,9 +44,9 @@ def test_multilabel_temperature_lowers_the_nll():
 def test_a_calibrated_run_gives_calibrated_probabilities_everywhere(make_cfg, tmp_path):
     from transformers import AutoTokenizer, pipeline
 
-    from bertlab.checkpoints import find_checkpoint, load_network
-    from bertlab.export import export
-    from bertlab.inference import predict_texts
+    from bertlab.models.checkpoints import find_checkpoint, load_network
+    from bertlab.use.export import export
+    from bertlab.models.inference import predict_texts
     from helpers import compose_tool
 
     run_dir = tmp_path / "run"

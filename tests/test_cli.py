@@ -155,7 +155,7 @@ def test_a_job_with_an_unreadable_metrics_json_is_listed_and_the_rest_summarized
 def test_a_cv_sweep_is_summarized_by_its_fold_means_and_resolved_monitor(tmp_path):
     """A cv job's own config keeps monitor=auto (each fold resolves it): the summary sorted such
     sweeps by val/loss, with empty metric columns, before it read metrics.json's."""
-    from bertlab.report import summarize
+    from bertlab.analysis.report import summarize
 
     sweep = tmp_path / "sweep"
     for i, (lr, acc, loss) in enumerate([("1e-4", 0.70, 0.5), ("3e-4", 0.80, 0.6)]):
@@ -261,7 +261,7 @@ def test_a_trial_claimed_a_moment_ago_is_not_stale():
     import time
     from types import SimpleNamespace
 
-    from bertlab.search import STALE_AFTER, stale, worker
+    from bertlab.cli.search import STALE_AFTER, stale, worker
 
     now = time.time()
     ended = subprocess.Popen(["true"])

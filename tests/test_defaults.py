@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from bertlab.budget import plan
-from bertlab.checks import resolve_monitor
+from bertlab.training.budget import plan
+from bertlab.cli.checks import resolve_monitor
 from bertlab.errors import ConfigError
 from bertlab.models.network import choose_pooling
-from bertlab.plugins import choose_precision, trainer_plugins
-from bertlab.resolvers import recommended_lr
-from bertlab.train import train
+from bertlab.training.plugins import choose_precision, trainer_plugins
+from bertlab.cli.resolvers import recommended_lr
+from bertlab.training.train import train
 
 FAST = ["data.max_samples=160", "batch_size=16"]
 
@@ -125,7 +125,7 @@ def test_a_run_with_a_small_validation_split_trains_whole_and_keeps_the_last(mak
 def test_a_resumed_run_still_keeps_the_last(make_cfg, tmp_path):
     import time
 
-    from bertlab.train import fit_and_report
+    from bertlab.training.train import fit_and_report
 
     run = tmp_path / "run"
     metrics_of(make_cfg, *STOP_AT_ONCE, "budget.max_epochs=2")  # 2 of the 4 epochs, then stopped
@@ -264,7 +264,7 @@ def test_half_precision_runs_train_on_the_cpu(make_cfg, precision, recorded):
 def test_precision_auto_reaches_the_trainer(monkeypatch):
     from omegaconf import OmegaConf
 
-    import bertlab.plugins as plugins
+    import bertlab.training.plugins as plugins
 
     cfg = OmegaConf.create({"precision": "auto", "accelerator": "cpu"})
     monkeypatch.setattr(plugins, "hardware", lambda cuda: {"cpu_flags": []})
@@ -275,7 +275,7 @@ def test_precision_auto_reaches_the_trainer(monkeypatch):
 
 
 def test_a_run_records_its_precision(make_cfg, monkeypatch):
-    import bertlab.trainer as trainer_module
+    import bertlab.training.trainer as trainer_module
 
     monkeypatch.setattr(trainer_module, "hardware", lambda cuda: {"cpu_flags": []})
     m = metrics_of(make_cfg, "trainer.precision=auto")
@@ -357,7 +357,7 @@ def test_folds_are_disjoint_stratified_and_cover_the_rows():
 def test_cross_validation_runs_folds_and_averages_their_predictions(make_cfg, tmp_path):
     from bertlab.models.scoring import collect
     from bertlab.data.datamodule import from_config
-    from bertlab.checkpoints import load_model
+    from bertlab.models.checkpoints import load_model
 
     cfg = make_cfg(*FAST, "cv=3")
     train(cfg)
@@ -389,7 +389,7 @@ def test_cross_validation_runs_folds_and_averages_their_predictions(make_cfg, tm
 def test_a_fold_is_a_run_folder_that_eval_accepts(make_cfg, tmp_path):
     from hydra import compose, initialize_config_dir
 
-    from bertlab.evaluate import evaluate
+    from bertlab.use.evaluate import evaluate
     from conftest import CONF
 
     train(make_cfg(*FAST, "cv=2"))

@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bertlab import distill
+from bertlab.stages import distill
 from bertlab.models.losses import distillation_loss
 from bertlab.errors import user_error
 from bertlab.task import CLASSIFICATION, REGRESSION
-from bertlab.train import train
+from bertlab.training.train import train
 from conftest import sentences, stopped_and_resumed
 
 COMMON = ["batch_size=16", "lr=1e-3", "max_epochs=2"]
@@ -97,9 +97,9 @@ def teacher(tmp_path_factory):
 def test_a_student_learns_from_the_teacher_and_unlabelled_text(teacher, make_cfg, tmp_path):
     from transformers import AutoTokenizer
 
-    from bertlab.checkpoints import find_checkpoint, load_network
+    from bertlab.models.checkpoints import find_checkpoint, load_network
     from bertlab.data.datamodule import from_config
-    from bertlab.inference import predict_texts
+    from bertlab.models.inference import predict_texts
 
     run, data = teacher
     unlabeled = tmp_path / "u.jsonl"  # text without labels, in a table
@@ -237,8 +237,8 @@ def test_a_lora_student_under_ddp(teacher, tmp_path):
     assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 1
     from transformers import AutoTokenizer
 
-    from bertlab.checkpoints import find_checkpoint, load_network
-    from bertlab.inference import predict_texts
+    from bertlab.models.checkpoints import find_checkpoint, load_network
+    from bertlab.models.inference import predict_texts
 
     student = load_network(find_checkpoint(str(folder)))
     tok = AutoTokenizer.from_pretrained(TINY_TOKENIZER)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from bertlab.errors import ConfigError, user_error
-from bertlab.train import train
+from bertlab.training.train import train
 from conftest import stopped_and_resumed
 
 FAST = ["data.max_samples=160", "batch_size=16", "lr=1e-3"]
@@ -19,9 +19,9 @@ def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg,
     from peft import PeftModel
     from transformers import AutoTokenizer, pipeline
 
-    from bertlab.checkpoints import find_checkpoint, load_model, load_network
-    from bertlab.export import export
-    from bertlab.inference import predict_texts
+    from bertlab.models.checkpoints import find_checkpoint, load_model, load_network
+    from bertlab.use.export import export
+    from bertlab.models.inference import predict_texts
     from helpers import compose_tool
 
     run = tmp_path / "run"
@@ -72,7 +72,7 @@ def test_lora_trains_adapters_and_head_only_and_exports_the_same_model(make_cfg,
 def base_of(model, run):
     """The run's base network without adapters, as peft's users have it: the tiny base is random,
     so its weights come from the run's checkpoint."""
-    from bertlab.checkpoints import find_checkpoint
+    from bertlab.models.checkpoints import find_checkpoint
     from bertlab.models.network import build_network
 
     base = build_network({**model.hparams.model, "peft": None, "pretrained": False},
@@ -92,9 +92,9 @@ def test_a_regression_adapter_predicts_in_the_labels_units(make_cfg, tmp_path):
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from bertlab.checkpoints import find_checkpoint, load_model, load_network
-    from bertlab.export import export
-    from bertlab.inference import predict_texts
+    from bertlab.models.checkpoints import find_checkpoint, load_model, load_network
+    from bertlab.use.export import export
+    from bertlab.models.inference import predict_texts
     from helpers import compose_tool
 
     run = tmp_path / "run"
@@ -127,7 +127,7 @@ def test_lora_mistakes_are_one_line(make_cfg, tmp_path, overrides, words):
 
 
 def test_adapter_only_needs_a_lora_run_and_format_hf(make_cfg, tmp_path):
-    from bertlab.export import export
+    from bertlab.use.export import export
     from helpers import compose_tool
 
     train(make_cfg(*FAST))

@@ -35,7 +35,7 @@ def table(kind: str, n: int, seed: int) -> pd.DataFrame:
 @pytest.fixture(scope="module", params=KINDS)
 def run(request, tmp_path_factory):
     """(kind, run folder with its ONNX export, a labelled input in every format training reads)."""
-    from bertlab.export import export
+    from bertlab.use.export import export
 
     kind = request.param
     folder = tmp_path_factory.mktemp(kind)
@@ -65,7 +65,7 @@ def run(request, tmp_path_factory):
 
 
 def predicted(run_dir, source, out, *args) -> list[dict]:
-    from bertlab.predict import predict
+    from bertlab.use.predict import predict
 
     predict(compose_tool("predict", f"run_dir={run_dir}", f"input={source}", f"output={out}",
                          "precision=32", *args))
@@ -77,7 +77,7 @@ def scores(rows: list[dict]) -> torch.Tensor:
 
 
 def test_every_command_gives_the_same_answer(run, tmp_path):
-    from bertlab.serve import TextAPI
+    from bertlab.use.serve import TextAPI
 
     kind, run_dir, inputs, df = run
     first, *others = inputs.items()
@@ -108,7 +108,7 @@ def test_every_command_gives_the_same_answer(run, tmp_path):
 def test_eval_scores_what_predict_answers(run, tmp_path):
     """eval.py file= on the same labelled file: its accuracy is predict's labels against the
     file's (multi-label: exact matches are not what eval reports; its F1 is tested elsewhere)."""
-    from bertlab.evaluate import evaluate
+    from bertlab.use.evaluate import evaluate
 
     kind, run_dir, inputs, df = run
     if kind == "multilabel":
@@ -127,7 +127,7 @@ def test_the_exported_model_answers_the_same(run, tmp_path):
     multi-label run, the same labels."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from bertlab.export import export
+    from bertlab.use.export import export
 
     kind, run_dir, inputs, df = run
     if kind == "windows":

@@ -9,8 +9,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from bertlab.errors import ConfigError
 from bertlab.models.losses import FocalLoss, class_weights
-from bertlab.results import diagnose
-from bertlab.train import train
+from bertlab.training.results import diagnose
+from bertlab.training.train import train
 
 FAST = ["data.max_samples=160", "batch_size=16"]  # 128 training rows: 8 steps an epoch
 
@@ -169,7 +169,7 @@ def test_focal_loss(make_cfg, tmp_path):
 
 def test_label_smoothing_reaches_the_loss(make_cfg, tmp_path):
     run(make_cfg, tmp_path, "loss=cross_entropy", "loss.label_smoothing=0.1")
-    from bertlab.checkpoints import load_model
+    from bertlab.models.checkpoints import load_model
 
     assert load_model(tmp_path / "run" / "checkpoints" / "best.ckpt").loss_fn.label_smoothing == 0.1
 
@@ -221,7 +221,7 @@ def test_fit_diagnosis():
 
 
 def test_lr_range_test_saves_a_plot_and_can_train_with_it(make_cfg, tmp_path):
-    from bertlab.tune import tune_lr
+    from bertlab.training.tune import tune_lr
 
     cfg = make_cfg(*FAST, "tune_lr.num_training=30", "tune_lr.apply=true")
     tune_lr(cfg)
@@ -241,7 +241,7 @@ def test_lr_range_test_alone_reaches_the_trackers(make_cfg, tmp_path):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
 
-    from bertlab.tune import tune_lr
+    from bertlab.training.tune import tune_lr
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     lr = tune_lr(make_cfg(*FAST, "tune_lr.num_training=20", "logger=[tensorboard,mlflow]",
@@ -254,7 +254,7 @@ def test_lr_range_test_alone_reaches_the_trackers(make_cfg, tmp_path):
 
 
 def test_pruning_reaches_the_asked_sparsity(make_cfg, tmp_path):
-    from bertlab.checkpoints import load_model
+    from bertlab.models.checkpoints import load_model
 
     metrics = run(make_cfg, tmp_path, "callbacks=pruning", "callbacks.pruning.sparsity=0.6",
                   "max_epochs=3", "~callbacks.early_stopping", "monitor=val/loss")
@@ -300,7 +300,7 @@ def test_shrink_writes_a_smaller_model_that_loads_and_predicts(make_cfg, tmp_pat
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
-    from bertlab.checkpoints import load_model
+    from bertlab.models.checkpoints import load_model
 
     small = load_model(out / "model.ckpt")
     assert len(small.net.bert.encoder.layer) == 1  # tiny has 2; the top one is gone
@@ -316,7 +316,7 @@ def test_divergence_stops_the_run_and_says_so(make_cfg, tmp_path):
 
 
 def test_dropout_rates_and_monitoring_accuracy(make_cfg, tmp_path):
-    from bertlab.checkpoints import load_model
+    from bertlab.models.checkpoints import load_model
 
     metrics = run(make_cfg, tmp_path, "+model.config_overrides.hidden_dropout_prob=0.3",
                   "+model.config_overrides.classifier_dropout=0.4", "monitor=val/acc",
@@ -333,7 +333,7 @@ def test_dropout_rates_and_monitoring_accuracy(make_cfg, tmp_path):
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_compile_trains_the_compiled_network_and_keeps_plain_checkpoint_keys(make_cfg, tmp_path,
                                                                               pooling):
-    from bertlab.checkpoints import load_model
+    from bertlab.models.checkpoints import load_model
     from bertlab.models.network import unwrapped
 
     def compiled(model):  # what logits() calls: the whole network, or (mean) its encoder

@@ -39,7 +39,7 @@ def pair_run(tmp_path_factory):
                  ).to_csv(path, index=False)
     run = trained(tmp_path_factory, "data=files", f"data.train_file={path}",
                   "data.text_pair_column=hypothesis")
-    from bertlab.export import export
+    from bertlab.use.export import export
 
     export(compose_tool("export", f"run_dir={run}", "format=onnx"))
     return run
@@ -47,7 +47,7 @@ def pair_run(tmp_path_factory):
 
 def predict(run_dir, tmp_path, name, *args):
     """predict.py's rows for in.txt (in this process: test_use runs its command line)."""
-    from bertlab.predict import predict as run
+    from bertlab.use.predict import predict as run
 
     out = tmp_path / f"{name}.jsonl"
     run(compose_tool("predict", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}", f"output={out}", *args))
@@ -59,17 +59,17 @@ def probabilities(rows):
 
 
 def result_rows(model, tokenizer, texts):
-    from bertlab.inference import predict_texts, result_rows
+    from bertlab.models.inference import predict_texts, result_rows
 
     return result_rows(model, texts, predict_texts(model, tokenizer, texts), 0.5)
 
 
 def test_onnx_export_predicts_as_the_checkpoint_does(run_dir, tmp_path):
-    from bertlab.inference import load_predictor
+    from bertlab.models.inference import load_predictor
 
     (tmp_path / "in.txt").write_text("\n".join(TEXTS * 10))
     from bertlab.errors import ConfigError
-    from bertlab.export import export
+    from bertlab.use.export import export
 
     r = tool("export.py", f"run_dir={run_dir}", "format=onnx")  # the command line once
     assert r.returncode == 0, r.stderr[-2000:]
@@ -95,8 +95,8 @@ def test_onnx_export_predicts_as_the_checkpoint_does(run_dir, tmp_path):
 
 def test_onnx_dynamic_axes_take_any_batch_and_length(run_dir):
     from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
-    from bertlab.inference import predict_texts
-    from bertlab.checkpoints import find_checkpoint, load_network
+    from bertlab.models.inference import predict_texts
+    from bertlab.models.checkpoints import find_checkpoint, load_network
     from transformers import AutoTokenizer
 
     if not (run_dir / "onnx").exists():
@@ -131,7 +131,7 @@ def test_export_mistakes_are_one_line(run_dir, tmp_path, args, words):
 ])
 def test_predict_backend_mistakes(run_dir, tmp_path, args, words):
     from bertlab.errors import ConfigError
-    from bertlab.predict import predict
+    from bertlab.use.predict import predict
 
     (tmp_path / "in.txt").write_text("good\n")
     cfg = compose_tool("predict", f"run_dir={run_dir}", f"input={tmp_path / 'in.txt'}",
@@ -248,7 +248,7 @@ def test_bad_requests_get_one_line_and_the_server_goes_on(server, body, kw, stat
 
 def test_onnx_server_takes_text_pairs(pair_run, tmp_path):
     from bertlab.models.onnx_network import OnnxNetwork, onnx_folder
-    from bertlab.inference import predict_texts
+    from bertlab.models.inference import predict_texts
     from transformers import AutoTokenizer
 
     onnx = OnnxNetwork(onnx_folder(pair_run))
@@ -282,7 +282,7 @@ def test_onnx_server_takes_text_pairs(pair_run, tmp_path):
 ])
 def test_serve_mistakes(run_dir, tmp_path, args, words):
     from bertlab.errors import BertlabError
-    from bertlab.serve import serve
+    from bertlab.use.serve import serve
 
     with pytest.raises(BertlabError, match=re.escape(words)):  # before any server starts
         serve(compose_tool("serve", *[a.format(tmp=tmp_path, run=run_dir) for a in args]))
@@ -295,8 +295,8 @@ def test_serve_mistake_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("package, extra, call", [
-    ("litserve", "serve", lambda run: __import__("bertlab.use_checks").use_checks.check_serve(None)),
-    ("onnxruntime", "onnx", lambda run: __import__("bertlab.inference").inference.load_predictor(
+    ("litserve", "serve", lambda run: __import__("bertlab.use.checks").use_checks.check_serve(None)),
+    ("onnxruntime", "onnx", lambda run: __import__("bertlab.models.inference").inference.load_predictor(
         run, None, "onnx")),
 ])
 def test_a_missing_extra_is_one_line(run_dir, monkeypatch, package, extra, call):
@@ -314,7 +314,7 @@ def test_a_missing_extra_is_one_line(run_dir, monkeypatch, package, extra, call)
 
 def test_precision_auto_follows_the_hardware(monkeypatch):
     from bertlab import hardware as plugins
-    from bertlab.inference import inference_precision
+    from bertlab.models.inference import inference_precision
 
     monkeypatch.setattr(plugins, "hardware", lambda cuda: {"cpu_flags": ["avx512_bf16"]})
     assert inference_precision("auto", "torch")[0] == "bf16"
@@ -416,7 +416,7 @@ def test_address_mistakes_are_one_line_before_serving(run_dir, args, words):
     host=localhost were tracebacks. The busy port through the command line, the rest in-process
     (the same error; run_task prints it as that one line)."""
     from bertlab.errors import ConfigError
-    from bertlab.serve import serve
+    from bertlab.use.serve import serve
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -9,8 +9,8 @@ import torch
 
 from bertlab.errors import ConfigError
 from bertlab.models.scoring import decide
-from bertlab.thresholds import macro_f1, one_for_all, per_label
-from bertlab.train import train
+from bertlab.stages.thresholds import macro_f1, one_for_all, per_label
+from bertlab.training.train import train
 
 
 def test_tuned_thresholds_find_the_known_best_cut():
@@ -65,10 +65,10 @@ def tagged(path, n: int = 240, seed: int = 0):
 def test_a_multilabel_run_decides_with_its_thresholds_everywhere(make_cfg, tmp_path):
     from transformers import AutoTokenizer, pipeline
 
-    from bertlab.checkpoints import find_checkpoint, load_network
-    from bertlab.export import export
+    from bertlab.models.checkpoints import find_checkpoint, load_network
+    from bertlab.use.export import export
     from bertlab.models.onnx_network import OnnxNetwork
-    from bertlab.inference import predict_texts, result_rows
+    from bertlab.models.inference import predict_texts, result_rows
     from helpers import compose_tool
 
     data = tagged(tmp_path / "tags.jsonl")
@@ -113,7 +113,7 @@ def test_a_multilabel_run_decides_with_its_thresholds_everywhere(make_cfg, tmp_p
 
 
 def test_eval_reports_the_runs_thresholds_beside_one_half(make_cfg, tmp_path):
-    from bertlab.evaluate import evaluate
+    from bertlab.use.evaluate import evaluate
     from helpers import compose_tool
 
     data = tagged(tmp_path / "tags.jsonl", n=120)

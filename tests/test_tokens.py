@@ -43,7 +43,7 @@ def run(request, tmp_path_factory):
 def training_ids(run_dir) -> list[list[int]]:
     """The ids in the run's own tokenized cache for its test split (the training file here)."""
     from bertlab.data.datamodule import from_config
-    from bertlab.runs import run_config
+    from bertlab.cli.runs import run_config
 
     dm = from_config(run_config(run_dir))
     dm.setup("test")
@@ -51,8 +51,8 @@ def training_ids(run_dir) -> list[list[int]]:
 
 
 def test_every_entry_point_encodes_a_text_as_training_did(run, tmp_path):
-    from bertlab.explain import explain_texts
-    from bertlab.inference import load_predictor, predict_texts
+    from bertlab.use.explain import explain_texts
+    from bertlab.models.inference import load_predictor, predict_texts
 
     kind, run_dir, df = run
     expected = training_ids(run_dir)
@@ -64,14 +64,14 @@ def test_every_entry_point_encodes_a_text_as_training_did(run, tmp_path):
     predict_texts(recorder, tokenizer, texts, pairs=pairs, batch_size=7)
     assert sorted(recorder.seen) == sorted(expected)  # (predict sorts its batches by length)
 
-    from bertlab.serve import TextAPI  # the server's predict, over the same predictor
+    from bertlab.use.serve import TextAPI  # the server's predict, over the same predictor
     api = TextAPI(str(run_dir), "torch", "32", None, None, False)
     api.setup("cpu")
     api.model = Recorder(api.model)
     api.predict([{"texts": texts, "pairs": pairs}])
     assert sorted(api.model.seen) == sorted(expected)
 
-    from bertlab.export import export  # the ONNX backend: the export's own tokenizer folder
+    from bertlab.use.export import export  # the ONNX backend: the export's own tokenizer folder
     export(compose_tool("export", f"run_dir={run_dir}", "format=onnx"))
     onnx, onnx_tokenizer = load_predictor(str(run_dir), None, "onnx")
     onnx = Recorder(onnx)
@@ -79,7 +79,7 @@ def test_every_entry_point_encodes_a_text_as_training_did(run, tmp_path):
     assert sorted(onnx.seen) == sorted(expected)
 
     if kind != "windows":  # an explanation reads the first window's tokens
-        from bertlab.checkpoints import find_checkpoint, load_model
+        from bertlab.models.checkpoints import find_checkpoint, load_model
 
         full = load_model(find_checkpoint(str(run_dir)))
         (scores,) = explain_texts(full, tokenizer, texts[:1], [0], n_steps=2,

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bertlab.errors import ConfigError, Unavailable
-from bertlab.train import train
+from bertlab.training.train import train
 
 FAST = ["data.max_samples=160", "batch_size=16"]
 
@@ -119,7 +119,7 @@ def test_regression_trains_alike_in_any_units(make_cfg, files, tmp_path):
 def test_a_resumed_regression_run_keeps_the_scale_it_began_with(make_cfg, tmp_path):
     """A run begun before bertlab standardized regression targets (its checkpoint has no scale)
     resumes with the raw head it was training, not with a scale its weights never learnt."""
-    from bertlab.train import fit_and_report
+    from bertlab.training.train import fit_and_report
 
     run_dir = tmp_path / "run"
     run(make_cfg, "data=valence")
@@ -137,7 +137,7 @@ def test_a_resumed_regression_run_keeps_the_scale_it_began_with(make_cfg, tmp_pa
 def test_a_resumed_run_keeps_the_pooling_it_began_with(make_cfg, tmp_path):
     """A run begun with a [CLS] head (before pooling=auto, or above its row count) resumes with
     that head even where pooling=auto would now choose mean: its weights fit the head it had."""
-    from bertlab.train import fit_and_report
+    from bertlab.training.train import fit_and_report
 
     run_dir = tmp_path / "run"
     run(make_cfg)
@@ -202,7 +202,7 @@ def test_only_the_first_process_of_a_run_claims_and_records(monkeypatch, tmp_pat
     (and are not refused because the first did). One SLURM task alone (an array job) is first."""
     from omegaconf import OmegaConf
 
-    from bertlab import runs
+    from bertlab.cli import runs
 
     for key in ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "RANK", "SLURM_NTASKS", "SLURM_PROCID"):
         monkeypatch.delenv(key, raising=False)
@@ -313,7 +313,7 @@ def test_max_steps_shorter_than_an_epoch(make_cfg, tmp_path):
     assert metrics["status"] == "finished" and metrics["stopped_by"] == "max_steps"
     assert metrics["steps"] == 3 and metrics["val/loss"] > 0 and metrics["test/acc"] >= 0
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
-    from bertlab.checkpoints import find_checkpoint
+    from bertlab.models.checkpoints import find_checkpoint
 
     assert find_checkpoint(str(tmp_path / "run")).name == "last.ckpt"  # for eval, predict, export
 
@@ -368,7 +368,7 @@ def test_mlflow_holds_parameters_metrics_and_the_run_files(make_cfg, tmp_path):
 def test_a_logger_without_its_package_is_one_line(make_cfg, monkeypatch):
     import importlib.util
 
-    from bertlab.checks import check_config
+    from bertlab.training.checks import check_config
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "mlflow" else real(n, *a))
@@ -403,7 +403,7 @@ def test_wandb_gets_the_sweep_summary(make_cfg, tmp_path):
     import matplotlib.pyplot as plt
 
     from bertlab.files import write_csv
-    from bertlab.loggers import record_sweep
+    from bertlab.training.loggers import record_sweep
 
     sweep = tmp_path / "outputs" / "multiruns" / "2026-01-01_00-00-00"
     sweep.mkdir(parents=True)

@@ -76,7 +76,7 @@ def test_a_folder_named_like_a_sweep_job_is_a_run_dir_when_quoted(run_dir, tmp_p
 
 
 def test_resuming_a_folder_that_holds_an_equals_sign(tmp_path):
-    from bertlab.cli import resume_argv
+    from bertlab.cli.entry import resume_argv
 
     job = tmp_path / "0_lr=0.0001"
     (job / ".hydra").mkdir(parents=True)
@@ -87,7 +87,7 @@ def test_resuming_a_folder_that_holds_an_equals_sign(tmp_path):
 
 
 def test_quoted_override_values():
-    from bertlab.overrides import override_value, quoted
+    from bertlab.cli.overrides import override_value, quoted
 
     assert quoted("outputs/runs/2026-12-04_15-39-07-282489") == "outputs/runs/2026-12-04_15-39-07-282489"
     assert quoted("sweep/0_lr=0.0001") == "'sweep/0_lr=0.0001'"
@@ -99,7 +99,7 @@ def test_quoted_override_values():
 def predict_in_process(*args):
     """predict.py's work without a new process (the command line itself: test_predict_each_input_kind
     reads stdin through it, and test_predict_bad_input_is_one_line checks its errors)."""
-    from bertlab.predict import predict
+    from bertlab.use.predict import predict
     from helpers import compose_tool
 
     return predict(compose_tool("predict", *args))
@@ -159,8 +159,8 @@ def test_a_stopped_prediction_resumes_to_the_same_rows(run_dir, tmp_path, monkey
                                                        capsys):
     """Chunks of 8 texts; stopped in the third chunk, with half a row written past the last
     record (a kill mid-write): resume=true gives the bytes of an uninterrupted run."""
-    from bertlab import inference
-    from bertlab import predict as module
+    from bertlab.models import inference
+    from bertlab.use import predict as module
     from bertlab.errors import ConfigError
     from helpers import compose_tool
 
@@ -214,7 +214,7 @@ def test_predict_regression_values(tmp_path_factory, tmp_path):
     folded into its head) and the ONNX export alike."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from bertlab.export import export
+    from bertlab.use.export import export
     from helpers import compose_tool
 
     run = trained(tmp_path_factory, "data=valence")
@@ -278,7 +278,7 @@ def test_predict_bad_input_is_one_line(run_dir, tmp_path, setup, args, code, wor
         assert "Traceback" not in r.stderr
     else:  # the rest in-process (the same error; run_task prints it as the line above)
         from bertlab.errors import ConfigError
-        from bertlab.predict import predict
+        from bertlab.use.predict import predict
 
         with initialize_config_dir(str(CONF), version_base="1.3"):
             cfg = compose("predict", overrides=args)
@@ -309,8 +309,8 @@ def test_predict_reads_what_its_error_lines_suggest(run_dir, tmp_path):
 def test_predict_in_bf16_agrees_with_fp32(run_dir):
     from transformers import AutoTokenizer
 
-    from bertlab.inference import predict_texts
-    from bertlab.checkpoints import find_checkpoint, load_network
+    from bertlab.models.inference import predict_texts
+    from bertlab.models.checkpoints import find_checkpoint, load_network
 
     model = load_network(find_checkpoint(str(run_dir)))
     tok = AutoTokenizer.from_pretrained(model.hparams.model["tokenizer"])
@@ -324,7 +324,7 @@ def test_predict_in_bf16_agrees_with_fp32(run_dir):
 def test_checkpoint_of_another_kind_is_refused(tmp_path):
     import torch
 
-    from bertlab.checkpoints import load_model
+    from bertlab.models.checkpoints import load_model
 
     torch.save({"state_dict": {}}, tmp_path / "other.ckpt")
     with pytest.raises(BertlabError, match="not a bertlab checkpoint"):
@@ -364,7 +364,7 @@ def test_a_mean_pooling_run_exports_its_own_head(tmp_path_factory, tmp_path):
     [CLS] head); the ONNX export agrees too."""
     from transformers import pipeline
 
-    from bertlab.export import export
+    from bertlab.use.export import export
     from test_serve import predict, probabilities
     from helpers import compose_tool
 
@@ -421,8 +421,8 @@ def test_confusion_matrix_counts_sum_to_the_split(run_dir):
     from hydra.utils import instantiate
 
     from bertlab.models.scoring import collect
-    from bertlab.checkpoints import load_model
-    from bertlab.runs import run_config
+    from bertlab.models.checkpoints import load_model
+    from bertlab.cli.runs import run_config
 
     cfg = run_config(run_dir)
     model = load_model(run_dir / "checkpoints" / "best.ckpt")
@@ -459,8 +459,8 @@ def test_predict_explain_adds_tokens_and_a_page(run_dir, tmp_path):
 def test_explanations_give_one_score_per_token(run_dir):
     from transformers import AutoTokenizer
 
-    from bertlab.explain import explain_texts
-    from bertlab.checkpoints import load_model
+    from bertlab.use.explain import explain_texts
+    from bertlab.models.checkpoints import load_model
 
     model = load_model(run_dir / "checkpoints" / "best.ckpt")
     tokenizer = AutoTokenizer.from_pretrained(model.hparams.model["tokenizer"])
@@ -478,7 +478,7 @@ def test_predict_multilabel_lists_labels_over_threshold(tmp_path_factory, tmp_pa
         path, orient="records", lines=True)
     run = trained(tmp_path_factory, "data=files", f"data.train_file={path}")
     (tmp_path / "in.txt").write_text("text number 3\n")
-    from bertlab.predict import predict
+    from bertlab.use.predict import predict
     from helpers import compose_tool
 
     for threshold in ("0.01", "0.99"):  # (in-process: the command line has tests of its own)

@@ -11,7 +11,7 @@ from transformers import AutoTokenizer
 
 from bertlab.data.windows import encode, first_of_each, pool
 from bertlab.errors import ConfigError, user_error
-from bertlab.train import train
+from bertlab.training.train import train
 
 FILLER = ["the", "film", "plot", "cast", "ending", "music", "story", "script", "was", "and", "too",
           "then", "of", "a"]
@@ -73,12 +73,12 @@ def needles(path, n: int = 300, seed: int = 0):
 
 def test_windows_find_a_needle_past_max_length_that_truncation_misses(make_cfg, tmp_path):
     from bertlab.models.scoring import collect
-    from bertlab.checkpoints import find_checkpoint, load_model, load_network
+    from bertlab.models.checkpoints import find_checkpoint, load_model, load_network
     from bertlab.data import tokens
     from bertlab.data.datamodule import from_config
-    from bertlab.evaluate import evaluate
-    from bertlab.export import export
-    from bertlab.inference import predict_texts
+    from bertlab.use.evaluate import evaluate
+    from bertlab.use.export import export
+    from bertlab.models.inference import predict_texts
     from helpers import compose_tool
 
     data = needles(tmp_path / "needles.jsonl")
@@ -130,11 +130,11 @@ def test_windows_find_a_needle_past_max_length_that_truncation_misses(make_cfg, 
 
 
 def test_predict_reports_each_texts_windows(tmp_path, make_cfg):
-    from bertlab.export import export
+    from bertlab.use.export import export
     from bertlab.models.onnx_network import OnnxNetwork
-    from bertlab.predict import predict
-    from bertlab.inference import predict_texts
-    from bertlab.serve import TextAPI
+    from bertlab.use.predict import predict
+    from bertlab.models.inference import predict_texts
+    from bertlab.use.serve import TextAPI
     from helpers import compose_tool
 
     data = needles(tmp_path / "needles.jsonl", n=60)

@@ -1,4 +1,4 @@
 """bertlab: fine-tune BERT-family encoders for text classification and regression."""
-from bertlab.resolvers import register_resolvers
+from bertlab.cli.resolvers import register_resolvers
 
 register_resolvers()

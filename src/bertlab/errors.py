@@ -50,3 +50,10 @@ def require(module: str, extra: str, what: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise ConfigError(f"{what} needs the {module} package, which is not installed: "
                           f"pip install -e '.[{extra}]'")
+
+
+def first_line(e: BaseException) -> str:
+    """The cause's type and first line: a library's error as one line."""
+    cause = e.__cause__ or e
+    text = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {text[0] if text else ''}"

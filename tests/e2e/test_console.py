@@ -35,7 +35,11 @@ def test_ordinary_commands_print_no_library_chatter(tmp_path):
     said["predict"] = command("predict", f"ckpt_path={small}", f"input={tmp_path / 'in.txt'}",
                               f"output={tmp_path / 'p.jsonl'}", cwd=tmp_path)
     said["export"] = command("export", f"run_dir={run}", f"out={tmp_path / 'hf'}", cwd=tmp_path)
+    said["find_label_issues"] = command("find_label_issues", "model=tiny", "data.max_samples=200",
+                                        f"hydra.run.dir={tmp_path / 'issues'}", cwd=tmp_path)
     for name, text in said.items():
         assert not [n for n in NOISE if n in text], (name, text[-3000:])
     assert "final: val/loss=" in said["train"] and "wrote 1 predictions" in said["predict"]
+    assert "label issues:" in said["find_label_issues"]
+    assert (tmp_path / "issues" / "label_issues.csv").is_file()
     assert "GPU available" in (run / "train.log").read_text()  # the log file keeps Lightning's lines

@@ -152,6 +152,11 @@ REFUSED = [
     ("serve", ["run_dir={root}/finished", "accelerator=banana"], 2,
      "accelerator='banana' is not valid; use auto, cpu, cuda or gpu"),
     ("train", ["trainer.devices=banana"], 2, "Lightning's Trainer refuses the trainer settings: `devices`"),
+    # label issues (issue 38); the mistakes found once the data is read: tests/test_label_issues.py
+    ("find_label_issues", ["method=bogus"], 2, "method=bogus is not valid; use embeddings or finetune"),
+    ("find_label_issues", ["folds=1"], 2, "folds=1 is not valid; use a number of folds >= 2"),
+    ("train", ["data.exclude_rows={root}/nope.csv"], 2, "data.exclude_rows={root}/nope.csv does not exist"),
+    ("train", ["data.exclude_top=0"], 2, "data.exclude_top=0 is not valid; use a positive number of rows"),
 ]
 if not torch.cuda.is_available():  # a GPU asked for by name where there is none (was CUDA's traceback)
     REFUSED += [("train", ["trainer=gpu"], 2, "trainer.accelerator=gpu needs a CUDA GPU"),
@@ -194,8 +199,8 @@ def test_a_mistake_loading_a_model_is_one_error_and_changes_nothing(place, tmp_p
     args = [a.format(root=root) for a in args]
     extra = [f"output_dir={tmp_path / 'out'}"] if script == "eval" else []
     cfg = compose_tool(script, *args, *extra)
-    task = {"eval": "bertlab.evaluate:evaluate", "export": "bertlab.export:export",
-            "predict": "bertlab.predict:predict"}[script]
+    task = {"eval": "bertlab.use.evaluate:evaluate", "export": "bertlab.use.export:export",
+            "predict": "bertlab.use.predict:predict"}[script]
     module, function = task.split(":")
     before = snapshot(root)
     with pytest.raises(BertlabError) as raised:
@@ -259,7 +264,7 @@ def test_documented_forms_work_as_typed(tmp_path):
 
 
 def test_class_weights_and_smoothing_with_the_default_loss(make_cfg, tmp_path):
-    from bertlab.train import train
+    from bertlab.training.train import train
 
     train(make_cfg("data.max_samples=160", "batch_size=16", "class_weights=balanced",
                    "loss.label_smoothing=0.1"))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from lightning.pytorch.callbacks import Callback
 
-from bertlab.search import attach
+from bertlab.cli.search import attach
 
 
 class OptunaPruning(Callback):

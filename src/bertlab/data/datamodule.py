@@ -16,6 +16,7 @@ from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from bertlab.data import tokens, windows
 from bertlab.data.hygiene import PARALLEL_FROM, leakage, standardize
+from bertlab.data.label_fixes import apply_label_fixes
 from bertlab.data.labels import as_integers, carve, encode_labels, integers_with_gaps, task_named
 from bertlab.data.sampler import EpochSampler
 from bertlab.data.sources import check_arguments, read
@@ -77,6 +78,9 @@ class TextDataModule(L.LightningDataModule):
         thresholds: str | float | None = None,  # multi-label decisions, read after training
         unlabeled_file: str | None = None,
         num_proc: int | None = None,
+        exclude_rows: str | None = None,
+        exclude_top: int | None = None,
+        relabel_rows: str | None = None,
     ) -> None:
         super().__init__()
         check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
@@ -92,6 +96,12 @@ class TextDataModule(L.LightningDataModule):
             strict=strict, drop_duplicates=drop_duplicates, cv=list(cv) if cv else None)
         if unlabeled_file:  # (in the cache key, its size and time too, only when given)
             self.cfg["files"]["unlabeled"] = unlabeled_file
+        for key, value in (("exclude_rows", exclude_rows), ("exclude_top", exclude_top),
+                           ("relabel_rows", relabel_rows)):  # label_issues.csv (data/label_fixes.py)
+            if value is not None:
+                self.cfg[key] = value
+                if key != "exclude_top":
+                    self.cfg["files"][key] = value
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.group_by_length = group_by_length
@@ -142,9 +152,11 @@ class TextDataModule(L.LightningDataModule):
             return tokenize(dd, self.tokenizer, c["max_length"], report, self.windows, self.num_proc)
         if "train" not in dd:
             raise DataError(f"the data has no train split; its splits are: {', '.join(dd)}")
+        whole = dd["train"]
         if c["max_samples"]:
             dd["train"] = dd["train"].shuffle(seed=c["seed"]).select(
                 range(min(c["max_samples"], len(dd["train"]))))
+        dd["train"] = apply_label_fixes(dd["train"], whole, c, report)  # (label_issues.csv's rows)
         dd = as_integers(standardize(dd, c, report, self.num_proc), gaps)
         self.task = task_named(c["task"], dd["train"].features["labels"])
         dd, self.labels = encode_labels(dd, self.task, c, report)
@@ -173,7 +185,7 @@ class TextDataModule(L.LightningDataModule):
         if self.report:  # on every run, cached or not: what happened to which rows
             log.info("data: %s", "; ".join(f"{what} {counts}" for what, counts in self.report.items()))
         # the texts stay on disk (memory-mapped) until error analysis or a teacher reads them
-        self.raw = {s: ds.select_columns([c for c in ("text", "text_pair", "window")
+        self.raw = {s: ds.select_columns([c for c in ("text", "text_pair", "window", "row")
                                           if c in ds.column_names]) for s, ds in dd.items()}
         self.dataset = datasets.DatasetDict({
             s: ds.select_columns([c for c in MODEL_INPUTS + ("length", "labeled") + WINDOW_KEYS

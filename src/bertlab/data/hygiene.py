@@ -13,6 +13,8 @@ from bertlab.data.clean import cleaner
 from bertlab.errors import DataError
 from bertlab.files import other_separator
 
+ROW = "__bertlab_row__"  # a row's position in its split as read (0: the first); `row` once standardized
+
 log = logging.getLogger(__name__)
 
 
@@ -79,6 +81,8 @@ def standardize(dd: datasets.DatasetDict, c: dict, report: dict, num_proc: int |
             out["text_pair"] = [clean(t) for t in batch[pair]]
             changed = [ch or str(r) != t for ch, r, t in zip(changed, batch[pair], out["text_pair"])]
         out["changed"] = changed
+        if ROW in batch:  # (the position in the file: label_issues.csv names rows by it)
+            out["row"] = batch[ROW]
         return out
 
     out = {}

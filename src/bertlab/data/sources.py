@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bertlab.errors import ConfigError, DataError
+from bertlab.errors import ConfigError, DataError, first_line
 from bertlab.task import TASKS
 from bertlab.files import utf16
 from bertlab.hub import ensure_hub_or_offline
@@ -153,12 +153,6 @@ def multiline_rows(files: dict[str, str], dd: datasets.DatasetDict, fmt: str | N
     return out
 
 
-def first_line(e: BaseException) -> str:
-    cause = e.__cause__ or e
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[0] if text else ''}"
-
-
 def read_hub(path: str, name: str | None, read_kwargs: dict) -> datasets.DatasetDict:
     import datasets
 
@@ -178,23 +172,24 @@ def read(c: dict, report: dict) -> datasets.DatasetDict:
     a file that span several lines are counted in `report` (or refused under data.strict)."""
     import datasets
 
-    from bertlab.data.hygiene import count
+    from bertlab.data.hygiene import ROW, count
 
     if c["source"] == "hub":
         dd = read_hub(c["path"], c["name"], c["read_kwargs"])
         wanted = c["splits"] or {s: s for s in SPLITS}
-        return datasets.DatasetDict({ours: dd[theirs] for ours, theirs in wanted.items()
-                                     if theirs is not None and theirs in dd})
-    files = {split: str(p) for split, p in c["files"].items() if p and split in SPLITS}
-    dd = read_files(files, c["format"], c["read_kwargs"])
-    for split, n in multiline_rows(files, dd, c["format"]).items():
-        message = (f"{split}: {n} rows of {files[split]} span several lines: quoted fields with "
-                   f"line breaks, or a stray quote that merged rows")
-        if c["strict"]:
-            raise DataError(f"{message}; data.strict=true refuses them")
-        log.warning("%s; check them, or set data.strict=true to refuse such files", message)
-        count(report, "multiline_rows", split, n)
-    return dd
+        dd = datasets.DatasetDict({ours: dd[theirs] for ours, theirs in wanted.items()
+                                   if theirs is not None and theirs in dd})
+    else:
+        files = {split: str(p) for split, p in c["files"].items() if p and split in SPLITS}
+        dd = read_files(files, c["format"], c["read_kwargs"])
+        for split, n in multiline_rows(files, dd, c["format"]).items():
+            message = (f"{split}: {n} rows of {files[split]} span several lines: quoted fields with "
+                       f"line breaks, or a stray quote that merged rows")
+            if c["strict"]:
+                raise DataError(f"{message}; data.strict=true refuses them")
+            log.warning("%s; check them, or set data.strict=true to refuse such files", message)
+            count(report, "multiline_rows", split, n)
+    return datasets.DatasetDict({s: ds.add_column(ROW, range(len(ds))) for s, ds in dd.items()})
 
 
 def check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,

@@ -19,7 +19,7 @@ from bertlab.files import written_whole
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 6  # bump when the cached layout (or what a config reads as) changes
+CACHE_VERSION = 7  # bump when the cached layout (or what a config reads as) changes
 
 
 def encode_texts(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int
@@ -143,7 +143,7 @@ def tokenize_windows(dd: datasets.DatasetDict, tokenizer, max_length: int, repor
         enc, cut = encode_windows(tokenizer, batch["text"], pairs, max_length, stride)
         docs = enc["doc"]
         enc["doc"] = [indices[d] for d in docs]
-        for key in ("text", "text_pair", "labels", "labeled"):
+        for key in ("text", "text_pair", "labels", "labeled", "row"):
             if key in batch:
                 enc[key] = [batch[key][d] for d in docs]
         enc["length"] = [len(x) for x in enc["input_ids"]]

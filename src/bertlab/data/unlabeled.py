@@ -57,6 +57,8 @@ def with_unlabeled(train: datasets.Dataset, unlabeled: datasets.Dataset, report:
     placeholder = [0] * len(example) if isinstance(example, list) else type(example)(0)
     extra = unlabeled.add_column("labels", [placeholder] * len(unlabeled))
     extra = extra.add_column("labeled", [False] * len(extra))
+    if "row" in train.column_names:  # (not rows of the training file)
+        extra = extra.add_column("row", [-1] * len(extra))
     train = train.add_column("labeled", [True] * len(train))
     extra = extra.select_columns(train.column_names).cast(train.features)
     count(report, "unlabeled", "train", len(extra))

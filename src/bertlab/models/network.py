@@ -73,7 +73,7 @@ LORA_TARGETS = {t: ["query", "key", "value", "dense"]
 def add_adapters(net: nn.Module, method: str, lora: dict) -> nn.Module:
     """model.peft=lora: the network with LoRA adapters (peft); only they and the classification
     head (peft's modules_to_save for sequence classification) train (`method` is checked in
-    checks.check_choices)."""
+    training/checks.check_choices)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = lora.get("target_modules") or LORA_TARGETS.get(net.config.model_type)

@@ -18,7 +18,7 @@ from hydra.plugins.sweeper import Sweeper
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.errors import ConfigError, exit_usage
-from bertlab.search import (beating, claim, give_up_stale, load_study, parse_space, register,
+from bertlab.cli.search import (beating, claim, give_up_stale, load_study, parse_space, register,
                             suggest, write_best)
 
 log = logging.getLogger(__name__)

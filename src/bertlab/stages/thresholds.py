@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from bertlab.errors import ConfigError
-from bertlab.files import read_beside_checkpoint, write_beside_checkpoint
+from bertlab.files import write_beside_checkpoint
+from bertlab.models.checkpoints import THRESHOLDS as FILE  # beside checkpoints/
 
-FILE = "thresholds.json"  # in the run folder, beside checkpoints/
 MODES = ("tuned", "global")
 
 
@@ -117,12 +117,6 @@ def fit(model, dm, run_dir: Path, checkpoint: str | None, value) -> dict:
     write_beside_checkpoint(run_dir, FILE, checkpoint, report)
     model.thresholds = t
     return report
-
-
-def thresholds_for(checkpoint: Path) -> list[float] | None:
-    """The thresholds chosen for this checkpoint of a run, in label order (None: none chosen)."""
-    found = read_beside_checkpoint(checkpoint, FILE)
-    return list(found["thresholds"].values()) if found else None
 
 
 def fold_into_head(net: torch.nn.Module, thresholds: list[float]) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bertlab import hydra_state
+from bertlab.cli import hydra_state
 from bertlab.errors import ConfigError, DataError
 
 CLAIM = ".claim"  # in a run folder: the pid of the run that owns it, created exclusively
@@ -91,8 +91,9 @@ def claim_run_dir(run_dir: Path) -> None:
 
 
 def remove_unused_folder() -> None:
-    """After a refused command: the folder it made goes, unless it already holds results."""
-    if OWNED is None or not OWNED.is_dir() or any((OWNED / p).exists() for p in RESULTS):
+    """After a refused command: the folder it made goes, unless it already holds results (its
+    own, or a fold's: cv and find_label_issues.py hold runs inside)."""
+    if OWNED is None or not OWNED.is_dir() or any(next(OWNED.rglob(p), None) for p in RESULTS):
         return
     shutil.rmtree(OWNED, ignore_errors=True)
     if OWNED_TOP and OWNED_TOP != OWNED and OWNED_TOP.is_dir() and \

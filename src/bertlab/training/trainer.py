@@ -9,12 +9,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from bertlab import hydra_state
-from bertlab.budget import plan
+from bertlab.cli import hydra_state
+from bertlab.training.budget import plan
 from bertlab.callbacks.keep_latest import KeepLatest
 from bertlab.callbacks.unfreeze import UnfreezeAt
-from bertlab.plugins import choose_precision, hardware, trainer_plugins, uses_cuda
-from bertlab.resolvers import recommended_lr
+from bertlab.training.plugins import choose_precision, hardware, trainer_plugins, uses_cuda
+from bertlab.cli.resolvers import recommended_lr
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def epoch_rows(rows: int, limit, batch_size: int, processes: int) -> int:
 def training_length(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[dict, dict]:
     """Trainer arguments for how long to train and how often to validate, and their record for
     metrics.json (`given`: what cfg.trainer set; `chosen`: what the budget added). The budget
-    rule (bertlab.budget) runs over the rows an epoch really reads (limit_train_batches); a
+    rule (bertlab.training.budget) runs over the rows an epoch really reads (limit_train_batches); a
     length the user set (max_epochs, max_steps) is trained as set, and an explicit max_steps
     shorter than an epoch is still validated budget.validations times, the best kept."""
     t = cfg.trainer

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from bertlab.checks import resolve_monitor
+from bertlab.cli.checks import resolve_monitor
 from bertlab.errors import ConfigError
 from bertlab.files import markdown_table, write_csv
 

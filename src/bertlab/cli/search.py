@@ -63,7 +63,7 @@ def open_storage(url: str | None, sweep_dir: str | Path):
             raise FileNotFoundError(f"the folder {path.parent} does not exist")
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     except Exception as e:  # drivers, network and files fail in many ways; all are the user's URL
-        from bertlab.data.sources import first_line
+        from bertlab.errors import first_line
 
         raise ConfigError(f"hparams_search.storage={url} cannot be opened ({first_line(e)}); use a "
                           f"journal file on a shared filesystem (/shared/study.log) or an SQLAlchemy "

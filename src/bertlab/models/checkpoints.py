@@ -6,10 +6,14 @@ from collections import OrderedDict
 from pathlib import Path
 
 
-from bertlab.calibration import temperature_for
-from bertlab.thresholds import thresholds_for
+from bertlab.cli.runs import read_checkpoint, recorded
 from bertlab.errors import ConfigError, DataError
-from bertlab.runs import read_checkpoint, recorded
+from bertlab.files import read_beside_checkpoint
+
+# The decision rule fitted after training, each record beside its checkpoint in the run folder:
+# written by the stages (stages/calibration.py, stages/thresholds.py), read by every loaded model.
+CALIBRATION = "calibration.json"  # {"temperature": T, ...}
+THRESHOLDS = "thresholds.json"    # {"thresholds": {label: t, ...}, ...}
 
 
 def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
@@ -78,8 +82,7 @@ def load_model(path: Path):
     model, state = rebuild(path, lambda hp: TextClassifier(
         **{**hp, "model": {**hp["model"], "pretrained": False}}))
     model.load_state_dict(state)
-    model.temperature = temperature_for(path) or 1.0  # for the decisions (errors.csv, eval)
-    model.thresholds = thresholds_for(path)
+    model.temperature, model.thresholds = decision_rule(path)  # for errors.csv and eval
     return model.eval()
 
 
@@ -94,6 +97,13 @@ def load_network(path: Path):
         state._metadata = metadata
     model.load_state_dict(state)
     model.net = plain(model.net)  # LoRA: adapters merged into the weights, as fast as a full model
-    model.temperature = temperature_for(path) or 1.0
-    model.thresholds = thresholds_for(path)
+    model.temperature, model.thresholds = decision_rule(path)
     return model.eval()
+
+
+def decision_rule(path: Path) -> tuple[float, list[float] | None]:
+    """(temperature, thresholds in label order) fitted for this checkpoint; (1.0, None): none."""
+    calibrated = read_beside_checkpoint(path, CALIBRATION)
+    chosen = read_beside_checkpoint(path, THRESHOLDS)
+    return (calibrated["temperature"] if calibrated else 1.0,
+            list(chosen["thresholds"].values()) if chosen else None)

@@ -11,13 +11,13 @@ import torch
 from omegaconf import DictConfig
 
 from bertlab.models.scoring import collect, score
-from bertlab.use_checks import check_shrink
+from bertlab.use.checks import check_shrink
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError
 from bertlab.files import markdown_table
 from bertlab.models.compress import compress
-from bertlab.checkpoints import find_checkpoint, load_model
-from bertlab.runs import run_config
+from bertlab.models.checkpoints import find_checkpoint, load_model
+from bertlab.cli.runs import run_config
 
 
 def parameter_count(model) -> int:

@@ -13,12 +13,12 @@ from pathlib import Path
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from bertlab.checks import check_ranges, check_read_kwargs
-from bertlab.use_checks import PREDICT_RANGES
+from bertlab.cli.checks import check_ranges, check_read_kwargs
+from bertlab.use.checks import PREDICT_RANGES
 from bertlab.data.inputs import count_texts, read_texts, text_rows
 from bertlab.errors import ConfigError
 from bertlab.files import written_whole
-from bertlab.inference import (check_backend, check_threshold, check_threshold_applies,
+from bertlab.models.inference import (check_backend, check_threshold, check_threshold_applies,
                                inference_precision, input_columns, load_predictor, model_precision,
                                scored_rows, trained_pair_column)
 
@@ -136,7 +136,7 @@ def predict(cfg: DictConfig) -> int:
         model, tokenizer, chunk, cfg, precision, explained)
     rows_done = write_chunks(texts, predict_chunk, path, what, (done, offset, total))
     if cfg.explain:
-        from bertlab.explain import write_html
+        from bertlab.use.explain import write_html
 
         page = path.with_suffix(".html")
         write_html(page, *zip(*explained), tokenizer)
@@ -203,7 +203,7 @@ def predicted_rows(model, tokenizer, texts: list[tuple], cfg: DictConfig, precis
     rows, scores = scored_rows(model, tokenizer, texts, cfg.threshold, pairs=pairs,
                                batch_size=cfg.batch_size, precision=precision)
     if cfg.explain:
-        from bertlab.explain import explain_texts, top_tokens
+        from bertlab.use.explain import explain_texts, top_tokens
 
         targets = ([None] * len(texts) if not model.task.has_classes else
                    scores.argmax(-1).tolist())  # multi-label: the most likely label

@@ -2,14 +2,11 @@
 `eval.py split=nosuch`) answers at once."""
 from __future__ import annotations
 
-import json
 
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.errors import ConfigError
-from bertlab.choices import LONG_TEXT, PEFT_METHODS, POOLS
-from bertlab.hub import check_local, check_max_length
-from bertlab.task import TASKS, Task, task_of
+from bertlab.task import Task, task_of
 
 PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 
@@ -56,6 +53,8 @@ RANGES = {
     "data.max_samples": (lambda v: v is None or integer(v) and v > 0,
                          "a positive number of rows, or null (all)"),
     "data.val_size": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
+    "data.exclude_top": (lambda v: v is None or integer(v) and v > 0,
+                         "a positive number of rows, or null (every row the list names)"),
     "data.max_val_rows": (lambda v: v is None or integer(v) and v > 0,
                           "a positive number of rows, or null (val_size alone decides)"),
     "data.test_size": (lambda v: number(v) and 0 <= v < 1, "a fraction in [0, 1)"),
@@ -118,139 +117,6 @@ def check_ranges(cfg: DictConfig, ranges: dict = RANGES) -> None:
         value = OmegaConf.select(cfg, key, default=missing)
         if value is not missing and not valid(value):
             raise ConfigError(f"{key}={value!r} is not valid; use {what}")
-
-
-# logger class -> (the package it needs, how to install it)
-TRACKERS = {"MLFlowLogger": ("mlflow", "pip install -e '.[trackers]' (or pip install mlflow)"),
-            "WandbLogger": ("wandb", "pip install -e '.[trackers]' (or pip install wandb)"),
-            "CometLogger": ("comet_ml", "pip install comet-ml"),
-            "NeptuneLogger": ("neptune", "pip install neptune")}
-
-
-def check_loggers(cfg: DictConfig) -> None:
-    """A logger whose package is missing: one line naming what to install (before any work)."""
-    import importlib.util
-
-    for name, node in (cfg.get("logger") or {}).items():
-        package, how = TRACKERS.get(str(node.get("_target_", "")).rsplit(".", 1)[-1], (None, None))
-        if package and importlib.util.find_spec(package) is None:
-            raise ConfigError(f"logger={name} needs the {package} package, which is not "
-                              f"installed: {how}")
-        check_tracking_server(name, node.get("tracking_uri"))
-
-
-def check_tracking_server(name: str, uri) -> None:
-    """A tracking server given by URL answers before training starts: MLflow's client would
-    retry an unreachable one for minutes, after the training, with no word."""
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(str(uri or ""))
-    if url.scheme not in ("http", "https") or not url.hostname:
-        return
-    try:
-        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
-                                 timeout=5).close()
-    except OSError as e:
-        raise ConfigError(f"logger.{name}.tracking_uri={uri} cannot be reached ({e.strerror or e}); "
-                          f"start the server, or leave tracking_uri out for the local store "
-                          f"(outputs/mlflow.db)") from None
-
-
-def check_model(cfg: DictConfig) -> None:
-    """Local model folders exist; max_length fits the limit a local tokenizer declares."""
-    check_local(cfg.model.name_or_path)
-    folder = check_local(cfg.model.tokenizer, "model.tokenizer")
-    declared = folder / "tokenizer_config.json" if folder else None
-    if declared and declared.is_file():
-        check_max_length(cfg.max_length, json.loads(declared.read_text()).get("model_max_length"))
-
-
-def check_data(data: DictConfig) -> None:
-    """The text, pair and label columns are different columns; a files source's files exist, hold
-    rows and share a format."""
-    from bertlab.data.sources import SPLITS, check_files
-
-    keys = [k for k in ("text_column", "text_pair_column", "label_column") if data.get(k) is not None]
-    for i, a in enumerate(keys):  # one column in two roles: the label as the text trains on the answer
-        for b in keys[i + 1:]:
-            if str(data[a]) == str(data[b]):
-                raise ConfigError(f"data.{a} and data.{b} are both {data[a]!r}; each role needs a "
-                                  f"column of its own")
-    if data.get("source") == "files":
-        files = {s: OmegaConf.select(data, f"{s}_file", throw_on_missing=True) for s in SPLITS}
-        check_files({s: str(f) for s, f in files.items() if f}, data.get("format"))
-
-
-def check_config(cfg: DictConfig) -> None:
-    check_ranges(cfg)
-    check_loggers(cfg)
-    positive("lr", cfg.lr, integer=False)
-    for key in ("batch_size", "max_length"):
-        positive(key, cfg[key], integer=True)
-    positive("max_epochs", cfg.max_epochs, integer=True, optional=True)
-    cv = cfg.get("cv")
-    if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
-        raise ConfigError(f"cv={cv!r} is not valid; use a number of folds >= 2 (e.g. cv=5), or "
-                          f"null for no cross-validation")
-    fold = cfg.get("cv_fold")
-    if fold is not None and (cv is None or isinstance(fold, bool) or not isinstance(fold, int)
-                             or not 0 <= fold < cv):
-        raise ConfigError(f"cv_fold={fold!r} is not valid; use 0..cv-1 together with cv=K")
-    if cfg.mode not in ("min", "max", "auto"):
-        raise ConfigError(f"mode={cfg.mode!r} is not valid; use min, max or auto")
-    known = sorted({f"val/{m}" for t in TASKS.values() for m in (*t.metrics, "loss")})
-    if cfg.monitor != "auto" and cfg.monitor not in known:
-        raise ConfigError(f"monitor={cfg.monitor} is not a metric bertlab logs; use one of "
-                          f"{', '.join(known)} or auto")
-    precision = str(cfg.trainer.get("precision"))
-    if precision not in PRECISIONS:
-        raise ConfigError(f"trainer.precision={precision} is not valid; use one of {', '.join(PRECISIONS)}")
-    check_choices(cfg)
-    check_model(cfg)
-    check_read_kwargs(cfg.data.get("read_kwargs"), "data.read_kwargs")
-    check_data(cfg.data)
-    check_given_keys_apply(cfg)
-
-
-def check_choices(cfg: DictConfig) -> None:
-    """Words that name a choice, and settings that need another, before any loading."""
-    data = cfg.data
-    for key, valid in (("long_text", LONG_TEXT), ("window_pool", POOLS), ("task", (*TASKS, None))):
-        if key in data and data[key] not in valid:
-            raise ConfigError(f"data.{key}={data[key]!r} is not valid; use "
-                              f"{' or '.join(str(v) for v in valid if v is not None)}"
-                              + (" (or null: guessed from the labels)" if None in valid else ""))
-    peft = OmegaConf.select(cfg, "model.peft")
-    if peft is not None and peft not in PEFT_METHODS:
-        raise ConfigError(f"model.peft={peft!r} is not valid; use {' or '.join(PEFT_METHODS)} "
-                          f"(or null: train all weights)")
-    if cfg.get("cv") and data.get("validation_file"):
-        raise ConfigError("cv makes its validation folds out of data.train_file; drop "
-                          "data.validation_file (or train without cv)")
-    if data.get("unlabeled_file") and not OmegaConf.select(cfg, "distill.teacher"):
-        raise ConfigError("data.unlabeled_file is learnt from a teacher's predictions; set "
-                          "distill.teacher=<a trained run> too, or drop data.unlabeled_file")
-    t = cfg.get("tune_lr") or {}
-    if number(t.get("min_lr")) and number(t.get("max_lr")) and t["min_lr"] >= t["max_lr"]:
-        raise ConfigError(f"tune_lr.min_lr={t['min_lr']} is not below tune_lr.max_lr={t['max_lr']}; "
-                          f"the search sweeps from min_lr up to max_lr")
-    accelerator = str(cfg.trainer.get("accelerator", "auto"))
-    if accelerator in ("gpu", "cuda"):
-        from bertlab.hardware import check_cuda  # (torch: only when a GPU is asked for)
-
-        check_cuda(accelerator, "trainer.accelerator",
-                   "trainer=default (a GPU when there is one, else the CPU) or trainer=cpu")
-
-
-def check_given_keys_apply(cfg: DictConfig) -> None:
-    """A key typed on the command line that this config would ignore is one line, not silence."""
-    from bertlab.hydra_state import given_keys
-
-    lora = [k for k in given_keys() if k.startswith("model.lora.")]
-    if lora and not OmegaConf.select(cfg, "model.peft"):
-        raise ConfigError(f"{lora[0]}={OmegaConf.select(cfg, lora[0])} applies to LoRA adapters, "
-                          f"and model.peft is null; add model.peft=lora (or leave {lora[0]} out)")
 
 
 HIGHER_IS_BETTER = ("acc", "f1", "pearson", "spearman")  # which way each metric improves

@@ -13,11 +13,11 @@ from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
-from bertlab import hydra_state
+from bertlab.cli import hydra_state
 from bertlab.callbacks.pruning import EncoderPruning
-from bertlab.loggers import record_run
-from bertlab.resolvers import recommended_lr
-from bertlab.runs import read_checkpoint, write_metrics
+from bertlab.training.loggers import record_run
+from bertlab.cli.resolvers import recommended_lr
+from bertlab.cli.runs import read_checkpoint, write_metrics
 from bertlab.task import task_of
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def report(cfg: DictConfig, run_dir: Path, metrics: dict, trainer, model, dm, sc
            started: float, fit_seconds: float) -> None:
     """Finish metrics.json (pruning, the error analysis if the run was `scored`, timings), write
     it, log the summary, and write HPARAMS."""
-    from bertlab.analysis import analyse
+    from bertlab.analysis.breakdown import analyse
 
     board = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     pruning = [c for c in trainer.callbacks if isinstance(c, EncoderPruning)]

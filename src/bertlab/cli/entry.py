@@ -10,15 +10,14 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from hydra.experimental.callback import Callback
 from omegaconf.errors import MissingMandatoryValue
 
-from bertlab import runs
+from bertlab.cli import runs
 from bertlab.errors import ConfigError, exit_usage, user_error
-from bertlab.runs import first_process
-from bertlab.hydra_state import in_multirun
-from bertlab.output_dirs import name_jobs_by_swept_keys, place_output
-from bertlab.overrides import VALUED, check_group_choices, check_overrides, override_value, quoted
+from bertlab.cli.runs import first_process
+from bertlab.cli.hydra_state import in_multirun
+from bertlab.cli.output_dirs import name_jobs_by_swept_keys, place_output
+from bertlab.cli.overrides import VALUED, check_group_choices, check_overrides, override_value, quoted
 
 log = logging.getLogger("bertlab")
 
@@ -111,8 +110,6 @@ def resume_argv(argv: list[str]) -> list[str]:
     return [*task, f"hydra.run.dir={quoted(folder)}", *extra]
 
 
-
-
 def record_failure(cfg, message: str) -> None:
     """A failed sweep job leaves metrics.json with status `failed`, for the summary below."""
     out = cfg.get("output_dir") if hasattr(cfg, "get") else None
@@ -156,36 +153,6 @@ def run_task(task: Callable, cfg) -> object:
         return float("nan")
     runs.remove_unused_folder()
     sys.exit(2 if isinstance(err, ConfigError) else 1)  # a usage mistake, or a failure running
-
-
-class SweepSummary(Callback):
-    """At the end of a multirun: the summary files (bertlab.report), one line per failed job,
-    and a non-zero exit if any failed."""
-
-    def on_multirun_end(self, config, **kwargs) -> None:
-        from bertlab.report import summarize
-
-        sweep = Path(config.hydra.sweep.dir)
-        summarize(sweep)
-        print(f"sweep summary: {sweep / 'summary.md'} (.csv, .png)", file=sys.stderr)
-        if config.get("logger"):
-            from bertlab.loggers import record_sweep
-
-            record_sweep(config.logger, sweep)
-        failed = []
-        for job in sorted(sweep.glob("*/metrics.json")):
-            try:
-                status = json.loads(job.read_text())
-            except ValueError:  # (summarize has said so)
-                status = {"status": "failed", "error": "its metrics.json cannot be read"}
-            if status.get("status") == "failed":
-                failed.append(f"job {job.parent.name}: {status.get('error')}")
-        total = len(list(sweep.glob("*/metrics.json")))
-        if failed:
-            print(f"error: {len(failed)} of {total} jobs failed ({sweep}):", file=sys.stderr)
-            for line in failed:
-                print(f"  {line}", file=sys.stderr)
-            sys.exit(1)
 
 
 def entry(script: str, config_name: str, task: str, check: str | None = None) -> None:

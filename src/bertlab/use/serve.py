@@ -14,10 +14,10 @@ from litserve.loops.simple_loops import BatchedLoop
 from omegaconf import DictConfig
 from pydantic import BaseModel, ConfigDict, model_validator
 
-from bertlab.checks import check_ranges
-from bertlab.use_checks import SERVE_RANGES
+from bertlab.cli.checks import check_ranges
+from bertlab.use.checks import SERVE_RANGES
 from bertlab.errors import DataError
-from bertlab.lifecycle import check_address, lost_worker_answers, stop_on_signals, watch_workers
+from bertlab.use.lifecycle import check_address, lost_worker_answers, stop_on_signals, watch_workers
 
 
 class TextsRequest(BaseModel):
@@ -118,7 +118,7 @@ class TextAPI(ls.LitAPI):
         # Left to it, the worker would print a KeyboardInterrupt traceback as it goes.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-        from bertlab.inference import load_predictor
+        from bertlab.models.inference import load_predictor
 
         if self.threads:
             torch.set_num_threads(self.threads)
@@ -136,7 +136,7 @@ class TextAPI(ls.LitAPI):
         return inputs
 
     def predict(self, requests: list[dict]) -> list[list[dict]]:
-        from bertlab.inference import scored_rows
+        from bertlab.models.inference import scored_rows
 
         if self.log_batches:
             print(f"batch: {len(requests)} requests, {sum(len(r['texts']) for r in requests)} texts",
@@ -171,7 +171,7 @@ def reads_pairs(run_dir: str, backend: str) -> bool | None:
         from bertlab.models.onnx_network import onnx_folder
 
         return json.loads((onnx_folder(run_dir) / "bertlab.json").read_text()).get("pair")
-    from bertlab.runs import trained_on_pairs
+    from bertlab.cli.runs import trained_on_pairs
 
     return trained_on_pairs(run_dir)
 
@@ -213,7 +213,7 @@ def serve(cfg: DictConfig) -> None:
     import threading
 
     from bertlab.hardware import check_cuda, uses_cuda
-    from bertlab.inference import check_backend, check_threshold, inference_precision
+    from bertlab.models.inference import check_backend, check_threshold, inference_precision
 
     check_backend(cfg.backend, str(cfg.precision))
     check_threshold(cfg.threshold)
@@ -222,8 +222,8 @@ def serve(cfg: DictConfig) -> None:
     precision, why = inference_precision(str(cfg.precision), cfg.backend, cuda)
     check_ranges(cfg, SERVE_RANGES)
     if cfg.backend == "torch":  # the run's checkpoint is there (found before any worker starts)
-        from bertlab.checkpoints import checkpoint_hparams, find_checkpoint
-        from bertlab.inference import model_precision
+        from bertlab.models.checkpoints import checkpoint_hparams, find_checkpoint
+        from bertlab.models.inference import model_precision
 
         hparams = checkpoint_hparams(find_checkpoint(cfg.run_dir))[1]
         precision, why = model_precision(hparams, precision, why, str(cfg.precision))
@@ -234,7 +234,7 @@ def serve(cfg: DictConfig) -> None:
         from bertlab.models.onnx_network import onnx_folder
 
         task = json.loads((onnx_folder(cfg.run_dir) / "bertlab.json").read_text())["task"]
-    from bertlab.inference import check_threshold_applies
+    from bertlab.models.inference import check_threshold_applies
 
     check_threshold_applies(cfg.threshold, task)
     host = check_address(cfg.host, cfg.port)

@@ -9,13 +9,13 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from bertlab import runs
-from bertlab.checks import check_config
+from bertlab.cli import runs
+from bertlab.training.checks import check_config
 from bertlab.errors import ConfigError
-from bertlab.loggers import TensorBoardLogger, record_run
-from bertlab.plugins import trainer_plugins
-from bertlab.trainer import loggers as build_loggers
-from bertlab.train import build_data, build_model, fit_and_report, set_up_process
+from bertlab.training.loggers import TensorBoardLogger, record_run
+from bertlab.training.plugins import trainer_plugins
+from bertlab.training.trainer import loggers as build_loggers
+from bertlab.training.train import build_data, build_model, fit_and_report, set_up_process
 
 
 def tune_lr(cfg: DictConfig) -> float:

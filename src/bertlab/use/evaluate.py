@@ -10,14 +10,14 @@ import datasets
 import lightning as L
 from omegaconf import DictConfig
 
-from bertlab.analysis import analyse
+from bertlab.analysis.breakdown import analyse
 from bertlab.models.scoring import decide, predicted, score
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError, DataError
-from bertlab.plugins import quiet_library_warnings, trainer_plugins
-from bertlab.checkpoints import find_checkpoint, load_model
-from bertlab.use_checks import check_eval, check_split
-from bertlab.runs import run_config
+from bertlab.training.plugins import quiet_library_warnings, trainer_plugins
+from bertlab.models.checkpoints import find_checkpoint, load_model
+from bertlab.use.checks import check_eval, check_split
+from bertlab.cli.runs import run_config
 
 log = logging.getLogger(__name__)
 

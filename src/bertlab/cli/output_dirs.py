@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bertlab import runs
+from bertlab.cli import runs
 from bertlab.errors import ConfigError, exit_usage
-from bertlab.overrides import compose_for_check, override_args, override_value, quoted
+from bertlab.cli.overrides import compose_for_check, override_args, override_value, quoted
 
 
 def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]:

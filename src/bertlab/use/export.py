@@ -14,12 +14,12 @@ from transformers import AutoTokenizer
 from bertlab.errors import ConfigError, require
 from bertlab.files import markdown_table, written_whole
 from bertlab.hub import from_pretrained
-from bertlab import thresholds
-from bertlab.use_checks import export_folder
-from bertlab.calibration import fold_into_head
-from bertlab.checkpoints import find_checkpoint, load_model, load_network
+from bertlab.stages import thresholds
+from bertlab.use.checks import export_folder
+from bertlab.stages.calibration import fold_into_head
+from bertlab.models.checkpoints import find_checkpoint, load_model, load_network
 from bertlab.models.network import fold_target_scale, plain, pools_mean
-from bertlab.runs import recorded, run_config, trained_pair_column
+from bertlab.cli.runs import recorded, run_config, trained_pair_column
 
 CARD = """---
 library_name: transformers

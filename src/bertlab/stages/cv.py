@@ -19,7 +19,7 @@ from omegaconf import DictConfig, open_dict
 
 from bertlab.models.scoring import collect, score
 from bertlab.files import markdown_table
-from bertlab.checkpoints import find_checkpoint, load_model
+from bertlab.models.checkpoints import find_checkpoint, load_model
 from bertlab.task import task_of
 
 log = logging.getLogger(__name__)

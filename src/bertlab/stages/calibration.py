@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from bertlab.errors import ConfigError
-from bertlab.files import read_beside_checkpoint, write_beside_checkpoint
+from bertlab.files import write_beside_checkpoint
+from bertlab.models.checkpoints import CALIBRATION as FILE  # beside checkpoints/
 from bertlab.models.network import output_layer
 
-FILE = "calibration.json"  # in the run folder, beside checkpoints/
 
 
 def check(cfg, dm) -> None:
@@ -58,7 +58,7 @@ def fit_temperature(logits: torch.Tensor, target: torch.Tensor, multi_hot: bool)
 
 def ece(logits: torch.Tensor, target: torch.Tensor, multi_hot: bool) -> float:
     """Expected calibration error (15 bins, torchmetrics); multi-label: over every (row, label)."""
-    import torchmetrics.functional as tmf  # (not at import: predict.py reads temperature_for)
+    import torchmetrics.functional as tmf  # (not at import: the stage is optional)
 
     if multi_hot:
         return float(tmf.calibration_error(logits.sigmoid().flatten(), target.flatten().long(),
@@ -83,12 +83,6 @@ def calibrate(model, dm, run_dir: Path, checkpoint: str | None) -> dict:
             report[f"{split}/nll_{name}"] = round(float(nll(scaled, target, multi_hot)), 4)
     write_beside_checkpoint(run_dir, FILE, checkpoint, report)
     return report
-
-
-def temperature_for(checkpoint: Path) -> float | None:
-    """The temperature fitted for this checkpoint of a run (None: not calibrated)."""
-    found = read_beside_checkpoint(checkpoint, FILE)
-    return found["temperature"] if found else None
 
 
 def fold_into_head(net: torch.nn.Module, temperature: float) -> None:

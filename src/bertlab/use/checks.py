@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from bertlab.checks import POSITIVE_INTEGER, SWITCH, check_ranges, check_read_kwargs, integer, number
+from bertlab.cli.checks import POSITIVE_INTEGER, SWITCH, check_ranges, check_read_kwargs, integer, number
 from bertlab.errors import ConfigError
 
 
@@ -40,7 +40,7 @@ def check_eval(cfg: DictConfig) -> None:
             raise ConfigError(f"file={cfg.file} " + ("is a folder; give a labelled file"
                               if Path(cfg.file).is_dir() else "does not exist"))
         return
-    from bertlab.runs import recorded
+    from bertlab.cli.runs import recorded
 
     rows = recorded(cfg.run_dir).get("data", {}).get("rows")
     if rows:  # (a run that has not finished: the data module checks the split)
@@ -86,7 +86,7 @@ def check_export(cfg: DictConfig) -> None:
 
 
 def check_serve(cfg: DictConfig) -> None:
-    """serve.py's package, before bertlab.serve (which needs it) is imported."""
+    """serve.py's package, before bertlab.use.serve (which needs it) is imported."""
     from bertlab.errors import require
 
     require("litserve", "serve", "serve.py")

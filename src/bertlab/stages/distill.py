@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 def teacher_checkpoint(cfg: DictConfig) -> Path | None:
     """The teacher run's best checkpoint (None: no distillation), refusing runs that are not
     finished bertlab runs."""
-    from bertlab.checkpoints import find_checkpoint
-    from bertlab.runs import recorded
+    from bertlab.models.checkpoints import find_checkpoint
+    from bertlab.cli.runs import recorded
 
     d = cfg.get("distill") or {}
     teacher = d.get("teacher")
@@ -85,7 +85,7 @@ def check_data(teacher_hp: dict, dm) -> None:
 
 def record(cfg: DictConfig, dm, keep: list[int] | None) -> dict:
     """metrics.json's `distill`: the teacher, its metrics and how the student learnt from it."""
-    from bertlab.runs import recorded
+    from bertlab.cli.runs import recorded
 
     d = cfg.distill
     return {"teacher": str(d.teacher), "teacher_metrics": {k: v for k, v in recorded(d.teacher).items()
@@ -118,9 +118,9 @@ def targets(ckpt: Path, dm, cache_root: Path) -> torch.Tensor:
     the teacher's own tokenizer, cleaning and windows, and cached."""
     from transformers import AutoTokenizer
 
-    from bertlab.checkpoints import load_network
+    from bertlab.models.checkpoints import load_network
     from bertlab.hub import from_pretrained
-    from bertlab.inference import inference_precision, predict_texts
+    from bertlab.models.inference import inference_precision, predict_texts
 
     stat = ckpt.resolve().stat()
     key = hashlib.sha256(f"{dm.cache_folder.name}|{ckpt.resolve()}|{stat.st_size}|{stat.st_mtime}"

@@ -56,7 +56,7 @@ def record_run(logger, run_dir: Path, params: dict, finals: dict) -> None:
 
 
 def record_sweep(loggers: DictConfig, sweep: Path) -> None:
-    """A finished sweep's summary (summary.md, .csv, .png from bertlab.report) for every logger the
+    """A finished sweep's summary (summary.md, .csv, .png from bertlab.analysis.report) for every logger the
     sweep used that can hold it: TensorBoard (text and image, in <sweep>/tensorboard), MLflow
     (a run named after the sweep folder, the files as artifacts, the best value as a metric) and
     W&B (a run with the table and the plot). CSV needs nothing: summary.csv is its form."""

@@ -10,7 +10,7 @@ import torch
 from tqdm import tqdm
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
-from bertlab.checkpoints import find_checkpoint, load_network
+from bertlab.models.checkpoints import find_checkpoint, load_network
 from bertlab.data.clean import cleaner
 from bertlab.data.tokens import encode_texts
 from bertlab.errors import ConfigError
@@ -64,7 +64,7 @@ def check_backend(backend: str, precision: str, ckpt_path=None) -> None:
 def trained_pair_column(run_dir, ckpt_path, backend: str = "torch") -> str | None:
     """What the model reads, from its folders alone (no model loaded): its run's second-text
     column, '' for single texts, None where no folder says (a checkpoint file on its own)."""
-    from bertlab.runs import trained_pair_column as of_run
+    from bertlab.cli.runs import trained_pair_column as of_run
 
     if backend == "onnx":
         from bertlab.models.onnx_network import onnx_folder

@@ -17,17 +17,20 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from bertlab import calibration, distill, hydra_state, results, runs, thresholds
+from bertlab.cli import hydra_state, runs
+from bertlab.stages import calibration, distill, thresholds
+from bertlab.training import results
 from bertlab.callbacks.preemption import Preemption
-from bertlab.checkpoints import checkpoint_hparams, load_network
-from bertlab.checks import check_config, resolve_monitor
+from bertlab.models.checkpoints import checkpoint_hparams, load_network
+from bertlab.cli.checks import resolve_monitor
+from bertlab.training.checks import check_config
 from bertlab.data.datamodule import TextDataModule, from_config
 from bertlab.errors import ConfigError, Diverged
 from bertlab.hardware import check_cuda
 from bertlab.models.classifier import TextClassifier
 from bertlab.models.network import choose_pooling
-from bertlab.plugins import quiet_library_warnings
-from bertlab.trainer import build_trainer, decide
+from bertlab.training.plugins import quiet_library_warnings
+from bertlab.training.trainer import build_trainer, decide
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +43,7 @@ def train(cfg: DictConfig) -> float:
                "trainer=default (a GPU when there is one, else the CPU) or trainer=cpu")
     run_dir = Path(cfg.output_dir)
     if cfg.get("cv") and cfg.get("cv_fold") is None:  # k-fold: one run per fold, inside this one
-        from bertlab.cv import cross_validate
+        from bertlab.stages.cv import cross_validate
 
         if cfg.get("resume"):
             raise ConfigError(f"cv={cfg.cv} runs cannot be resumed; start the cross-validation again")

@@ -1,0 +1,1 @@
+"""Optional stages around training: distillation, calibration, thresholds, cross-validation."""

@@ -1,0 +1,1 @@
+"""Using a trained model: eval, predict, serve, export, shrink, explain."""
