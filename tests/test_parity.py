@@ -21,8 +21,9 @@ def table(kind: str, n: int, seed: int) -> pd.DataFrame:
     """Labelled rows of each kind; windows: texts of about 60 tokens, over max_length=32."""
     rows = sentences(n, seed)
     df = pd.DataFrame({"text": [t for t, _ in rows], "label": [y for _, y in rows]})
-    if kind == "pair":
+    if kind == "pair":  # (a text column of another name: predict reads the run's own)
         df["hypothesis"] = [f"it was {'good' if i % 3 else 'bad'}" for i in range(n)]
+        df = df.rename(columns={"text": "premise"})
     if kind == "multilabel":
         df["label"] = [[["a"], ["b"], ["a", "c"]][i % 3] for i in range(n)]
     if kind == "windows":
@@ -40,7 +41,7 @@ def run(request, tmp_path_factory):
     kind = request.param
     folder = tmp_path_factory.mktemp(kind)
     table(kind, 120, 0).to_json(folder / "train.jsonl", orient="records", lines=True)
-    extra = {"pair": ["data.text_pair_column=hypothesis"],
+    extra = {"pair": ["data.text_column=premise", "data.text_pair_column=hypothesis"],
              "windows": ["data.long_text=windows", "max_length=32"]}.get(kind, [])
     run_dir = trained(tmp_path_factory, "data=files", f"data.train_file={folder / 'train.jsonl'}",
                       "lr=3e-3", *extra)
@@ -58,7 +59,9 @@ def run(request, tmp_path_factory):
         else:
             df.to_json(path, orient="records", lines=suffix == "jsonl")
         inputs[suffix] = path
-    if kind != "pair":
+    if kind == "pair":
+        df = df.rename(columns={"premise": "text"})  # (what the tests below compare)
+    else:
         (folder / "in.txt").write_text("\n".join(df["text"]) + "\n")
         inputs["txt"] = folder / "in.txt"
     return kind, run_dir, inputs, df

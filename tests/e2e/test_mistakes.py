@@ -47,6 +47,8 @@ def place(tmp_path_factory):
     (root / "empty.csv").write_text("text,label\n")
     (root / "a_folder").mkdir()
     (root / "exported").mkdir()
+    (root / "onnx_export").mkdir()  # what export.py format=onnx writes, as far as predict looks
+    (root / "onnx_export" / "bertlab.json").write_text("{}")
     (root / "zero.ckpt").write_bytes(b"")
     (root / "latin.csv").write_bytes("text\ncaf\u00e9 na\u00efve\n".encode("latin-1"))
     (root / "binary.txt").write_bytes(b"PAR1\x00\x15\x04text\x00")
@@ -167,6 +169,8 @@ if not torch.cuda.is_available():  # a GPU asked for by name where there is none
 # the same rule for the commands that load a model, checked in this process (each command line
 # above already shows that run_task prints a BertlabError as its one line, with its exit code)
 IN_PROCESS = [
+    ("predict", ["run_dir={root}/onnx_export", "input={root}/data.csv"], 2,
+     "is an ONNX export (export.py format=onnx); add backend=onnx"),
     ("eval", ["run_dir={root}/finished", "ckpt_path={root}/data.csv"], 1, "not a bertlab checkpoint"),
     ("export", ["run_dir={root}/finished", "ckpt_path={root}/zero.ckpt", "out={root}/new"], 1,
      "the file is empty"),

@@ -216,3 +216,10 @@ def trained_pair_column(run_dir: str | Path) -> str | None:
     if not (Path(run_dir) / ".hydra" / "config.yaml").is_file():
         return None
     return str(run_config(run_dir).data.get("text_pair_column") or "")
+
+
+def trained_text_column(run_dir: str | Path) -> str | None:
+    """The run's data.text_column, if its folder says (None: no config)."""
+    if not (Path(run_dir) / ".hydra" / "config.yaml").is_file():
+        return None
+    return str(run_config(run_dir).data.get("text_column") or "text")

@@ -41,14 +41,15 @@ def check_columns(dd: datasets.DatasetDict, c: dict) -> None:
     wanted = [c["text_column"], c["label_column"]] + (
         [c["text_pair_column"]] if c["text_pair_column"] else [])
     for split, ds in dd.items():
-        missing = [col for col in wanted if col not in ds.column_names]
+        columns = [col for col in ds.column_names if col != ROW]  # (the file's own)
+        missing = [col for col in wanted if col not in columns]
         if missing:
             key = {c["text_column"]: "text_column", c["label_column"]: "label_column"}.get(
                 missing[0], "text_pair_column")
-            sep = other_separator(ds.column_names)
+            sep = other_separator(columns)
             hint = f"; separated by {sep!r}? set data.read_kwargs={{sep: {sep!r}}}" if sep else ""
             raise DataError(f"data.{key}={missing[0]!r} is not a column of the {split} data; "
-                            f"its columns are: {', '.join(ds.column_names)}{hint}")
+                            f"its columns are: {', '.join(columns)}{hint}")
 
 
 PARALLEL_FROM = 20_000  # rows: below this, cleaning and tokenizing in one process is quicker

@@ -36,6 +36,9 @@ def find_checkpoint(run_dir: str | None, ckpt_path: str | None = None) -> Path:
         print(f"note: {run_dir} has no checkpoints/best.ckpt (it finished before a validation "
               f"picked one); using checkpoints/last.ckpt", file=sys.stderr)
         return last
+    if not path.is_file() and (Path(run_dir) / "bertlab.json").is_file():
+        raise ConfigError(f"run_dir={run_dir} is an ONNX export (export.py format=onnx); add "
+                          f"backend=onnx to run it with ONNX Runtime")
     if not path.is_file():
         folds = recorded(run_dir).get("cv", {}).get("runs")
         if folds:  # a cv run's models are its folds' (each a run folder)

@@ -61,10 +61,11 @@ def check_backend(backend: str, precision: str, ckpt_path=None) -> None:
                           "run or its ONNX export folder>")
 
 
-def trained_pair_column(run_dir, ckpt_path, backend: str = "torch") -> str | None:
-    """What the model reads, from its folders alone (no model loaded): its run's second-text
-    column, '' for single texts, None where no folder says (a checkpoint file on its own)."""
-    from bertlab.cli.runs import trained_pair_column as of_run
+def trained_columns(run_dir, ckpt_path, backend: str = "torch") -> tuple[str | None, str | None]:
+    """What the model reads, from its folders alone (no model loaded): (its run's text column,
+    its second-text column: '' for single texts), None where no folder says (a checkpoint file
+    on its own)."""
+    from bertlab.cli.runs import trained_pair_column as pair_of, trained_text_column as text_of
 
     if backend == "onnx":
         from bertlab.models.onnx_network import onnx_folder
@@ -72,15 +73,16 @@ def trained_pair_column(run_dir, ckpt_path, backend: str = "torch") -> str | Non
         if not run_dir:
             raise ConfigError("backend=onnx needs run_dir=<the run, or its ONNX export folder>")
         meta = json.loads((onnx_folder(run_dir) / "bertlab.json").read_text())
-        if "text_pair_column" in meta:
-            return meta["text_pair_column"] or ""
-        return of_run(Path(meta["checkpoint"]).parent.parent) if meta.get("pair") else ""
-    if run_dir and of_run(run_dir) is not None:
-        return of_run(run_dir)
+        run = Path(meta["checkpoint"]).parent.parent  # (an export made before bertlab.json said)
+        pair = meta["text_pair_column"] or "" if "text_pair_column" in meta else \
+            (pair_of(run) if meta.get("pair") else "")
+        return meta.get("text_column") or text_of(run), pair
+    if run_dir and pair_of(run_dir) is not None:
+        return text_of(run_dir), pair_of(run_dir)
     for folder in find_checkpoint(run_dir, ckpt_path).resolve().parents[1:4]:  # the run it is in
-        if of_run(folder) is not None:  # (<run>/checkpoints/, <run>/shrink/<time>/)
-            return of_run(folder)
-    return None
+        if pair_of(folder) is not None:  # (<run>/checkpoints/, <run>/shrink/<time>/)
+            return text_of(folder), pair_of(folder)
+    return None, None
 
 
 def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
@@ -97,10 +99,12 @@ def load_predictor(run_dir, ckpt_path, backend: str = "torch"):
                                   what="model.tokenizer")
 
 
-def input_columns(trained: str | None, text_column: str, text_pair_column: str | None
-                  ) -> list[str]:
-    """The input's columns: the text, and for a model trained on pairs the second text (its
-    run's own column, unless `text_pair_column` names another). `trained`: trained_pair_column's."""
+def input_columns(trained_text: str | None, trained: str | None, text_column: str | None,
+                  text_pair_column: str | None) -> list[str]:
+    """The input's columns: the text (the run's own column unless `text_column` names another;
+    `text` where no folder says), and for a model trained on pairs the second text (likewise).
+    `trained_text`, `trained`: trained_columns'."""
+    text_column = text_column or trained_text or "text"
     if text_pair_column and trained == "":
         raise ConfigError(f"text_pair_column={text_pair_column} is for a run trained on text pairs; "
                           f"this one read single texts: leave text_pair_column out")

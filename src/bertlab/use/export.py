@@ -19,7 +19,7 @@ from bertlab.use.checks import export_folder
 from bertlab.stages.calibration import fold_into_head
 from bertlab.models.checkpoints import find_checkpoint, load_model, load_network
 from bertlab.models.network import fold_target_scale, plain, pools_mean
-from bertlab.cli.runs import recorded, run_config, trained_pair_column
+from bertlab.cli.runs import recorded, run_config, trained_pair_column, trained_text_column
 
 CARD = """---
 library_name: transformers
@@ -268,6 +268,7 @@ def export_onnx(ckpt: Path, out: Path, int8: bool, run_dir: Path) -> Path:
             "task": model.task.name, "labels": list(hp.labels), "clean": list(hp.clean),
             "max_length": hp.max_length, "pair": bool(pair_column),
             "text_pair_column": pair_column or None, "int8": int8, "inputs": names,
+            "text_column": trained_text_column(run_dir) or "text",
             "thresholds": model.thresholds, "windows": hp.get("windows"),
             "checkpoint": str(ckpt.resolve())}, indent=1))
     print(f"exported {ckpt} to {out / 'model.onnx'}" + (" (int8)" if int8 else ""), file=sys.stderr)

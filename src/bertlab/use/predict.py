@@ -20,7 +20,7 @@ from bertlab.errors import ConfigError
 from bertlab.files import written_whole
 from bertlab.models.inference import (check_backend, check_threshold, check_threshold_applies,
                                inference_precision, input_columns, load_predictor, model_precision,
-                               scored_rows, trained_pair_column)
+                               scored_rows, trained_columns)
 
 CHUNK = 2048  # texts read, predicted and written together: memory stays flat on any input size
 
@@ -108,7 +108,7 @@ def predict(cfg: DictConfig) -> int:
     precision, why = check_settings(cfg)
     path = output_path(cfg.output, cfg.explain)
     source = str(cfg.input)
-    columns = input_columns(trained_pair_column(cfg.run_dir, cfg.ckpt_path, cfg.backend),
+    columns = input_columns(*trained_columns(cfg.run_dir, cfg.ckpt_path, cfg.backend),
                             cfg.text_column, cfg.text_pair_column)
     read_kwargs = dict(cfg.read_kwargs or {})
     if source == "-":  # read once: checked and predicted from memory
