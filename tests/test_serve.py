@@ -1,6 +1,7 @@
 """Where a trained run goes: ONNX export with both predict backends, and the LitServe server."""
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import re
@@ -295,8 +296,8 @@ def test_serve_mistake_is_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("package, extra, call", [
-    ("litserve", "serve", lambda run: __import__("bertlab.use.checks").use_checks.check_serve(None)),
-    ("onnxruntime", "onnx", lambda run: __import__("bertlab.models.inference").inference.load_predictor(
+    ("litserve", "serve", lambda run: importlib.import_module("bertlab.use.checks").check_serve(None)),
+    ("onnxruntime", "onnx", lambda run: importlib.import_module("bertlab.models.inference").load_predictor(
         run, None, "onnx")),
 ])
 def test_a_missing_extra_is_one_line(run_dir, monkeypatch, package, extra, call):

@@ -33,11 +33,11 @@ def run(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(f"tokens_{kind}")
     df = table(kind, 120, 0)
     df.to_json(folder / "train.jsonl", orient="records", lines=True)
-    extra = {"pair": ["data.text_pair_column=hypothesis"],
+    extra = {"pair": ["data.text_column=premise", "data.text_pair_column=hypothesis"],
              "windows": ["data.long_text=windows", "max_length=32"]}.get(kind, [])
     run_dir = trained(tmp_path_factory, "data=files", f"data.train_file={folder / 'train.jsonl'}",
                       f"data.test_file={folder / 'train.jsonl'}", *extra)
-    return kind, run_dir, df
+    return kind, run_dir, df.rename(columns={"premise": "text"})
 
 
 def training_ids(run_dir) -> list[list[int]]:
