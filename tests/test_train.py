@@ -26,10 +26,17 @@ def load_ckpt(path):
 
 
 def test_run_folder_contract(make_cfg, tmp_path):
+    from omegaconf import OmegaConf
+
     run_dir = tmp_path / "run"
-    run(make_cfg, "max_epochs=2")
+    cfg = make_cfg(*FAST, "max_epochs=2", run_dir=run_dir)
+    composed = OmegaConf.to_yaml(cfg)
+    train(cfg)
+    assert OmegaConf.to_yaml(cfg) == composed  # the plan's decisions went into a copy
     config = (run_dir / ".hydra" / "config.yaml").read_text()
     assert "${" not in config and "lr: 0.0001" in config  # fully resolved
+    recorded = OmegaConf.load(run_dir / ".hydra" / "config.yaml")  # with the plan's decisions
+    assert (recorded.monitor, recorded.mode) == ("val/acc", "max") and recorded.trainer.precision != "auto"
     assert (run_dir / "checkpoints" / "best.ckpt").is_file()
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert list((run_dir / "tensorboard").glob("events.out.tfevents.*"))

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from bertlab.errors import ConfigError
 from bertlab.files import written_whole
@@ -52,12 +52,12 @@ def kept_layers(total: int, layers: int) -> list[int]:
     return [round((i + 1) * total / layers) - 1 for i in range(layers)]
 
 
-def student_model(cfg: DictConfig, teacher_hp: dict) -> list[int] | None:
-    """With distill.layers: cfg.model becomes the teacher's encoder with that many layers (its
-    weights copied in by init_from_teacher); returns the teacher layers kept."""
+def student_model(cfg: DictConfig, teacher_hp: dict) -> tuple[dict | None, list[int] | None]:
+    """With distill.layers: (the student's model config: the teacher's encoder with that many
+    layers, whose weights init_from_teacher copies in; the teacher layers kept); else (None, None)."""
     layers = cfg.distill.get("layers")
     if layers is None:
-        return None
+        return None, None
     model = dict(teacher_hp["model"])
     overrides = dict(model.get("config_overrides") or {})
     from transformers import AutoConfig
@@ -68,9 +68,7 @@ def student_model(cfg: DictConfig, teacher_hp: dict) -> list[int] | None:
         AutoConfig, model["name_or_path"], what="the teacher's model").num_hidden_layers
     keep = kept_layers(total, layers)
     model.update(pretrained=False, peft=None, config_overrides={**overrides, "num_hidden_layers": layers})
-    with open_dict(cfg):
-        cfg.model = OmegaConf.create(model)
-    return keep
+    return model, keep
 
 
 def check_data(teacher_hp: dict, dm) -> None:

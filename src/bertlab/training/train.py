@@ -22,7 +22,6 @@ from bertlab.stages import calibration, distill, thresholds
 from bertlab.training import results
 from bertlab.callbacks.preemption import Preemption
 from bertlab.models.checkpoints import checkpoint_hparams, load_network
-from bertlab.cli.checks import resolve_monitor
 from bertlab.training.checks import check_config
 from bertlab.data.datamodule import TextDataModule, from_config
 from bertlab.errors import ConfigError, Diverged
@@ -30,7 +29,8 @@ from bertlab.hardware import check_cuda
 from bertlab.models.classifier import TextClassifier
 from bertlab.models.network import choose_pooling
 from bertlab.training.plugins import quiet_library_warnings
-from bertlab.training.trainer import build_trainer, decide
+from bertlab.training.plan import make_plan
+from bertlab.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ def train(cfg: DictConfig) -> float:
     if hydra_state.in_multirun() and before.get("status") in runs.FINISHED:
         hydra_state.leave_untouched(run_dir)  # a finished job's train.log and records stay as they were
         log.info("resume: %s finished before; not run again", run_dir)
-        return before.get(cfg.monitor, math.nan)
+        return before.get(before.get("monitor") or cfg.monitor, math.nan)
     checkpoint, step = runs.resume_point(run_dir, before.get("status"))
     run_dir.mkdir(parents=True, exist_ok=True)
     log.info("resuming %s from %s", run_dir, f"step {step}" if checkpoint else
@@ -65,29 +65,29 @@ def train(cfg: DictConfig) -> float:
 
 
 def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step: int,
-                   started: float) -> float:
-    """The run in a folder it owns: from `checkpoint` (at optimizer step `step`) if resumed."""
+                   started: float, lr: float | None = None) -> float:
+    """The run in a folder it owns: from `checkpoint` (at optimizer step `step`) if resumed; `lr`:
+    the range test's (tune_lr.apply). `cfg` is read, never written: the run trains with the
+    plan's read-only copy of it (training/plan.py)."""
     set_up_process(cfg)
     teacher = distill.teacher_checkpoint(cfg)  # distill.teacher: the student's model first
-    keep = distill.student_model(cfg, checkpoint_hparams(teacher)[1]) if teacher else None
-    dm = build_data(cfg, run_dir)
+    teacher_hp = checkpoint_hparams(teacher)[1] if teacher else None
+    student, keep = distill.student_model(cfg, teacher_hp) if teacher else (None, None)
+    dm = build_data(cfg, run_dir, student)
     calibration.check(cfg, dm)
     thresholds.check(cfg, dm)
     if teacher:
-        distill.check_data(checkpoint_hparams(teacher)[1], dm)
-    length, chosen = decide(cfg, len(dm.dataset["train"]),
-                            dm.documents("validation") if "validation" in dm.dataset else None)
+        distill.check_data(teacher_hp, dm)
+    plan, chosen = make_plan(cfg, dm, lr, student)
+    cfg = plan.applied(cfg)
     model = build_model(cfg, dm, checkpoint, chosen)
     if teacher:
-        if keep and checkpoint is None:
-            distill.init_from_teacher(model, load_network(teacher), keep)
-        dm.dataset["train"] = dm.dataset["train"].add_column(
-            "teacher", distill.targets(teacher, dm, dm.cache_root).tolist())
+        add_teacher(model, dm, teacher, keep if checkpoint is None else None)
     chosen["parameters"] = {"total": sum(p.numel() for p in model.parameters()),
                             "trainable_at_start": sum(p.numel() for p in model.parameters()
                                                       if p.requires_grad)}
     runs.write_records(run_dir, cfg, None if checkpoint is None else step)
-    trainer = build_trainer(cfg, length, step, chosen["budget"]["keep"] == "last")
+    trainer = build_trainer(cfg, dict(plan.length), step, chosen["budget"]["keep"] == "last")
     fit_start = time.time()
     diverged = fit(trainer, model, dm, run_dir, checkpoint)
     fit_seconds = round(time.time() - fit_start, 1)  # training, with its per-epoch validation
@@ -115,6 +115,15 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     return score
 
 
+def add_teacher(model, dm, teacher: Path, keep: list[int] | None) -> None:
+    """Distillation: the student starts from the teacher's `keep` layers (a new student), and
+    each training row gets the teacher's targets."""
+    if keep:
+        distill.init_from_teacher(model, load_network(teacher), keep)
+    dm.dataset["train"] = dm.dataset["train"].add_column(
+        "teacher", distill.targets(teacher, dm, dm.cache_root).tolist())
+
+
 def set_up_process(cfg: DictConfig) -> None:
     """Seeds, threads, and logging that prints each line once."""
     quiet_library_warnings()
@@ -127,14 +136,14 @@ def set_up_process(cfg: DictConfig) -> None:
     datasets.disable_progress_bars()  # small data tokenizes at once (big data turns them on: build)
 
 
-def build_data(cfg: DictConfig, run_dir: Path) -> TextDataModule:
-    """The data, read and tokenized; the monitor follows its task; labels.json names its classes."""
-    dm = from_config(cfg)
+def build_data(cfg: DictConfig, run_dir: Path, student: dict | None = None) -> TextDataModule:
+    """The data, read and tokenized (a distilled `student`'s: with the teacher's tokenizer);
+    labels.json names its classes."""
+    dm = from_config(cfg, **({"tokenizer": student["tokenizer"]} if student else {}))
     dm.setup("fit")  # (cv=K past the smallest class is refused here, before a fold is announced)
     if cfg.get("cv_fold") is not None:
         log.info("cv: fold %d of %d -> %s", cfg.cv_fold + 1, cfg.cv, run_dir)
     log.info("task %s, %s", dm.task, ", ".join(f"{s}: {dm.documents(s)} rows" for s in dm.dataset))
-    cfg.monitor, cfg.mode = resolve_monitor(cfg.monitor, cfg.mode, dm.task)
     if dm.task.has_classes:
         (run_dir / "labels.json").write_text(json.dumps(dict(enumerate(dm.labels)), indent=1))
     return dm

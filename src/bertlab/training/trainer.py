@@ -73,10 +73,9 @@ def training_length(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[d
     return args, record
 
 
-def decide(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[dict, dict]:
+def decide(cfg: DictConfig, rows: int, val_rows: int | None, lr: float) -> tuple[dict, dict]:
     """(Trainer arguments for how long, the record of what was chosen and why): the budget for
-    `rows` training and `val_rows` validation rows and the precision (which it also sets in
-    cfg.trainer); both logged."""
+    `rows` training and `val_rows` validation rows and the precision; both logged, with `lr`."""
     length, budget = training_length(cfg, rows, val_rows)
     log.info("budget: %s (given: %s; chosen: %s)", budget["why"], ", ".join(
         f"trainer.{k}={v}" for k, v in budget["given"].items()) or "nothing", ", ".join(
@@ -84,9 +83,8 @@ def decide(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[dict, dict
     precision, why = choose_precision(str(cfg.trainer.get("precision")),
                                       hardware(uses_cuda(cfg.trainer)))
     own = recommended_lr(cfg.model)
-    log.info("precision: %s (%s); lr %g%s", precision, why, cfg.lr,
-             "" if cfg.lr == own else f" (the model's own: {own})")
-    cfg.trainer.precision = precision
+    log.info("precision: %s (%s); lr %g%s", precision, why, lr,
+             "" if lr == own else f" (the model's own: {own})")
     return length, {"budget": budget, "precision": {"value": precision, "why": why}}
 
 

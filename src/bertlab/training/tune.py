@@ -37,8 +37,7 @@ def tune_lr(cfg: DictConfig) -> float:
                 record_run(logger, run_dir, {k: cfg.tune_lr[k] for k in ("min_lr", "max_lr", "num_training")},
                            {"tune/suggested_lr": lr})
         return lr
-    cfg.lr = lr
-    return fit_and_report(cfg, run_dir, None, 0, started)
+    return fit_and_report(cfg, run_dir, None, 0, started, lr=lr)
 
 
 def find_lr(cfg: DictConfig, model, dm, run_dir: Path) -> float:
