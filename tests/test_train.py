@@ -423,3 +423,25 @@ def test_wandb_gets_the_sweep_summary(make_cfg, tmp_path):
     data = wandb_record(record, b"sweep/summary")
     for key in (b"sweep/summary", b"sweep/summary_plot", b"best/val/acc", b"1_lr=3e-05"):
         assert key in data, key
+
+
+class CountRows:
+    """A post-training stage of the test's own (stages/__init__.py's interface): plugged in from the
+    command line with no change to bertlab."""
+    name = "rows_seen"
+
+    def check(self, cfg, dm) -> None:
+        assert dm.dataset is not None
+
+    def wanted(self, cfg, dm) -> bool:
+        return True
+
+    def run(self, model, dm, run_dir, best, cfg) -> dict:
+        return {"validation": dm.documents("validation"), "best": best is not None}
+
+
+def test_a_post_training_stage_plugs_in_from_the_config(make_cfg, tmp_path):
+    run_dir = run(make_cfg, "+post_training.rows={_target_: test_train.CountRows}")
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["rows_seen"] == {"validation": metrics["data"]["rows"]["validation"], "best": True}
+    assert run_dir == str(tmp_path / "run")

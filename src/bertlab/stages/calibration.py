@@ -6,6 +6,7 @@ Hand-written: torchmetrics measures calibration (ECE) but fits nothing, and the 
 LBFGS call on one parameter."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -15,6 +16,8 @@ from bertlab.errors import ConfigError
 from bertlab.files import write_beside_checkpoint
 from bertlab.models.checkpoints import CALIBRATION as FILE  # beside checkpoints/
 from bertlab.models.network import output_layer
+
+log = logging.getLogger(__name__)
 
 
 
@@ -92,3 +95,20 @@ def fold_into_head(net: torch.nn.Module, temperature: float) -> None:
     with torch.no_grad():
         head.weight /= temperature
         head.bias /= temperature
+
+
+class Calibration:
+    """calibrate=true: temperature scaling, a post-training stage (stages/__init__.py)."""
+    name = "calibration"
+
+    def check(self, cfg, dm) -> None:
+        check(cfg, dm)
+
+    def wanted(self, cfg, dm) -> bool:
+        return bool(cfg.get("calibrate"))
+
+    def run(self, model, dm, run_dir: Path, best: str | None, cfg) -> dict:
+        report = calibrate(model, dm, run_dir, best)
+        model.temperature = report["temperature"]
+        log.info("calibration: %s", report)
+        return report

@@ -7,6 +7,7 @@ eval, predict, the server and the exports. They apply to the probabilities predi
 none, and the exact search is a sort and a cumulative sum."""
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import torch
 from bertlab.errors import ConfigError
 from bertlab.files import write_beside_checkpoint
 from bertlab.models.checkpoints import THRESHOLDS as FILE  # beside checkpoints/
+
+log = logging.getLogger(__name__)
 
 MODES = ("tuned", "global")
 
@@ -127,3 +130,20 @@ def fold_into_head(net: torch.nn.Module, thresholds: list[float]) -> None:
     t = torch.tensor(thresholds).clamp(1e-6, 1 - 1e-6)
     with torch.no_grad():
         output_layer(net).bias -= torch.logit(t).to(net.dtype)
+
+
+class Thresholds:
+    """Multi-label decisions (data.thresholds), a post-training stage (stages/__init__.py)."""
+    name = "thresholds"
+
+    def check(self, cfg, dm) -> None:
+        check(cfg, dm)
+
+    def wanted(self, cfg, dm) -> bool:
+        return dm.task.multi_hot
+
+    def run(self, model, dm, run_dir: Path, best: str | None, cfg) -> dict:
+        chosen = fit(model, dm, run_dir, best, cfg.data.get("thresholds"))
+        log.info("thresholds (%s): %s; val/f1 %.4f (0.5: %.4f)", chosen["method"],
+                 chosen["thresholds"], chosen["val/f1"], chosen["at_0.5"]["val/f1"])
+        return chosen

@@ -15,10 +15,11 @@ import datasets
 import lightning as L
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.cli import hydra_state, runs
-from bertlab.stages import calibration, distill, thresholds
+from bertlab.stages import distill
 from bertlab.training import results
 from bertlab.callbacks.preemption import Preemption
 from bertlab.models.checkpoints import checkpoint_hparams, load_network
@@ -74,8 +75,9 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     teacher_hp = checkpoint_hparams(teacher)[1] if teacher else None
     student, keep = distill.student_model(cfg, teacher_hp) if teacher else (None, None)
     dm = build_data(cfg, run_dir, student)
-    calibration.check(cfg, dm)
-    thresholds.check(cfg, dm)
+    stages = [instantiate(node) for node in (cfg.get("post_training") or {}).values() if node]
+    for stage in stages:  # (before training: what cannot work is refused now)
+        stage.check(cfg, dm)
     if teacher:
         distill.check_data(teacher_hp, dm)
     plan, chosen = make_plan(cfg, dm, lr, student)
@@ -100,15 +102,9 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     scored = bool(best) or not diverged  # after a NaN loss, only an earlier checkpoint counts
     if scored:
         metrics.update(score_best(trainer, model, dm, best))
-    if cfg.get("calibrate") and scored and trainer.is_global_zero:
-        metrics["calibration"] = calibration.calibrate(model, dm, run_dir, best)
-        model.temperature = metrics["calibration"]["temperature"]
-        log.info("calibration: %s", metrics["calibration"])
-    if dm.task.multi_hot and scored and trainer.is_global_zero:
-        chosen = metrics["thresholds"] = thresholds.fit(model, dm, run_dir, best, cfg.data.get(
-            "thresholds"))
-        log.info("thresholds (%s): %s; val/f1 %.4f (0.5: %.4f)", chosen["method"],
-                 chosen["thresholds"], chosen["val/f1"], chosen["at_0.5"]["val/f1"])
+    for stage in stages if scored and trainer.is_global_zero else []:  # calibration, thresholds
+        if stage.wanted(cfg, dm):
+            metrics[stage.name] = stage.run(model, dm, run_dir, best, cfg)
     score = results.score_of(metrics, cfg.monitor)
     if trainer.is_global_zero:  # DDP: the other processes only helped compute
         results.report(cfg, run_dir, metrics, trainer, model, dm, scored, started, fit_seconds)
