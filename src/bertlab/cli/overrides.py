@@ -129,8 +129,6 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
     over an existing dict key by key (`data.read_kwargs={encoding: latin-1}` adds to the
     defaults instead of failing). Returns the rewritten argv."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.core.override_parser.types import OverrideType
-    from omegaconf import DictConfig
 
     args = override_args(argv)
     for a in args:
@@ -160,6 +158,18 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
         else:
             plain.append(o)
     cfg = compose_for_check(conf_dir, config_name, groups)
+    rewritten = checked_values(plain, cfg, config_name)
+    if rewritten:
+        argv = [x for a in argv for x in rewritten.get(a, [a])]
+    return argv
+
+
+def checked_values(plain: list, cfg, config_name: str) -> dict[str, list[str]]:
+    """Each key=value override checked against the composed `cfg` (a known key, a true/false
+    switch given true or false); the ones to rewrite (open dicts, dict values) and how."""
+    from hydra.core.override_parser.types import OverrideType
+    from omegaconf import DictConfig
+
     keys = [k for k in keys_of(cfg) if not k.startswith("hydra")]
     rewritten = {}
     for o in plain:
@@ -186,9 +196,7 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
                 isinstance(node, DictConfig) and value:
             rewritten[o.input_line] = [
                 f"{'' if k in node else '+'}{key}.{k}={json.dumps(v)}" for k, v in value.items()]
-    if rewritten:
-        argv = [x for a in argv for x in rewritten.get(a, [a])]
-    return argv
+    return rewritten
 
 
 # switches that also take a word (Lightning's own: deterministic="warn", save_last="link")

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from transformers import AutoTokenizer, DataCollatorWithPadding
 
 from bertlab.data import tokens, windows
+from bertlab.data.config import DataConfig
 from bertlab.data.hygiene import PARALLEL_FROM, leakage, standardize
 from bertlab.data.label_fixes import apply_label_fixes
 from bertlab.data.labels import as_integers, carve, encode_labels, integers_with_gaps, task_named
@@ -33,90 +34,30 @@ WINDOW_KEYS = ("doc", "window")  # long_text=windows: each row's document and pl
 
 
 class TextDataModule(L.LightningDataModule):
-    """Loads, cleans, splits and tokenizes text once (cached on disk) and serves padded batches.
+    """Loads, cleans, splits and tokenizes text once (cached on disk) and serves padded batches;
+    built from a DataConfig, or from its keys as keywords (what Hydra's `_target_` passes)."""
 
-    One keyword per key of the data config (conf/data/*.yaml), so __init__ is long by its
-    argument list alone."""
-
-    def __init__(
-        self,
-        source: str = "files",
-        train_file: str | None = None,
-        validation_file: str | None = None,
-        test_file: str | None = None,
-        path: str | None = None,
-        name: str | None = None,
-        splits: dict | None = None,
-        format: str | None = None,
-        read_kwargs: dict | None = None,
-        text_column: str = "text",
-        text_pair_column: str | None = None,
-        label_column: str = "label",
-        task: str | None = None,
-        clean: list[str] = ("normalize_whitespace",),
-        val_size: float = 0.1,
-        max_val_rows: int | None = None,
-        test_size: float = 0.1,
-        max_samples: int | None = None,
-        tokenizer: str | None = None,
-        max_length: int = 128,
-        batch_size: int = 32,
-        eval_batch_size: int | None = None,
-        group_by_length: bool = True,
-        num_workers: int = 0,
-        seed: int = 0,
-        cache_dir: str | None = None,
-        labels: list[str] | None = None,
-        strict: bool = False,
-        drop_duplicates: bool = False,
-        pad_to_multiple_of: int | None = None,
-        cv: tuple[int, int] | None = None,
-        tokenizer_key: str = "model.tokenizer",
-        long_text: str = "truncate",
-        window_stride: int | None = None,
-        window_pool: str = "mean",
-        thresholds: str | float | None = None,  # multi-label decisions, read after training
-        unlabeled_file: str | None = None,
-        num_proc: int | None = None,
-        exclude_rows: str | None = None,
-        exclude_top: int | None = None,
-        relabel_rows: str | None = None,
-    ) -> None:
+    def __init__(self, config: DataConfig | None = None, **keys) -> None:
         super().__init__()
-        check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
-                        val_size, test_size, num_proc, max_val_rows)
-        self.cfg = dict(
-            source=source, files={"train": train_file, "validation": validation_file,
-                                  "test": test_file},
-            path=path, name=name, splits=dict(splits or {}), format=format,
-            read_kwargs=dict(read_kwargs or {}), text_column=text_column,
-            text_pair_column=text_pair_column, label_column=label_column, task=task,
-            clean=list(clean), val_size=val_size, max_val_rows=max_val_rows, test_size=test_size,
-            max_samples=max_samples, max_length=max_length, seed=seed, labels=labels,
-            strict=strict, drop_duplicates=drop_duplicates, cv=list(cv) if cv else None)
-        if unlabeled_file:  # (in the cache key, its size and time too, only when given)
-            self.cfg["files"]["unlabeled"] = unlabeled_file
-        for key, value in (("exclude_rows", exclude_rows), ("exclude_top", exclude_top),
-                           ("relabel_rows", relabel_rows)):  # label_issues.csv (data/label_fixes.py)
-            if value is not None:
-                self.cfg[key] = value
-                if key != "exclude_top":
-                    self.cfg["files"][key] = value
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or 2 * batch_size
-        self.group_by_length = group_by_length
-        self.num_workers = num_workers
-        self.num_proc = num_proc  # cleaning and tokenizing processes (not in the cache key)
-        self.seed = seed
-        self.cache_root = Path(os.path.expanduser(cache_dir or "~/.cache/bertlab"))
-        self.tokenizer = from_pretrained(AutoTokenizer, tokenizer, what=tokenizer_key)
-        check_max_length(max_length, self.tokenizer.model_max_length)
-        self.windows = windows.settings(long_text, window_stride, window_pool, max_length,
-                                        self.tokenizer, pair=text_pair_column is not None)
+        c = self.config = config or DataConfig(**keys)
+        check_arguments(c.source, c.task, c.train_file, c.test_file, c.labels, c.batch_size,
+                        c.max_length, c.val_size, c.test_size, c.num_proc, c.max_val_rows)
+        self.cfg = c.cache_fields()
+        self.batch_size = c.batch_size
+        self.eval_batch_size = c.eval_batch_size or 2 * c.batch_size
+        self.group_by_length = c.group_by_length
+        self.num_workers = c.num_workers
+        self.num_proc = c.num_proc  # cleaning and tokenizing processes (not in the cache key)
+        self.seed = c.seed
+        self.cache_root = Path(os.path.expanduser(c.cache_dir or "~/.cache/bertlab"))
+        self.tokenizer = from_pretrained(AutoTokenizer, c.tokenizer, what=c.tokenizer_key)
+        check_max_length(c.max_length, self.tokenizer.model_max_length)
+        self.windows = windows.settings(c.long_text, c.window_stride, c.window_pool, c.max_length,
+                                        self.tokenizer, pair=c.text_pair_column is not None)
         if self.windows:  # (in the cache key only then: truncating runs keep their caches)
             self.cfg["windows"] = self.windows["stride"]
         self.collator = DataCollatorWithPadding(self.tokenizer)  # pads each batch to its longest
-        self.pad_to_multiple_of = pad_to_multiple_of  # None: 8 on a GPU, nothing on a CPU
+        self.pad_to_multiple_of = c.pad_to_multiple_of  # None: 8 on a GPU, nothing on a CPU
         # Keyed before the first call: tokenizing with truncation changes the tokenizer's state.
         self.cache_folder = self.cache_root / tokens.cache_key(self.cfg, self.tokenizer)
         self.dataset: datasets.DatasetDict | None = None

@@ -107,21 +107,49 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
     """(splits with label ids, class names): names from the training labels (or the trained
     model's, c["labels"]); other splits may only use those names. Regression: floats, no names."""
     if not task.has_classes:
-        try:
-            dd = dd.cast_column("labels", datasets.Value("float32"))
-        except (ValueError, TypeError) as e:
-            raise DataError(f"data.label_column={c['label_column']!r} has values that are not "
-                            f"numbers, so it cannot be a regression target") from e
-        values = set(dd["train"]["labels"][:]) if c["labels"] is None else None  # (training)
-        if values is not None and len(values) < 2:  # nothing to learn, no correlation to score
-            raise DataError(f"data.label_column={c['label_column']!r} holds one value in the "
-                            f"training data ({values.pop()!r}); regression needs targets that vary")
-        if values is not None and c["task"] is None and len(values) <= 10 and all(
-                math.isfinite(v) and v == int(v) for v in values):  # "0.0"/"1.0": classes as floats?
-            log.warning("the labels are floats holding %d whole values (%s): read as a regression, "
-                        "as floats are; data.task=classification to predict them as classes",
-                        len(values), ", ".join(f"{v:g}" for v in sorted(values)))
-        return dd, []
+        return float_targets(dd, c), []
+    names = class_names(dd, task, c, report)
+    ids = {name: i for i, name in enumerate(names)}
+
+    def to_ids(batch):
+        if task.multi_hot:
+            hot = [[0.0] * len(ids) for _ in batch["labels"]]
+            for row, row_names in zip(hot, batch["labels"]):
+                for n in row_names:
+                    row[ids[str(n)]] = 1.0
+            return {"labels": hot}
+        return {"labels": [ids[str(v)] for v in batch["labels"]]}
+
+    feature = (datasets.Sequence(datasets.Value("float32")) if task.multi_hot
+               else datasets.ClassLabel(names=names))
+    return datasets.DatasetDict({
+        split: ds.map(to_ids, batched=True,
+                      features=datasets.Features({**ds.features, "labels": feature}))
+        for split, ds in dd.items()}), names
+
+
+def float_targets(dd: datasets.DatasetDict, c: dict) -> datasets.DatasetDict:
+    """Regression: the labels as floats, refused when they are not numbers or do not vary."""
+    try:
+        dd = dd.cast_column("labels", datasets.Value("float32"))
+    except (ValueError, TypeError) as e:
+        raise DataError(f"data.label_column={c['label_column']!r} has values that are not "
+                        f"numbers, so it cannot be a regression target") from e
+    values = set(dd["train"]["labels"][:]) if c["labels"] is None else None  # (training)
+    if values is not None and len(values) < 2:  # nothing to learn, no correlation to score
+        raise DataError(f"data.label_column={c['label_column']!r} holds one value in the "
+                        f"training data ({values.pop()!r}); regression needs targets that vary")
+    if values is not None and c["task"] is None and len(values) <= 10 and all(
+            math.isfinite(v) and v == int(v) for v in values):  # "0.0"/"1.0": classes as floats?
+        log.warning("the labels are floats holding %d whole values (%s): read as a regression, "
+                    "as floats are; data.task=classification to predict them as classes",
+                    len(values), ", ".join(f"{v:g}" for v in sorted(values)))
+    return dd
+
+
+def class_names(dd: datasets.DatasetDict, task: Task, c: dict, report: dict) -> list[str]:
+    """The class names (the training labels', or c["labels"]), every split's labels checked
+    against them."""
     for split in dd:
         if not task.multi_hot:
             mixed_labels(split, dd[split]["labels"][:], c["strict"], report)
@@ -139,32 +167,17 @@ def encode_labels(dd: datasets.DatasetDict, task: Task, c: dict,
         raise DataError(f"data.label_column={c['label_column']!r} holds one label in the training "
                         f"data ({names[0]!r}); {task} needs at least two (numbers to predict: "
                         f"data.task=regression)")
-    ids = {name: i for i, name in enumerate(names)}
+    known = set(names)
     for split in dd:
         values = dd[split]["labels"][:]
         seen = {str(v) for row in values for v in row} if task.multi_hot else {str(v) for v in values}
-        unknown = sorted(seen - ids.keys())
+        unknown = sorted(seen - known)
         if unknown:
             near = [n for n in names if n.casefold() == unknown[0].casefold()]
             raise DataError(f"label {unknown[0]!r} in the {split} data never occurs in training"
                             f"{f' ({near[0]!r} differs only in case)' if near else ''};"
                             f" training labels: {', '.join(names)}")
-
-    def to_ids(batch):
-        if task.multi_hot:
-            hot = [[0.0] * len(ids) for _ in batch["labels"]]
-            for row, row_names in zip(hot, batch["labels"]):
-                for n in row_names:
-                    row[ids[str(n)]] = 1.0
-            return {"labels": hot}
-        return {"labels": [ids[str(v)] for v in batch["labels"]]}
-
-    feature = (datasets.Sequence(datasets.Value("float32")) if task.multi_hot
-               else datasets.ClassLabel(names=names))
-    return datasets.DatasetDict({
-        split: ds.map(to_ids, batched=True,
-                      features=datasets.Features({**ds.features, "labels": feature}))
-        for split, ds in dd.items()}), names
+    return names
 
 
 def carve(dd: datasets.DatasetDict, task: Task, c: dict) -> datasets.DatasetDict:
