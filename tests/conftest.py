@@ -35,7 +35,7 @@ def sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
-LONGEST_FIRST = ("test_resume.py", "test_cli.py")  # minutes of killed, resumed and DDP runs
+LONGEST_FIRST = ("test_resume.py", "test_sweeps.py")  # minutes of killed, resumed and DDP runs
 
 
 def pytest_collection_modifyitems(items):

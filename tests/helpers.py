@@ -3,13 +3,15 @@ running a command as a user would, and reading predictions."""
 from __future__ import annotations
 
 import json
+import random
 import os
 import subprocess
 import sys
 
+import pandas as pd
 from hydra import compose, initialize_config_dir
 
-from conftest import CONF, ROOT
+from conftest import CONF, ROOT, sentences
 
 
 def job(sweep, num):
@@ -62,3 +64,19 @@ def predictions(path):
     import csv
 
     return list(csv.DictReader(path.open()))
+
+
+def table(kind: str, n: int, seed: int) -> pd.DataFrame:
+    """Labelled rows of each kind; windows: texts of about 60 tokens, over max_length=32."""
+    rows = sentences(n, seed)
+    df = pd.DataFrame({"text": [t for t, _ in rows], "label": [y for _, y in rows]})
+    if kind == "pair":  # (a text column of another name: predict reads the run's own)
+        df["hypothesis"] = [f"it was {'good' if i % 3 else 'bad'}" for i in range(n)]
+        df = df.rename(columns={"text": "premise"})
+    if kind == "multilabel":
+        df["label"] = [[["a"], ["b"], ["a", "c"]][i % 3] for i in range(n)]
+    if kind == "windows":
+        rnd = random.Random(seed)
+        df["text"] = [" ".join([t] + [rnd.choice(["the", "film", "was", "long"]) for _ in range(50)])
+                      for t in df["text"]]
+    return df

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from conftest import sentences
-from test_parity import table
+from helpers import table
 from helpers import compose_tool
 from helpers import trained
 

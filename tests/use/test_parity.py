@@ -4,33 +4,14 @@ windowed run."""
 from __future__ import annotations
 
 import json
-import random
 
-import pandas as pd
 import pytest
 import torch
 
-from conftest import sentences
 from helpers import compose_tool
-from helpers import predictions, trained
+from helpers import predictions, table, trained
 
 KINDS = ("single", "pair", "multilabel", "windows")
-
-
-def table(kind: str, n: int, seed: int) -> pd.DataFrame:
-    """Labelled rows of each kind; windows: texts of about 60 tokens, over max_length=32."""
-    rows = sentences(n, seed)
-    df = pd.DataFrame({"text": [t for t, _ in rows], "label": [y for _, y in rows]})
-    if kind == "pair":  # (a text column of another name: predict reads the run's own)
-        df["hypothesis"] = [f"it was {'good' if i % 3 else 'bad'}" for i in range(n)]
-        df = df.rename(columns={"text": "premise"})
-    if kind == "multilabel":
-        df["label"] = [[["a"], ["b"], ["a", "c"]][i % 3] for i in range(n)]
-    if kind == "windows":
-        rnd = random.Random(seed)
-        df["text"] = [" ".join([t] + [rnd.choice(["the", "film", "was", "long"]) for _ in range(50)])
-                      for t in df["text"]]
-    return df
 
 
 @pytest.fixture(scope="module", params=KINDS)
