@@ -157,6 +157,7 @@ REFUSED = [
     # label issues (issue 38); the mistakes found once the data is read: tests/label_issues/test_label_issues.py
     ("find_label_issues", ["method=bogus"], 2, "method=bogus is not valid; use embeddings or finetune"),
     ("find_label_issues", ["folds=1"], 2, "folds=1 is not valid; use a number of folds >= 2"),
+    ("find_label_issues", ["hydra.run.dir={root}/finished"], 2, "hydra.run.dir={root}/finished is in use"),
     ("train", ["data.exclude_rows={root}/nope.csv"], 2, "data.exclude_rows={root}/nope.csv does not exist"),
     ("train", ["data.exclude_top=0"], 2, "data.exclude_top=0 is not valid; use a positive number of rows"),
 ]
