@@ -2,4 +2,4 @@
 from bertlab.cli.entry import entry
 
 if __name__ == "__main__":
-    entry(__file__, "predict", "bertlab.use.predict:predict")
+    entry(__file__, "predict", "bertlab.use.predict:predict", check="bertlab.use.checks:check_predict")

@@ -154,7 +154,7 @@ REFUSED = [
     ("serve", ["run_dir={root}/finished", "accelerator=banana"], 2,
      "accelerator='banana' is not valid; use auto, cpu, cuda or gpu"),
     ("train", ["trainer.devices=banana"], 2, "Lightning's Trainer refuses the trainer settings: `devices`"),
-    # label issues (issue 38); the mistakes found once the data is read: tests/label_issues/test_label_issues.py
+    # label issues (issue 38); mistakes found once the data is read: tests/label_issues/
     ("find_label_issues", ["method=bogus"], 2, "method=bogus is not valid; use embeddings or finetune"),
     ("find_label_issues", ["folds=1"], 2, "folds=1 is not valid; use a number of folds >= 2"),
     ("find_label_issues", ["hydra.run.dir={root}/finished"], 2, "hydra.run.dir={root}/finished is in use"),

@@ -85,8 +85,25 @@ def check_export(cfg: DictConfig) -> None:
     export_folder(cfg)  # (entry's checks return None; export() uses the folder)
 
 
-def check_serve(cfg: DictConfig) -> None:
-    """serve.py's package, before bertlab.use.serve (which needs it) is imported."""
+def check_serve(cfg: DictConfig | None) -> None:
+    """serve.py's package, before bertlab.use.serve (which needs it) is imported; its own keys and
+    its address, before torch (serve() checks them again when called on its own)."""
     from bertlab.errors import require
 
     require("litserve", "serve", "serve.py")
+    if cfg is None:
+        return
+    from bertlab.use.lifecycle import check_address
+
+    check_ranges(cfg, SERVE_RANGES)
+    check_address(cfg.host, cfg.port)
+
+
+def check_predict(cfg: DictConfig) -> None:
+    """predict.py's own keys and its input's kind, before torch (predict() checks them again
+    when called on its own)."""
+    from bertlab.data.inputs import input_format
+
+    check_ranges(cfg, PREDICT_RANGES)
+    check_read_kwargs(cfg.read_kwargs, "read_kwargs")
+    input_format(str(cfg.input))
