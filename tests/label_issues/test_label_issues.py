@@ -145,3 +145,15 @@ def test_a_list_from_another_file_is_refused_before_training(noisy, make_cfg, tm
     cfg = make_cfg("data=files", f"data.train_file={path}", "data.exclude_top=3", run_dir=tmp_path / "b")
     with pytest.raises(ConfigError, match="data.exclude_top=3 counts rows of data.exclude_rows"):
         train(cfg)
+
+
+def test_finetune_scores_each_row_by_the_fold_that_held_it_out_and_reuses_a_cv_run(tmp_path, files):
+    path = files("small.csv", 90)
+    out = find(tmp_path, "data=files", f"data.train_file={path}", "method=finetune", "folds=3",
+               "max_epochs=1", out="finetuned")
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["method"] == "finetune" and record["rows"] == 90  # every row, each once
+    cv = json.loads((out / "cv" / "metrics.json").read_text())
+    assert cv["status"] == "finished" and len(cv["cv"]["runs"]) == 3  # a normal cv run folder
+    again = find(tmp_path, "method=finetune", f"cv_run={out / 'cv'}", out="again")  # no training
+    assert not (again / "cv").exists() and listed(again) == listed(out)

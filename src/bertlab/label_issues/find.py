@@ -207,7 +207,7 @@ def find_label_issues(cfg: DictConfig) -> None:
         if cv_run is None:
             check_rows(fold_data(wide), cfg.folds)
             cv_run = train_folds(wide, out / "cv")
-        table, dm = finetune_probs(cv_run, None if cfg.cv_run else wide)
+        table, dm = finetune_probs(cv_run)
         if not dm.task.has_classes:
             raise ConfigError(f"cv_run={cv_run} is a regression run; label issues need classes")
     issues, quality = flagged(table, dm.task.multi_hot)

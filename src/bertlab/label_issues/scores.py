@@ -127,20 +127,18 @@ def chosen_c(x: np.ndarray, y: np.ndarray, seed: int) -> float:
     return min(loss, key=loss.get)
 
 
-def finetune_probs(cv_run: Path, cfg=None) -> tuple[dict, object]:
+def finetune_probs(cv_run: Path) -> tuple[dict, object]:
     """(every row a fold held out, with that fold model's probabilities; fold 0's data module)
-    from a finished cv run trained with `cfg` (None: the run's own record of it)."""
+    from a finished cv run: each fold is a run folder whose recorded config gives its split."""
     from bertlab.cli.runs import run_config
     from bertlab.data.datamodule import from_config
     from bertlab.models.checkpoints import find_checkpoint, load_model
     from bertlab.models.scoring import collect
-    from bertlab.stages.cv import fold_config
 
     record = json.loads((cv_run / "metrics.json").read_text())
-    cfg = cfg if cfg is not None else run_config(cv_run)
     parts, probs, first = [], [], None
     for i, fold in enumerate(record["cv"]["runs"]):
-        dm = from_config(fold_config(cfg, i))
+        dm = from_config(run_config(cv_run / fold))
         dm.setup("fit")
         first = first or dm
         model = load_model(find_checkpoint(str(cv_run / fold)))
