@@ -84,3 +84,44 @@ def test_group_options_copy_no_key_of_their_base(group):
         parent = built([d for d in option["defaults"] if d != "_self_"][0])
         same = [k for k, v in option.items() if k != "defaults" and parent.get(k, object()) == v]
         assert same == [], (path.name, same)
+
+
+@pytest.mark.parametrize("args", [
+    ["optimizer=sgd", "lr=3e-5", "data.read_kwargs={encoding: latin-1}", "~callbacks.early_stopping",
+     "+extra.note=hi", "model.config_overrides.hidden_dropout_prob=0.2", "hydra.run.dir=somewhere"],
+    ["-m", "optimizer=adam,sgd", "lr=1e-5,3e-5", "batch_size=8"],
+])
+def test_the_check_composes_what_hydra_composes(args):
+    """check_overrides' one composition (groups, then the values applied) is the config Hydra
+    makes of the same command line, swept values left out."""
+    from omegaconf import OmegaConf
+    from bertlab.cli.overrides import check_overrides, override_args
+
+    argv, cfg = check_overrides(args, CONF, "train")
+    plain = [a for a in override_args(argv) if not ("," in a and "{" not in a)]
+    plain = [a.replace("optimizer=adam,sgd", "optimizer=adam") for a in plain]
+    if "-m" in args:
+        plain.append("optimizer=adam")
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        hydra_cfg = compose("train", overrides=plain, return_hydra_config=True)
+    ours, theirs = (OmegaConf.to_container(c) for c in (cfg, hydra_cfg))
+    for c in (ours, theirs):  # (Hydra's record of the command line: not read before it runs)
+        del c["hydra"]["overrides"], c["hydra"]["job"]["override_dirname"]
+    assert ours == theirs
+
+
+def test_a_command_composes_its_config_once_before_hydra(monkeypatch, tmp_path):
+    """The checks and the run folder read one composition; Hydra's own is the run's."""
+    import sys
+    import hydra
+    from bertlab.cli.entry import entry
+
+    calls = []
+    real = hydra.compose
+    monkeypatch.setattr(hydra, "compose", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(hydra, "main", lambda **k: (lambda f: (lambda: None)))
+    monkeypatch.setattr(sys, "argv", ["train.py", "lr=3e-5", "model=tiny",
+                                      f"hydra.run.dir={tmp_path / 'run'}"])
+    entry(str(CONF.parent / "train.py"), "train", "bertlab.training.train:train")
+    assert len(calls) == 1
+    assert (tmp_path / "run" / ".claim").exists()  # (the folder was claimed from that composition)

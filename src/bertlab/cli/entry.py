@@ -171,9 +171,9 @@ def entry(script: str, config_name: str, task: str, check: str | None = None) ->
     check_group_choices(argv, conf)
     if config_name == "train":
         argv = resume_argv(argv)
-    argv = check_overrides(argv, conf, config_name)
+    argv, cfg = check_overrides(argv, conf, config_name)  # (the one composition before Hydra's)
     if first_process():  # (not a DDP process of a run that the first one placed)
-        argv = place_output(argv, conf, config_name)
+        argv = place_output(argv, cfg)
     elif not any(a.startswith("hydra.output_subdir=") for a in argv):
         argv.append("hydra.output_subdir=null")  # the first process's records stand (as Lightning does)
     if config_name == "train":

@@ -7,12 +7,13 @@ from pathlib import Path
 
 from bertlab.cli import runs
 from bertlab.errors import ConfigError, exit_usage
-from bertlab.cli.overrides import compose_for_check, override_args, override_value, quoted
+from bertlab.cli.overrides import override_args, override_value, quoted
 
 
-def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]:
+def place_output(argv: list[str], cfg) -> list[str]:
     """Decide the job's folder before Hydra writes into it: claimed for this command alone (a
-    used one is refused), pinned so that Hydra uses the same one."""
+    used one is refused), pinned so that Hydra uses the same one. `cfg` is what check_overrides
+    composed (a sweep's swept values left out: its fixed keys decide the folder)."""
     if any(a in ("--cfg", "-c", "--help", "-h", "--hydra-help", "--info", "-i",
                                 "-sc", "--shell-completion") for a in argv):
         return argv
@@ -20,13 +21,6 @@ def place_output(argv: list[str], conf_dir: Path, config_name: str) -> list[str]
     from omegaconf.errors import MissingMandatoryValue
 
     multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = override_args(argv)
-    if multirun:  # sweep values cannot be composed; the sweep's own keys are enough here
-        from hydra.core.override_parser.overrides_parser import OverridesParser
-
-        overrides = [o.input_line for o in OverridesParser.create().parse_overrides(overrides)
-                     if not o.is_sweep_override()]
-    cfg = compose_for_check(conf_dir, config_name, overrides)
     run_dir = OmegaConf.select(cfg, "run_dir", default=None, throw_on_missing=False)
     if run_dir is not None and not Path(run_dir).is_dir():
         exit_usage(f"run_dir={run_dir} " + ("is a file, not a run folder" if Path(run_dir).exists()

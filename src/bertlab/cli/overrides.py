@@ -127,7 +127,10 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
     which then trains with a key nothing reads); let a key inside an open dict (one that is
     empty by default, like model.config_overrides) be set without `+`; and spread a dict value
     over an existing dict key by key (`data.read_kwargs={encoding: latin-1}` adds to the
-    defaults instead of failing). Returns the rewritten argv."""
+    defaults instead of failing).
+
+    Returns the rewritten argv and the config it makes (a sweep's swept values left out): the
+    one composition before Hydra's own, which place_output reads too."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     args = override_args(argv)
@@ -161,7 +164,26 @@ def check_overrides(argv: list[str], conf_dir: Path, config_name: str):
     rewritten = checked_values(plain, cfg, config_name)
     if rewritten:
         argv = [x for a in argv for x in rewritten.get(a, [a])]
-    return argv
+    lines = [x for o in plain if not o.is_sweep_override() for x in rewritten.get(o.input_line,
+                                                                                  [o.input_line])]
+    apply_values(cfg, lines)
+    return argv, cfg
+
+
+def apply_values(cfg, lines: list[str]) -> None:
+    """Apply key=value overrides to a composed config in place, as Hydra's compose applies them
+    after the groups (its own function); what Hydra would refuse is one line here."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import read_write
+
+    try:
+        with read_write(cfg):
+            ConfigLoaderImpl._apply_overrides_to_config(
+                OverridesParser.create().parse_overrides(lines), cfg)
+    except Exception as e:
+        cause = str(e.__cause__ or "").strip().splitlines()
+        exit_usage(" ".join(str(e).strip().splitlines()[:1] + cause[:1]) or type(e).__name__)
 
 
 def checked_values(plain: list, cfg, config_name: str) -> dict[str, list[str]]:
