@@ -120,6 +120,7 @@ def test_a_command_composes_its_config_once_before_hydra(monkeypatch, tmp_path):
     real = hydra.compose
     monkeypatch.setattr(hydra, "compose", lambda *a, **k: calls.append(a) or real(*a, **k))
     monkeypatch.setattr(hydra, "main", lambda **k: (lambda f: (lambda: None)))
+    monkeypatch.setenv("BERTLAB_STARTED", "0")  # (entry sets it; restored after)
     monkeypatch.setattr(sys, "argv", ["train.py", "lr=3e-5", "model=tiny",
                                       f"hydra.run.dir={tmp_path / 'run'}"])
     entry(str(CONF.parent / "train.py"), "train", "bertlab.training.train:train")

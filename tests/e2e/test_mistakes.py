@@ -160,6 +160,12 @@ REFUSED = [
     ("find_label_issues", ["hydra.run.dir={root}/finished"], 2, "hydra.run.dir={root}/finished is in use"),
     ("train", ["data.exclude_rows={root}/nope.csv"], 2, "data.exclude_rows={root}/nope.csv does not exist"),
     ("train", ["data.exclude_top=0"], 2, "data.exclude_top=0 is not valid; use a positive number of rows"),
+    # the time budget (issue 39)
+    ("train", ["budget.time=0"], 2, "budget.time=0 is not valid: it must be longer than 0; use a duration"),
+    ("train", ["budget.time=-5m"], 2, "budget.time='-5m' is not valid; use a duration such as 90s"),
+    ("train", ["budget.time=10 minutes"], 2, "budget.time='10 minutes' is not valid; use a duration"),
+    ("train", ["budget.time=1m", "trainer.max_time=00:00:01:00"], 2, "are two time limits; give one"),
+    ("train", ["budget.time=1s"], 2, "budget.time=1s is shorter than the start-up"),
 ]
 if not torch.cuda.is_available():  # a GPU asked for by name where there is none (was CUDA's traceback)
     REFUSED += [("train", ["trainer=gpu"], 2, "trainer.accelerator=gpu needs a CUDA GPU"),
@@ -308,7 +314,8 @@ BEFORE_TORCH = [("train", ["lrr=1"], 2),
                 ("tune_lr", ["tune_lr.min_lr=1", "tune_lr.max_lr=0.1"], 2),
                 ("train", ["model.name_or_path={root}/a_folder"], 2),
                 ("shrink", ["run_dir={root}/finished", "int8=maybe"], 2),
-                ("eval", ["run_dir={root}/finished/eval/2026-01-01_00-00-00-000000"], 2)]
+                ("eval", ["run_dir={root}/finished/eval/2026-01-01_00-00-00-000000"], 2),
+                ("train", ["budget.time=10 minutes"], 2)]
 
 
 @pytest.mark.parametrize("script, args, code", BEFORE_TORCH,

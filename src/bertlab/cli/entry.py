@@ -173,6 +173,7 @@ def entry(script: str, config_name: str, task: str, check: str | None = None) ->
         argv = resume_argv(argv)
     argv, cfg = check_overrides(argv, conf, config_name)  # (the one composition before Hydra's)
     if first_process():  # (not a DDP process of a run that the first one placed)
+        runs.mark_command_start()
         argv = place_output(argv, cfg)
     elif not any(a.startswith("hydra.output_subdir=") for a in argv):
         argv.append("hydra.output_subdir=null")  # the first process's records stand (as Lightning does)

@@ -223,3 +223,19 @@ def trained_text_column(run_dir: str | Path) -> str | None:
     if not (Path(run_dir) / ".hydra" / "config.yaml").is_file():
         return None
     return str(run_config(run_dir).data.get("text_column") or "text")
+
+
+STARTED = "BERTLAB_STARTED"  # the environment variable: when the command's first process started
+
+
+def mark_command_start() -> None:
+    """Record when this command's process started (budget.time counts from it); the processes
+    Lightning's DDP launcher starts inherit it. Linux's /proc; elsewhere: now, a little late."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime"))
+        started = boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        started = time.time()
+    os.environ[STARTED] = repr(started)

@@ -241,6 +241,27 @@ class TextClassifier(L.LightningModule):
             group["params"].append(p)
         return list(groups.values())
 
+    def schedule_length(self, total: int) -> dict:
+        """The schedule's warmup and length for `total` optimizer steps (only transformers'
+        schedules, those with a `warmup` key, take them)."""
+        warmup = self.hparams.scheduler.get("warmup")
+        if warmup is None:
+            return {}
+        return {"num_warmup_steps": round(warmup * total) if warmup < 1 else int(warmup),
+                "num_training_steps": total}
+
+    def schedule_lambdas(self, total: int) -> list | None:
+        """The lr factors of the configured schedule stretched over `total` steps (budget.time
+        re-plans the length mid-run); None for a schedule whose length is not set in steps."""
+        kwargs = self.schedule_length(total)
+        if not kwargs:
+            return None
+        groups = [{"params": [torch.zeros(1, requires_grad=True)]}
+                  for _ in self.trainer.optimizers[0].param_groups]  # (a stand-in: nothing moves)
+        stand_in = instantiate(self.hparams.scheduler["schedule"])(
+            optimizer=torch.optim.SGD(groups, lr=1.0), **kwargs)
+        return getattr(stand_in, "lr_lambdas", None)
+
     def configure_optimizers(self):
         opt = dict(self.hparams.optimizer)
         layer_decay = self.hparams.layer_decay
@@ -250,11 +271,7 @@ class TextClassifier(L.LightningModule):
         opt.update(implementation(opt, str(self.trainer.precision), self.trainer.gradient_clip_val))
         optimizer = instantiate(opt)(self.param_groups(opt["lr"], layer_decay))
         sched = self.hparams.scheduler  # our keys beside `schedule`, the block to instantiate
-        warmup, kwargs = sched.get("warmup"), {}
-        if warmup is not None:  # only transformers' schedules take warmup + total steps
-            total = int(self.trainer.estimated_stepping_batches)
-            kwargs = {"num_warmup_steps": round(warmup * total) if warmup < 1 else int(warmup),
-                      "num_training_steps": total}
+        kwargs = self.schedule_length(int(self.trainer.estimated_stepping_batches))
         scheduler = instantiate(sched["schedule"])(optimizer=optimizer, **kwargs)
         lr_scheduler = {"scheduler": scheduler, "interval": sched.get("interval", "step"),
                         "name": "train/lr"}  # LearningRateMonitor's tags: train/lr/<group name>

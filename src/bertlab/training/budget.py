@@ -65,3 +65,32 @@ def plan(rows: int, batch_size: int, accumulate: int = 1, processes: int = 1,
            f"(at most {max_steps}), validated every {every} steps{kept}")
     return Budget(rows, rows_per_step, per_epoch, 1, steps, every * accumulate,
                   steps // every, keep, why)
+
+
+TIME_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_time(value) -> float:
+    """`budget.time` in seconds: 90s, 10m, 1h, 1h30m, 1.5h, a plain number of seconds, or
+    Lightning's DD:HH:MM:SS (HH:MM:SS, MM:SS). A ValueError names what is valid."""
+    import re
+
+    valid = "use a duration such as 90s, 10m, 1h or 1h30m (or seconds, or DD:HH:MM:SS)"
+    if isinstance(value, bool):
+        raise ValueError(f"budget.time={value} is not valid; {valid}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", text)
+        if ":" in text and re.fullmatch(r"\d+(:\d+){1,3}", text):
+            seconds = sum(int(n) * f for n, f in zip(reversed(text.split(":")), (1, 60, 3600, 86400)))
+        elif parts and "".join(n + u for n, u in parts) == text:
+            seconds = sum(float(n) * TIME_UNITS[u] for n, u in parts)
+        elif re.fullmatch(r"\d+(\.\d+)?", text):
+            seconds = float(text)
+        else:
+            raise ValueError(f"budget.time={value!r} is not valid; {valid}")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"budget.time={value!r} is not valid: it must be longer than 0; {valid}")
+    return seconds

@@ -87,6 +87,7 @@ def check_config(cfg: DictConfig) -> None:
     for key in ("batch_size", "max_length"):
         positive(key, cfg[key], integer=True)
     positive("max_epochs", cfg.max_epochs, integer=True, optional=True)
+    check_time(cfg)
     cv = cfg.get("cv")
     if cv is not None and (isinstance(cv, bool) or not isinstance(cv, int) or cv < 2):
         raise ConfigError(f"cv={cv!r} is not valid; use a number of folds >= 2 (e.g. cv=5), or "
@@ -109,6 +110,22 @@ def check_config(cfg: DictConfig) -> None:
     check_read_kwargs(cfg.data.get("read_kwargs"), "data.read_kwargs")
     check_data(cfg.data)
     check_given_keys_apply(cfg)
+
+
+def check_time(cfg: DictConfig) -> None:
+    """budget.time parses, and is the only time limit given."""
+    from bertlab.training.budget import parse_time
+
+    if cfg.budget.get("time") is None:
+        return
+    try:
+        parse_time(cfg.budget.time)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if cfg.trainer.get("max_time") is not None:
+        raise ConfigError(f"budget.time={cfg.budget.time} and trainer.max_time="
+                          f"{cfg.trainer.max_time} are two time limits; give one (budget.time plans "
+                          f"the run to its time, trainer.max_time only stops it)")
 
 
 def check_choices(cfg: DictConfig) -> None:

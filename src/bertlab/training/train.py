@@ -31,6 +31,7 @@ from bertlab.models.classifier import TextClassifier
 from bertlab.models.network import choose_pooling
 from bertlab.training.plugins import quiet_library_warnings
 from bertlab.training.plan import make_plan
+from bertlab.training.time_plan import time_budget
 from bertlab.training.trainer import build_trainer
 
 log = logging.getLogger(__name__)
@@ -89,10 +90,15 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
                             "trainable_at_start": sum(p.numel() for p in model.parameters()
                                                       if p.requires_grad)}
     runs.write_records(run_dir, cfg, None if checkpoint is None else step)
-    trainer = build_trainer(cfg, dict(plan.length), step, chosen["budget"]["keep"] == "last")
+    clock, hard_stop = time_budget(cfg, dict(plan.length), chosen["budget"], dm, model, started,
+                                   checkpoint)  # budget.time
+    trainer = build_trainer(cfg, {**plan.length, **hard_stop}, step,
+                            chosen["budget"]["keep"] == "last", [clock] if clock else [])
     fit_start = time.time()
     diverged = fit(trainer, model, dm, run_dir, checkpoint)
     fit_seconds = round(time.time() - fit_start, 1)  # training, with its per-epoch validation
+    if clock:
+        chosen["budget"]["time"].update(clock.record)
     ended = results.outcome(trainer, run_dir, diverged)
     metrics = results.run_record(cfg, dm, model, trainer, ended, chosen)
     if teacher:

@@ -52,11 +52,16 @@ def training_length(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[d
     devices = t.get("devices", 1)
     processes = devices if isinstance(devices, int) and devices > 0 else 1
     accumulate = int(t.get("accumulate_grad_batches") or 1)
+    rules = {k: v for k, v in OmegaConf.to_container(cfg.budget).items() if k != "time"}
     b = plan(epoch_rows(rows, given.get("limit_train_batches"), cfg.batch_size, processes),
-             cfg.batch_size, accumulate, processes, val_rows=val_rows,
-             **OmegaConf.to_container(cfg.budget))
+             cfg.batch_size, accumulate, processes, val_rows=val_rows, **rules)
     args = {"max_epochs": b.epochs, "max_steps": b.max_steps, "val_check_interval": b.val_check_interval}
     record = {**b.as_dict(), "rows": rows}
+    if cfg.budget.get("time") is not None:  # the data's budget in steps, at most; the time plans them
+        cap = b.epochs * b.steps_per_epoch if b.epochs > 1 else b.max_steps
+        args = {"max_epochs": b.epochs, "max_steps": cap, "check_val_every_n_epoch": None,
+                "val_check_interval": -(-cap // b.validations) * accumulate}
+        record["time"] = {"planned": True}
     if "max_epochs" in given or "max_steps" in given:  # a length the user set: trained as set
         steps = given.get("max_steps", -1)
         args = {"max_epochs": given.get("max_epochs"), "max_steps": steps, "val_check_interval": 1.0}
@@ -67,7 +72,11 @@ def training_length(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[d
                                                if k in ("max_epochs", "max_steps"))}
     if "check_val_every_n_epoch" in given and isinstance(args["val_check_interval"], int):
         args["val_check_interval"] = 1.0  # (a batch count would then count across epochs)
+        args.pop("check_val_every_n_epoch", None)
     args.update({k: v for k, v in given.items() if k in args})
+    if "val_check_interval" in given and args.get("check_val_every_n_epoch", 1) is None \
+            and not isinstance(given["val_check_interval"], int):
+        args.pop("check_val_every_n_epoch")  # (a fraction of an epoch needs Lightning's default)
     record.update({k: args[k] for k in ("max_epochs", "max_steps", "val_check_interval")},
                   given=given, chosen={k: v for k, v in args.items() if k not in given})
     return args, record
@@ -109,10 +118,11 @@ def callbacks(cfg: DictConfig, keep_last: bool = False) -> list:
     return found
 
 
-def build_trainer(cfg: DictConfig, length: dict, resume_step: int, keep_last: bool = False):
-    """The Trainer of `cfg.trainer` with the run's callbacks, logger and plugins."""
+def build_trainer(cfg: DictConfig, length: dict, resume_step: int, keep_last: bool = False,
+                  extra: list = ()):
+    """The Trainer of `cfg.trainer` with the run's callbacks (and `extra` ones), logger and plugins."""
     plugins, replaced = trainer_plugins(cfg.trainer)  # atomic checkpoints; bf16 with fused steps
-    found, loggers_ = callbacks(cfg, keep_last), loggers(cfg, resume_step)
+    found, loggers_ = callbacks(cfg, keep_last) + list(extra), loggers(cfg, resume_step)
     try:
         return instantiate(cfg.trainer, callbacks=found, logger=loggers_, plugins=plugins,
                            **{**replaced, **length})

@@ -1,0 +1,153 @@
+"""budget.time: the run fitted to a wall time. After a few steps it measures its own step time
+(and the validation pass's, from the sanity check, then from the first real one) and sets the
+steps, the validation interval and the lr schedule's length to what the time left holds, so that
+the schedule has decayed by the end instead of being cut off. Lightning's `max_time` (its Timer)
+stays the hard stop. Hand-written: Lightning's Timer only stops a run, it plans nothing."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from bertlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+WARM = 2     # optimizer steps before timing starts (the first ones allocate and warm caches)
+PROBE = 8    # optimizer steps timed
+AFTER = 5.0  # seconds the command needs after the final scoring (checkpoint load, report, exit)
+SHARE = 0.2  # the most of the time left that validations may take
+
+
+class TimeBudget(Callback):
+    def __init__(self, began: float, seconds: float, cap: int, validations: int,
+                 accumulate: int, plan_validation: bool, schedule: callable | None,
+                 val_tokens: list[int] = (), test_tokens: int = 0, spent: float = 0.0,
+                 plan_steps: bool = True):
+        """`began`: the time.time() this part of the run started (the process, or a sweep's
+        job); `seconds`: the whole run's time, of which its earlier parts `spent` some; `cap`: the
+        most optimizer steps (the data's budget); `validations`: how many the run makes;
+        `plan_validation`: the interval is ours to set (the user gave none); `schedule(total)`:
+        the lr lambdas for `total` steps (None: a schedule that does not depend on the length);
+        `val_tokens`: the padded tokens of each validation batch, in order, and `test_tokens` the
+        test split's: what scales a timed batch to a pass, and the final scoring's cost;
+        `plan_steps`: False when the user set the length (it then only stops in time)."""
+        self.began, self.seconds, self.cap, self.spent = began, seconds, cap, spent
+        self.deadline = began + seconds - spent  # the command has exited by then
+        self.validations, self.accumulate = validations, accumulate
+        self.plan_validation, self.schedule = plan_validation, schedule
+        self.val_tokens, self.test_tokens = list(val_tokens), test_tokens
+        self.plan_steps = plan_steps
+        self.step_time = self.val_time = None
+        self.total = cap
+        self.record: dict = {"seconds": seconds, "spent_before": round(spent, 1), "plans": []}
+        self._mark = self._val_start = None
+        self._val_seconds = 0.0
+        self._step0 = None
+        self._validated = 0
+
+    # ---- what the time left holds
+    def reserve(self, val_time: float) -> float:
+        """Seconds kept for after training: the best checkpoint's validation and test, and exit."""
+        return val_time * (1 + self.test_tokens / max(1, sum(self.val_tokens))) + AFTER
+
+    def replan(self, trainer, why: str) -> None:
+        now, step = time.time(), trainer.global_step
+        val = self.val_time or 0.0
+        left = self.deadline - now - self.reserve(val)
+        # validations take at most SHARE of the time left (a short budget validates less often)
+        wanted = self.validations if not val else min(self.validations, max(1, int(SHARE * left / val)))
+        remaining = max(1, wanted - self._validated)
+        fit = math.floor((left - remaining * val) / self.step_time) if self.step_time else 0
+        total = min(self.cap, step + max(0, fit))
+        total, = trainer.strategy.broadcast([total], src=0)  # (DDP: one plan for every process)
+        self.total = total
+        trainer.fit_loop.epoch_loop.max_steps = total  # (what trainer.max_steps reads)
+        every = max(1, math.ceil(total / wanted))  # evenly, the last at `total`
+        if self.plan_validation:
+            trainer.val_check_batch = every * self.accumulate
+        if self.schedule is not None:
+            for scheduler in trainer.lr_scheduler_configs:
+                scheduler.scheduler.lr_lambdas = self.schedule(total)
+        plan = {"at_step": step, "why": why, "step_seconds": round(self.step_time or 0, 4),
+                "validation_seconds": round(val, 2), "seconds_left": round(left, 1),
+                "steps": total, "validate_every": every if self.plan_validation else None}
+        self.record["plans"].append(plan)
+        log.info("budget.time: %s; %.3f s a step, %.1f s a validation, %.0f s left: %d steps "
+                 "(the data's budget: %d)%s", why, self.step_time or 0, val, left, total, self.cap,
+                 f", validated every {every}" if self.plan_validation else "")
+        if total <= step:
+            trainer.should_stop = True
+
+    # ---- measurements
+    def on_sanity_check_start(self, trainer, pl_module):
+        self._val_start = time.time()
+
+    def on_sanity_check_end(self, trainer, pl_module):
+        batches = sum(trainer.num_sanity_val_batches) if trainer.num_sanity_val_batches else 0
+        if batches:  # a first guess at a validation pass, before any training
+            seen = sum(self.val_tokens[:batches]) or 1
+            guess = (time.time() - self._val_start) * max(1.0, sum(self.val_tokens) / seen)
+            left = self.deadline - time.time()
+            guess, left = trainer.strategy.broadcast([guess, left], src=0)
+            if left < 2 * guess + AFTER:
+                raise ConfigError(
+                    f"budget.time={self.seconds:g}s is too short: {left:.0f} s are left after the "
+                    f"start-up, and one validation pass takes about {guess:.0f} s (training needs "
+                    f"at least one, and the final scoring another); give more time, or a smaller "
+                    f"validation split")
+            self.val_time = guess
+
+    def on_train_start(self, trainer, pl_module):
+        self._step0 = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step - self._step0
+        if self.step_time is None and step == WARM and self._mark is None:
+            self._mark = (time.time(), self._val_seconds)
+        elif self.step_time is None and self._mark is not None and step >= WARM + PROBE:
+            spent = time.time() - self._mark[0] - (self._val_seconds - self._mark[1])
+            self.step_time = spent / (step - WARM)
+            if self.plan_steps:
+                self.replan(trainer, f"measured over steps {WARM + 1}-{step}")
+        if trainer.should_stop:
+            return
+        val = self.val_time or 0.0  # (stopping validates once more, then the final scoring)
+        late = time.time() > self.deadline - val - self.reserve(val)
+        late, = trainer.strategy.broadcast([late], src=0)
+        late = late and not (self.plan_steps and trainer.global_step >= self.total)
+        if late:  # (a slower stretch than measured: stop while the final scoring still fits)
+            self.record["stopped_early_at_step"] = trainer.global_step
+            log.info("budget.time: stopping at step %d, the time left is the final scoring's",
+                     trainer.global_step)
+        if late or self.plan_steps and trainer.global_step >= self.total:
+            trainer.should_stop = True  # (validates at this step, then ends: the best kept)
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.optimizers:
+            self.record["lr_at_end"] = trainer.optimizers[0].param_groups[0]["lr"]
+
+    def on_validation_start(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._val_start = time.time()
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        seconds = time.time() - self._val_start
+        self._val_seconds += seconds
+        self._validated += 1
+        if self._validated == 1:
+            self.val_time = seconds
+            if self.step_time is not None and self.plan_steps:
+                self.replan(trainer, "after the first validation")
+
+    # ---- resume: the time already spent counts
+    def state_dict(self) -> dict:
+        return {"spent": self.spent + time.time() - self.began, "total": self.total}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass  # (read before the trainer is built: training/trainer.py time_budget)

@@ -1,0 +1,88 @@
+"""budget.time (issue 39): the duration's forms, the plan fitted to a measured step time, the
+data's budget and the user's length winning where they should, and the time a resumed run spent."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from bertlab.errors import ConfigError
+from bertlab.training.budget import parse_time
+from bertlab.training.train import train
+
+FAST = ["data.max_samples=160", "batch_size=16", "max_epochs=null"]  # the data's budget: 80 steps
+
+
+class Slow(Callback):
+    """Steps that take a known time: the tiny model's take milliseconds."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_train_batch_end(self, *args):
+        time.sleep(self.seconds)
+
+
+@pytest.mark.parametrize("given, seconds", [
+    ("90s", 90), ("10m", 600), ("1h", 3600), ("1h30m", 5400), ("1.5h", 5400), ("2m30s", 150),
+    (45, 45), (2.5, 2.5), ("120", 120), ("00:01:30", 90), ("01:00:00:00", 86400), ("1:30", 90)])
+def test_a_duration_is_read_in_every_documented_form(given, seconds):
+    assert parse_time(given) == seconds
+
+
+@pytest.mark.parametrize("given", [0, -5, "0s", "-5m", "10 minutes", "ten", "10m30", "1x", True,
+                                   "", float("inf"), float("nan")])
+def test_a_bad_duration_names_the_valid_forms(given):
+    with pytest.raises(ValueError, match="use a duration such as 90s, 10m, 1h"):
+        parse_time(given)
+
+
+def metrics_of(cfg):
+    return json.loads(Path(cfg.output_dir, "metrics.json").read_text())
+
+
+def test_the_time_plans_the_steps_and_the_schedule_decays_by_the_end(make_cfg):
+    """Steps of 0.1 s and 14 s in all: fewer steps than the data's 80, the lr schedule fitted to
+    them (linear: zero at the last step), the plan recorded."""
+    cfg = make_cfg(*FAST, "budget.time=14s", "+callbacks.slow={_target_: test_time_budget.Slow, "
+                   "seconds: 0.1}")
+    train(cfg)
+    m = metrics_of(cfg)
+    plans = m["budget"]["time"]["plans"]
+    assert m["status"] == "finished" and plans and plans[0]["step_seconds"] >= 0.1
+    assert plans[-1]["steps"] < m["budget"]["max_steps"] == 80 and m["steps"] <= plans[-1]["steps"]
+    assert m["budget"]["time"]["lr_at_end"] <= 0.1 * cfg.lr  # decayed, not cut off mid-schedule
+    state = torch.load(cfg.output_dir + "/checkpoints/last.ckpt", weights_only=True)["callbacks"]
+    assert state["TimeBudget"]["spent"] > 0  # what a resume counts
+
+
+def test_the_data_budget_wins_when_the_time_is_ample(make_cfg):
+    cfg = make_cfg(*FAST, "budget.time=10m")
+    train(cfg)
+    m = metrics_of(cfg)
+    assert m["steps"] == 80 and m["budget"]["time"]["plans"][-1]["steps"] == 80
+    assert m["budget"]["time"]["lr_at_end"] <= 0.1 * cfg.lr
+
+
+def test_a_given_length_wins_over_the_time(make_cfg):
+    """max_epochs given: trained as set; budget.time is a stop only (Lightning's max_time)."""
+    cfg = make_cfg(*FAST, "max_epochs=2", "budget.time=10m")
+    train(cfg)
+    m = metrics_of(cfg)
+    assert m["epochs"] == 2 and m["steps"] == 16
+    assert m["budget"]["time"]["seconds"] == 600 and m["budget"]["time"]["plans"] == []
+
+
+def test_a_resumed_run_counts_the_time_its_earlier_parts_spent(make_cfg, tmp_path):
+    from bertlab.training.time_plan import time_budget
+
+    ckpt = tmp_path / "last.ckpt"
+    torch.save({"callbacks": {"TimeBudget": {"spent": 50.0}}}, ckpt)
+    cfg = make_cfg("budget.time=55s")
+    with pytest.raises(ConfigError, match="budget.time=55s is shorter than the start-up: 5. s went "
+                                          "before .* and the earlier parts of this run"):
+        time_budget(cfg, {"max_steps": 10}, {"given": {}}, None, None, time.time(), ckpt)
