@@ -31,7 +31,8 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path):
 def test_multirun_lr_sweep(tmp_path):
     pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    r = cli([*SMOKE, "lr=1e-5,3e-5,5e-5", "logger=[tensorboard,mlflow]", "-m"], tmp_path,
+    r = cli([*SMOKE, "lr=1e-5,3e-5,5e-5", "logger=[tensorboard,mlflow]", "max_epochs=null",
+             "budget.time=5m", "-m"], tmp_path,
             env={"MLFLOW_TRACKING_URI": uri})  # (-m after the overrides works too)
     assert r.returncode == 0, r.stderr[-3000:]
     sweeps = list((tmp_path / "outputs" / "multiruns").iterdir())
@@ -40,7 +41,9 @@ def test_multirun_lr_sweep(tmp_path):
     assert [j.name for j in jobs] == ["0_lr=1e-05", "1_lr=3e-05", "2_lr=5e-05"]  # the swept key only
     lrs = []
     for folder in jobs:
-        assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["status"] == "finished"
+        assert metrics["budget"]["time"]["seconds"] == 300 and metrics["budget"]["time"]["plans"]
         assert (folder / "checkpoints" / "last.ckpt").is_file()
         config = (folder / ".hydra" / "config.yaml").read_text()
         lrs.append(next(line for line in config.splitlines() if line.startswith("lr:")))

@@ -63,7 +63,7 @@ class TimeBudget(Callback):
         remaining = max(1, wanted - self._validated)
         fit = math.floor((left - remaining * val) / self.step_time) if self.step_time else 0
         total = min(self.cap, step + max(0, fit))
-        total, = trainer.strategy.broadcast([total], src=0)  # (DDP: one plan for every process)
+        total, wanted = trainer.strategy.broadcast([total, wanted], src=0)  # (DDP: one plan for all)
         self.total = total
         trainer.fit_loop.epoch_loop.max_steps = total  # (what trainer.max_steps reads)
         every = max(1, math.ceil(total / wanted))  # evenly, the last at `total`
@@ -76,9 +76,10 @@ class TimeBudget(Callback):
                 "validation_seconds": round(val, 2), "seconds_left": round(left, 1),
                 "steps": total, "validate_every": every if self.plan_validation else None}
         self.record["plans"].append(plan)
-        log.info("budget.time: %s; %.3f s a step, %.1f s a validation, %.0f s left: %d steps "
-                 "(the data's budget: %d)%s", why, self.step_time or 0, val, left, total, self.cap,
-                 f", validated every {every}" if self.plan_validation else "")
+        if trainer.is_global_zero:
+            log.info("budget.time: %s; %.3f s a step, %.1f s a validation, %.0f s left: %d steps "
+                     "(the data's budget: %d)%s", why, self.step_time or 0, val, left, total,
+                     self.cap, f", validated every {every}" if self.plan_validation else "")
         if total <= step:
             trainer.should_stop = True
 
