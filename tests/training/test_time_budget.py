@@ -86,3 +86,27 @@ def test_a_resumed_run_counts_the_time_its_earlier_parts_spent(make_cfg, tmp_pat
     with pytest.raises(ConfigError, match="budget.time=55s is shorter than the start-up: 5. s went "
                                           "before .* and the earlier parts of this run"):
         time_budget(cfg, {"max_steps": 10}, {"given": {}}, None, None, time.time(), ckpt)
+
+
+def test_a_budget_shorter_than_two_validation_passes_is_refused_before_training():
+    """The sanity check's batches, scaled by their tokens to the whole split, say what one
+    validation pass costs; a time left that holds fewer than two (and the exit) is one line."""
+    from types import SimpleNamespace
+
+    from bertlab.callbacks.time_budget import TimeBudget
+
+    now = time.time()
+    strategy = SimpleNamespace(broadcast=lambda value, src=0: value)
+    trainer = SimpleNamespace(num_sanity_val_batches=[2], num_val_batches=[10], strategy=strategy)
+    # two batches of 100 tokens timed, 10 of 100 in the split: a pass is ~5x the sanity check
+    clock = TimeBudget(now, 12.0, 100, 8, 1, True, None, val_tokens=[100] * 10, test_tokens=1000)
+    clock.on_sanity_check_start(trainer, None)
+    clock._val_start -= 1.0  # (the sanity check took a second)
+    with pytest.raises(ConfigError, match=r"budget.time=12s is too short: 1\d s are left after the "
+                                          r"start-up, and one validation pass takes about 5 s"):
+        clock.on_sanity_check_end(trainer, None)
+    roomy = TimeBudget(now, 60.0, 100, 8, 1, True, None, val_tokens=[100] * 10, test_tokens=1000)
+    roomy.on_sanity_check_start(trainer, None)
+    roomy._val_start -= 1.0
+    roomy.on_sanity_check_end(trainer, None)
+    assert roomy.val_time == pytest.approx(5.0, abs=0.5)  # the first guess, until a real pass

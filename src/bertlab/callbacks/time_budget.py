@@ -26,7 +26,7 @@ class TimeBudget(Callback):
     def __init__(self, began: float, seconds: float, cap: int, validations: int,
                  accumulate: int, plan_validation: bool, schedule: callable | None,
                  val_tokens: list[int] = (), test_tokens: int = 0, spent: float = 0.0,
-                 plan_steps: bool = True):
+                 plan_steps: bool = True, extra_validations: int = 0):
         """`began`: the time.time() this part of the run started (the process, or a sweep's
         job); `seconds`: the whole run's time, of which its earlier parts `spent` some; `cap`: the
         most optimizer steps (the data's budget); `validations`: how many the run makes;
@@ -34,13 +34,14 @@ class TimeBudget(Callback):
         the lr lambdas for `total` steps (None: a schedule that does not depend on the length);
         `val_tokens`: the padded tokens of each validation batch, in order, and `test_tokens` the
         test split's: what scales a timed batch to a pass, and the final scoring's cost;
-        `plan_steps`: False when the user set the length (it then only stops in time)."""
+        `plan_steps`: False when the user set the length (it then only stops in time);
+        `extra_validations`: passes made after training besides the final scoring's (a soup's)."""
         self.began, self.seconds, self.cap, self.spent = began, seconds, cap, spent
         self.deadline = began + seconds - spent  # the command has exited by then
         self.validations, self.accumulate = validations, accumulate
         self.plan_validation, self.schedule = plan_validation, schedule
         self.val_tokens, self.test_tokens = list(val_tokens), test_tokens
-        self.plan_steps = plan_steps
+        self.plan_steps, self.extra_validations = plan_steps, extra_validations
         self.step_time = self.val_time = None
         self.total = cap
         self.record: dict = {"seconds": seconds, "spent_before": round(spent, 1), "plans": []}
@@ -52,7 +53,8 @@ class TimeBudget(Callback):
     # ---- what the time left holds
     def reserve(self, val_time: float) -> float:
         """Seconds kept for after training: the best checkpoint's validation and test, and exit."""
-        return val_time * (1 + self.test_tokens / max(1, sum(self.val_tokens))) + AFTER
+        passes = 1 + self.extra_validations + self.test_tokens / max(1, sum(self.val_tokens))
+        return val_time * passes + AFTER
 
     def replan(self, trainer, why: str) -> None:
         now, step = time.time(), trainer.global_step

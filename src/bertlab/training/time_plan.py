@@ -27,6 +27,12 @@ def padded_tokens(dm, split: str) -> list[int]:
     return [len(lengths[i:i + size]) * lengths[i:i + size][-1] for i in range(0, len(lengths), size)]
 
 
+def soup_validations(cfg: DictConfig) -> int:
+    """The validation passes callbacks=soup makes after training (one per checkpoint it tries)."""
+    soup = (cfg.get("callbacks") or {}).get("soup")
+    return int(soup.get("save_top_k") or 1) - 1 if soup else 0
+
+
 def time_budget(cfg: DictConfig, length: dict, record: dict, dm, model, started: float,
                 checkpoint: Path | None) -> tuple[TimeBudget | None, dict]:
     """(The callback that plans the run to budget.time, or None when the user's max_epochs or
@@ -63,7 +69,8 @@ def time_budget(cfg: DictConfig, length: dict, record: dict, dm, model, started:
         plan_validation=planned and "val_check_interval" not in record["given"]
         and "check_val_every_n_epoch" not in record["given"],
         schedule=model.schedule_lambdas, val_tokens=padded_tokens(dm, "validation"),
-        test_tokens=sum(padded_tokens(dm, "test")), spent=spent, plan_steps=planned)
+        test_tokens=sum(padded_tokens(dm, "test")), spent=spent, plan_steps=planned,
+        extra_validations=soup_validations(cfg))
     log.info("budget.time: %gs for the whole run; %.0f s gone before training, %.0f s left "
              "(Lightning's max_time stops training at %ss at the latest)%s", seconds, now - began + spent,
              left, stop, "" if planned else

@@ -22,6 +22,7 @@ from bertlab.cli import hydra_state, runs
 from bertlab.stages import distill
 from bertlab.training import results
 from bertlab.callbacks.preemption import Preemption
+from bertlab.callbacks.soup import CheckpointSoup
 from bertlab.models.checkpoints import checkpoint_hparams, load_network
 from bertlab.training.checks import check_config
 from bertlab.data.datamodule import TextDataModule, from_config
@@ -106,6 +107,9 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     log.info("fit: %s", metrics["fit"])
     best = trainer.checkpoint_callback.best_model_path if ended["best_checkpoint"] else None
     scored = bool(best) or not diverged  # after a NaN loss, only an earlier checkpoint counts
+    soup = next((c for c in trainer.callbacks if isinstance(c, CheckpointSoup)), None)
+    if soup and best and len(soup.best_k_models) > 1:  # callbacks=soup: best.ckpt, averaged
+        metrics["soup"] = soup.average(trainer, model, dm, best)
     if scored:
         metrics.update(score_best(trainer, model, dm, best))
     for stage in stages if scored and trainer.is_global_zero else []:  # calibration, thresholds

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 from bertlab.cli import hydra_state
 from bertlab.training.budget import plan
 from bertlab.callbacks.keep_latest import KeepLatest
+from bertlab.callbacks.soup import CheckpointSoup
 from bertlab.callbacks.unfreeze import UnfreezeAt
 from bertlab.training.plugins import choose_precision, hardware, trainer_plugins, uses_cuda
 from bertlab.cli.resolvers import recommended_lr
@@ -103,7 +104,10 @@ def callbacks(cfg: DictConfig, keep_last: bool = False) -> list:
     best-by-monitor checkpoint holds the latest weights instead."""
     found = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
     if keep_last:
-        found = [c for c in found if not isinstance(c, EarlyStopping)]
+        if any(isinstance(c, CheckpointSoup) for c in found):
+            log.info("soup: off; the validation split is too small to rank checkpoints by "
+                     "(budget.trust_val_rows): the last weights are kept")
+        found = [c for c in found if not isinstance(c, (EarlyStopping, CheckpointSoup))]
         found = [KeepLatest.replacing(c) if isinstance(c, ModelCheckpoint) and c.monitor else c
                  for c in found]
     if not cfg.get("logger"):  # ~logger: no curves, so nothing for the lr monitor to write to
