@@ -42,24 +42,26 @@ class TimeBudget(Callback):
         self.plan_validation, self.schedule = plan_validation, schedule
         self.val_tokens, self.test_tokens = list(val_tokens), test_tokens
         self.plan_steps, self.extra_validations = plan_steps, extra_validations
-        self.step_time = self.val_time = None
+        self.step_time = None
+        self.val_time = self.pass_time = None  # a validation in training (with its saves); a pass alone
         self.total = cap
         self.record: dict = {"seconds": seconds, "spent_before": round(spent, 1), "plans": []}
-        self._mark = self._val_start = None
-        self._val_seconds = 0.0
+        self._mark = self._val_start = self._pass_end = None
+        self._val_seconds, self._passes, self._saves = 0.0, [], []
         self._step0 = None
         self._validated = 0
 
     # ---- what the time left holds
-    def reserve(self, val_time: float) -> float:
-        """Seconds kept for after training: the best checkpoint's validation and test, and exit."""
+    def reserve(self) -> float:
+        """Seconds kept for after training: the best checkpoint's validation and test (a soup's
+        validations too), and the report and exit."""
         passes = 1 + self.extra_validations + self.test_tokens / max(1, sum(self.val_tokens))
-        return val_time * passes + AFTER
+        return (self.pass_time or 0.0) * passes + AFTER
 
     def replan(self, trainer, why: str) -> None:
         now, step = time.time(), trainer.global_step
         val = self.val_time or 0.0
-        left = self.deadline - now - self.reserve(val)
+        left = self.deadline - now - self.reserve()
         # validations take at most SHARE of the time left (a short budget validates less often)
         wanted = self.validations if not val else min(self.validations, max(1, int(SHARE * left / val)))
         remaining = max(1, wanted - self._validated)
@@ -69,8 +71,10 @@ class TimeBudget(Callback):
         self.total = total
         trainer.fit_loop.epoch_loop.max_steps = total  # (what trainer.max_steps reads)
         every = max(1, math.ceil(total / wanted))  # evenly, the last at `total`
-        if self.plan_validation:
+        if self.plan_validation and not self._validated:
             trainer.val_check_batch = every * self.accumulate
+        else:  # (kept once validations began: a moved grid would validate twice in a row)
+            every = trainer.val_check_batch // self.accumulate if self.plan_validation else every
         if self.schedule is not None:
             for scheduler in trainer.lr_scheduler_configs:
                 scheduler.scheduler.lr_lambdas = self.schedule(total)
@@ -102,7 +106,7 @@ class TimeBudget(Callback):
                     f"start-up, and one validation pass takes about {guess:.0f} s (training needs "
                     f"at least one, and the final scoring another); give more time, or a smaller "
                     f"validation split")
-            self.val_time = guess
+            self.val_time = self.pass_time = guess
 
     def on_train_start(self, trainer, pl_module):
         self._step0 = trainer.global_step
@@ -119,7 +123,7 @@ class TimeBudget(Callback):
         if trainer.should_stop:
             return
         val = self.val_time or 0.0  # (stopping validates once more, then the final scoring)
-        late = time.time() > self.deadline - val - self.reserve(val)
+        late = time.time() > self.deadline - val - self.reserve()
         late, = trainer.strategy.broadcast([late], src=0)
         late = late and not (self.plan_steps and trainer.global_step >= self.total)
         if late:  # (a slower stretch than measured: stop while the final scoring still fits)
@@ -137,16 +141,24 @@ class TimeBudget(Callback):
         if not trainer.sanity_checking:
             self._val_start = time.time()
 
+    def on_validation_epoch_end(self, trainer, pl_module):
+        self._pass_end = time.time()  # (the checkpoints are saved after this, in on_validation_end)
+
     def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
             return
-        seconds = time.time() - self._val_start
-        self._val_seconds += seconds
+        now = time.time()
+        self._val_seconds += now - self._val_start
         self._validated += 1
-        if self._validated == 1:
-            self.val_time = seconds
-            if self.step_time is not None and self.plan_steps:
-                self.replan(trainer, "after the first validation")
+        self._passes.append(self._pass_end - self._val_start)
+        self._saves.append(now - self._pass_end)
+        self.pass_time = sum(self._passes) / len(self._passes)
+        self.val_time = self.pass_time + sum(self._saves) / len(self._saves)
+        if self.step_time is None or not self.plan_steps or trainer.should_stop:
+            return
+        steps = trainer.global_step - self._step0 - WARM  # the steps' mean so far, validations left out
+        self.step_time = (now - self._mark[0] - (self._val_seconds - self._mark[1])) / steps
+        self.replan(trainer, f"after validation {self._validated}")
 
     # ---- resume: the time already spent counts
     def state_dict(self) -> dict:
