@@ -4,7 +4,8 @@ and the Hugging Face Trainer's full run (issue 39).
 For each data set (quality.py's rows: the tweets, sst2-4000, ...) and each budget (1, 2 and 5
 minutes): `python train.py data=files ... budget.time=<budget>` timed from launch to exit, its
 test metric and its steps, then the default command (no budget) and the peer at --hf-defaults on
-the same files. Target: the wall time within 5% of the budget and never over by more than 10 s.
+the same files. Target: the wall time within 5% of the budget and never over by more than 10 s
+(a run that early stopping or the data's own budget ends sooner is not held to the 5%).
 Prints one line per data set (and appends it with --results); asserts nothing.
 
     python benchmarks/time_budget.py [--rows tweets,sst2-4000] [--budgets 1m,2m,5m] [--no-peer]
@@ -41,14 +42,16 @@ def main() -> None:
                 seconds = float(budget[:-1]) * SECONDS[budget[-1]]
                 run_dir = Path(tmp) / f"ours_{budget}"
                 us = ours({**d, "ours": [*d["ours"], f"budget.time={budget}"]}, run_dir, 0)
-                budgeted = json.loads((run_dir / "metrics.json").read_text())["budget"]
-                plans = budgeted["time"]["plans"]
+                recorded = json.loads((run_dir / "metrics.json").read_text())
+                budgeted, plans = recorded["budget"], recorded["budget"]["time"]["plans"]
                 over = us["wall_s"] - seconds
-                ok = abs(over) <= 0.05 * seconds and over <= 10
+                sooner = recorded["stopped_by"] != "budget.time"  # (early stopping, the data's budget)
+                ok = over <= 10 and (abs(over) <= 0.05 * seconds or sooner and over < 0)
                 parts.append(f"budget.time={budget}: {us['wall_s']} s ({over:+.1f} s, "
                              f"{'within' if ok else 'OUTSIDE'} the target), {us['steps']} steps "
                              f"(planned {plans[-1]['steps'] if plans else '-'}; the data's budget "
-                             f"{budgeted['max_steps']}), {us['metrics'][0]:.4f}")
+                             f"{budgeted['max_steps']}; ended by {recorded['stopped_by']}), "
+                             f"{us['metrics'][0]:.4f}")
                 print(parts[-1], flush=True)  # (a long row: each part as it comes)
             if not a.no_default:
                 default = ours(d, Path(tmp) / "ours_default", 0)

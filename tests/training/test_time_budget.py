@@ -54,6 +54,7 @@ def test_the_time_plans_the_steps_and_the_schedule_decays_by_the_end(make_cfg):
     m = metrics_of(cfg)
     plans = m["budget"]["time"]["plans"]
     assert m["status"] == "finished" and plans and plans[0]["step_seconds"] >= 0.1
+    assert m["stopped_by"] == "budget.time"
     assert plans[-1]["steps"] < m["budget"]["max_steps"] == 80 and m["steps"] <= plans[-1]["steps"]
     assert m["budget"]["time"]["lr_at_end"] <= 0.1 * cfg.lr  # decayed, not cut off mid-schedule
     state = torch.load(cfg.output_dir + "/checkpoints/last.ckpt", weights_only=True)["callbacks"]
@@ -65,6 +66,7 @@ def test_the_data_budget_wins_when_the_time_is_ample(make_cfg):
     train(cfg)
     m = metrics_of(cfg)
     assert m["steps"] == 80 and m["budget"]["time"]["plans"][-1]["steps"] == 80
+    assert m["stopped_by"] == "max_steps"  # (the data's budget)
     assert m["budget"]["time"]["lr_at_end"] <= 0.1 * cfg.lr
 
 

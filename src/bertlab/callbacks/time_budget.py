@@ -1,7 +1,7 @@
 """budget.time: the run fitted to a wall time. After a few steps it measures its own step time
-(and the validation pass's, from the sanity check, then from the first real one) and sets the
-steps, the validation interval and the lr schedule's length to what the time left holds, so that
-the schedule has decayed by the end instead of being cut off. Lightning's `max_time` (its Timer)
+(and the validation pass's, from the sanity check, then from each real one) and sets the steps,
+the validation interval and the lr schedule's length to what the time left holds, re-planning
+after each validation, so that the schedule has decayed by the end instead of being cut off. Lightning's `max_time` (its Timer)
 stays the hard stop. Hand-written: Lightning's Timer only stops a run, it plans nothing."""
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import logging
 import math
 import time
 
-import torch
 from lightning.pytorch.callbacks import Callback
 
 from bertlab.errors import ConfigError
@@ -134,6 +133,8 @@ class TimeBudget(Callback):
             trainer.should_stop = True  # (validates at this step, then ends: the best kept)
 
     def on_train_end(self, trainer, pl_module):
+        self.record["at_the_end"] = {"seconds_left": round(self.deadline - time.time(), 1),
+                                     "kept_for_scoring": round(self.reserve(), 1)}
         if trainer.optimizers:
             self.record["lr_at_end"] = trainer.optimizers[0].param_groups[0]["lr"]
 

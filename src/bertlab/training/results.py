@@ -8,13 +8,14 @@ import os
 import time
 from pathlib import Path
 
-from lightning.pytorch.callbacks import EarlyStopping
+from lightning.pytorch.callbacks import EarlyStopping, Timer
 from lightning.pytorch.callbacks.early_stopping import EarlyStoppingReason
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig
 
 from bertlab.cli import hydra_state
 from bertlab.callbacks.pruning import EncoderPruning
+from bertlab.callbacks.time_budget import TimeBudget
 from bertlab.training.loggers import record_run
 from bertlab.cli.resolvers import recommended_lr
 from bertlab.cli.runs import read_checkpoint, write_metrics
@@ -31,6 +32,11 @@ def stop_reason(trainer) -> str:
                                       EarlyStoppingReason.DIVERGENCE_THRESHOLD):
                 return f"divergence: {cb.stopping_reason_message}"
             return "early stopping"
+        if isinstance(cb, TimeBudget) and (cb.record.get("stopped_early_at_step") is not None
+                                           or cb.total < cb.cap):
+            return "budget.time"  # (the plan's steps, fewer than the data's budget, or its stop)
+        if isinstance(cb, Timer) and cb.time_remaining() is not None and cb.time_remaining() <= 0:
+            return "max_time"
     return "max_steps" if trainer.max_steps not in (-1, None) and \
         trainer.global_step >= trainer.max_steps else "max_epochs"
 
