@@ -4,7 +4,8 @@ For each data set (SST-2: ../shared/data/sst2 train.tsv, tested on test.tsv; the
 quality benchmark's seeded 90/10 split) and each size (8, 16, 32, 64 rows per class), seeds 0-4:
 the rows drawn per class with the seed, then `python train.py data=files ...` (no training flag)
 and SetFit 1.2 at its defaults over the same MiniLM body (`SetFitModel.from_pretrained`, a
-`Trainer` with default `TrainingArguments`, then `predict` on the test file), each timed from
+`Trainer` with default `TrainingArguments` (but report_to="none": no tracker account asked for),
+then `predict` on the test file), each timed from
 launch to exit. Prints one line per (data set, size) and appends it with --results; asserts
 nothing. Target: ours >= SetFit's mean on every line, in less wall time.
 
@@ -44,7 +45,7 @@ tr, te = rows(train), rows(test)
 classes = sorted({r[label] for r in tr})
 ds = Dataset.from_dict({"text": [r[text] for r in tr], "label": [classes.index(r[label]) for r in tr]})
 model = SetFitModel.from_pretrained(%r)
-trainer = Trainer(model=model, args=TrainingArguments(seed=int(seed)), train_dataset=ds)
+trainer = Trainer(model=model, args=TrainingArguments(seed=int(seed), report_to="none"), train_dataset=ds)
 trainer.train()
 preds = model.predict([r[text] for r in te])
 gold = [classes.index(r[label]) if r[label] in classes else -1 for r in te]

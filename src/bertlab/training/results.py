@@ -97,6 +97,7 @@ def run_record(cfg: DictConfig, dm, model, trainer, ended: dict, choices: dict) 
                         if model.hparams.get("target_scale") else {})},
             "budget": choices["budget"], "precision": choices["precision"],
             "pooling": choices["pooling"],
+            **({"head_init": choices["head_init"]} if "head_init" in choices else {}),
             "lr": {"value": cfg.lr, "model_recommends": recommended_lr(cfg.model)}}
 
 

@@ -1,0 +1,47 @@
+"""model.head_init=probe: the head starts as a logistic regression fitted on the frozen encoder's
+mean-pooled vectors of the training rows, then the whole network fine-tunes ("LP-FT", Kumar et
+al. 2022, *Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution*).
+scikit-learn fits the regression; the copy into the head is ours (no library does it)."""
+from __future__ import annotations
+
+import torch
+
+from bertlab.errors import ConfigError
+from bertlab.models.network import pools_mean, unwrapped
+
+
+@torch.no_grad()
+def probe_head(net, dm, task) -> dict:
+    """Fit the head of `net` (model.pooling=mean, single-label classification) to the training
+    rows of `dm`; returns metrics.json's record."""
+    from sklearn.linear_model import LogisticRegression
+
+    if not pools_mean(net) or not task.has_classes or task.multi_hot or dm.windows:
+        raise ConfigError("model.head_init=probe is for single-label classification with "
+                          "model.pooling=mean (auto picks it under model.auto_mean_rows rows), "
+                          "without data.long_text=window; use model.head_init=null")
+    hf = unwrapped(net)
+    was_training = hf.training
+    hf.eval()
+    xs, ys = [], []
+    for batch in dm.eval_dataloader("train"):
+        keep = batch["labeled"].bool() if "labeled" in batch else torch.ones(len(batch["labels"]), dtype=torch.bool)
+        hidden = hf.base_model(input_ids=batch["input_ids"],
+                               attention_mask=batch["attention_mask"]).last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        xs.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))[keep])
+        ys.append(batch["labels"][keep])
+    hf.train(was_training)
+    x, y = torch.cat(xs).double().numpy(), torch.cat(ys).numpy()
+    probe = LogisticRegression(max_iter=2000).fit(x, y)
+    head = hf.classifier
+    weight = torch.zeros_like(head.weight, dtype=torch.float64)
+    bias = torch.zeros_like(head.bias, dtype=torch.float64)
+    coef, intercept = torch.from_numpy(probe.coef_), torch.from_numpy(probe.intercept_)
+    if len(probe.classes_) == 2 and coef.shape[0] == 1:  # one logit difference: split it evenly
+        coef, intercept = torch.cat([-coef / 2, coef / 2]), torch.cat([-intercept / 2, intercept / 2])
+    for row, label in enumerate(probe.classes_):
+        weight[int(label)], bias[int(label)] = coef[row], intercept[row]
+    head.weight.copy_(weight.to(head.weight.dtype))
+    head.bias.copy_(bias.to(head.bias.dtype))
+    return {"method": "probe", "rows": len(y), "train_accuracy": round(float(probe.score(x, y)), 4)}
