@@ -14,7 +14,8 @@ user who changes nothing gets it), trained on the whole training file. Wall time
 command, start to exit. Prints one line per row (and appends it with --results); asserts nothing.
 
     python benchmarks/quality.py [--rows sst2-500,sst2-4000,tweets,valence] [--seeds 0,1,2]
-                                 [--peer-seeds 0,1,2] [--results RESULTS.md]
+                                 [--peer-seeds 0,1,2] [--ours-args "k=v ..."] [--no-peer]
+                                 [--results RESULTS.md]
 
 With several --seeds our side runs once per seed and the line gives each seed's metric and their
 mean; the comparison is the mean's, the wall time the mean's. The peer fixes seed 0; --peer-seeds
@@ -149,6 +150,8 @@ def main() -> None:
     ap.add_argument("--rows", default="sst2-500,sst2-4000,tweets,valence")
     ap.add_argument("--seeds", default="0", help="our seeds, comma-separated")
     ap.add_argument("--peer-seeds", default="0", help="the peer's seeds (0: its own, as it is)")
+    ap.add_argument("--ours-args", default="", help="extra overrides for our command (e.g. callbacks=soup)")
+    ap.add_argument("--no-peer", action="store_true", help="our side only")
     ap.add_argument("--results", help="append each line to this markdown file")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
@@ -156,7 +159,14 @@ def main() -> None:
     for name in a.rows.split(","):
         with tempfile.TemporaryDirectory(prefix="bertlab_quality_") as tmp:
             d = dataset(name, Path(tmp))
+            d["ours"] += a.ours_args.split()
             us, seeds_said = summary([ours(d, Path(tmp) / f"ours_{s}", s) for s in seeds], a.seeds)
+            if a.no_peer:
+                report(f"- {datetime.date.today()} {platform.machine()} quality {name} | ours "
+                       f"{a.ours_args or 'no training flags'} ({us['epochs']} epochs, {us['steps']} "
+                       f"steps): {seeds_said}{us['metrics'][0]:.4f}, {us['metrics'][1]:.4f} in "
+                       f"{us['wall_s']} s", a.results)
+                continue
             them, peer_said = summary([peer(d, s) for s in peer_seeds], a.peer_seeds)
         names = "Pearson, Spearman" if d["task"] == "regression" else "accuracy, macro-F1"
         better = all(o >= t for o, t in zip(us["metrics"][:1], them["metrics"][:1]))

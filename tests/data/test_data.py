@@ -411,3 +411,18 @@ def test_a_semicolon_file_whose_texts_hold_commas_names_its_separator(make_cfg, 
     assert msg.endswith("its header is separated by ';': set data.read_kwargs={sep: ';'}"), msg
     dm = datamodule(make_cfg("data=files", f"data.train_file={path}", "data.read_kwargs={sep: ';'}"))
     assert sum(len(ds) for ds in dm.dataset.values()) == 40
+
+
+def test_a_few_rows_of_each_class_still_carve_a_stratified_validation_split():
+    """8 rows of each of 3 classes: 10% is 2 rows, too few to hold each class; the split takes 3
+    (was: "cannot carve a 2-row validation split", the few-labels default command failing)."""
+    import datasets
+
+    from bertlab.data.labels import carve
+    from bertlab.task import TASKS
+
+    rows = {"text": [f"t{i}" for i in range(24)], "labels": [i % 3 for i in range(24)]}
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)})
+    c = {"test_size": 0, "val_size": 0.1, "cv": None, "max_val_rows": 1000, "seed": 0}
+    out = carve(dd, TASKS["classification"], c)
+    assert sorted(out["validation"]["labels"]) == [0, 1, 2] and len(out["train"]) == 21

@@ -166,6 +166,7 @@ REFUSED = [
     ("train", ["budget.time=10 minutes"], 2, "budget.time='10 minutes' is not valid; use a duration"),
     ("train", ["budget.time=1m", "trainer.max_time=00:00:01:00"], 2, "are two time limits; give one"),
     ("train", ["budget.time=1s"], 2, "budget.time=1s is shorter than the start-up"),
+    ("train", ["model.head_init=lp"], 2, "model.head_init='lp' is not valid; use auto, probe or null"),
     ("train", ["callbacks=soup", "callbacks.soup.method=best"], 2,
      "callbacks.soup.method='best' is not valid; use greedy or uniform"),
     ("train", ["callbacks=soup", "callbacks.soup.save_top_k=1"], 2,

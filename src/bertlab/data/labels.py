@@ -192,6 +192,8 @@ def carve(dd: datasets.DatasetDict, task: Task, c: dict) -> datasets.DatasetDict
         k = max(1, round(frac * n))
         if split == "validation" and c.get("max_val_rows"):
             k = min(k, c["max_val_rows"])  # a large set: the rows past the cap train instead
+        if stratify:  # a stratified split holds a row of each class (8 rows of 3 classes: 3, not 2)
+            k = max(k, len(set(dd["train"]["labels"][:])))
         try:
             dd["train"], dd[split] = split_off(dd["train"], k, c["seed"], stratify)
         except ValueError as e:

@@ -10,13 +10,19 @@ from bertlab.errors import ConfigError
 from bertlab.models.network import pools_mean, unwrapped
 
 
+def applies(net, dm, task) -> bool:
+    """Whether the probe can fit this head: single-label classes read from mean pooling, one
+    window per text (model.head_init=auto fits it exactly there)."""
+    return pools_mean(net) and task.has_classes and not task.multi_hot and not dm.windows
+
+
 @torch.no_grad()
 def probe_head(net, dm, task) -> dict:
     """Fit the head of `net` (model.pooling=mean, single-label classification) to the training
     rows of `dm`; returns metrics.json's record."""
     from sklearn.linear_model import LogisticRegression
 
-    if not pools_mean(net) or not task.has_classes or task.multi_hot or dm.windows:
+    if not applies(net, dm, task):
         raise ConfigError("model.head_init=probe is for single-label classification with "
                           "model.pooling=mean (auto picks it under model.auto_mean_rows rows), "
                           "without data.long_text=window; use model.head_init=null")

@@ -137,8 +137,8 @@ def check_choices(cfg: DictConfig) -> None:
                               f"{' or '.join(str(v) for v in valid if v is not None)}"
                               + (" (or null: guessed from the labels)" if None in valid else ""))
     head_init = OmegaConf.select(cfg, "model.head_init")
-    if head_init not in (None, "probe"):
-        raise ConfigError(f"model.head_init={head_init!r} is not valid; use probe or null")
+    if head_init not in (None, "probe", "auto"):
+        raise ConfigError(f"model.head_init={head_init!r} is not valid; use auto, probe or null")
     peft = OmegaConf.select(cfg, "model.peft")
     if peft is not None and peft not in PEFT_METHODS:
         raise ConfigError(f"model.peft={peft!r} is not valid; use {' or '.join(PEFT_METHODS)} "

@@ -29,7 +29,7 @@ from bertlab.data.datamodule import TextDataModule, from_config
 from bertlab.errors import ConfigError, Diverged
 from bertlab.hardware import check_cuda
 from bertlab.models.classifier import TextClassifier
-from bertlab.models.head_init import probe_head
+from bertlab.models.head_init import applies, probe_head
 from bertlab.models.network import choose_pooling
 from bertlab.training.plugins import quiet_library_warnings
 from bertlab.training.plan import make_plan
@@ -86,8 +86,9 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     plan, chosen = make_plan(cfg, dm, lr, student)
     cfg = plan.applied(cfg)
     model = build_model(cfg, dm, checkpoint, chosen)
-    if cfg.model.get("head_init") == "probe" and checkpoint is None:  # LP-FT: the head fitted first
-        chosen["head_init"] = probe_head(model.net, dm, dm.task)
+    init = cfg.model.get("head_init")
+    if checkpoint is None and (init == "probe" or init == "auto" and applies(model.net, dm, dm.task)):
+        chosen["head_init"] = probe_head(model.net, dm, dm.task)  # LP-FT: the head fitted first
         log.info("head_init: %s", chosen["head_init"])
     if teacher:
         add_teacher(model, dm, teacher, keep if checkpoint is None else None)
