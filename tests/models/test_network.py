@@ -98,3 +98,36 @@ def test_pooling_mistakes_are_one_line(make_cfg, tmp_path):
                                           r"roberta: use model.pooling=cls"):
         build_network({**cfg, "name_or_path": str(tmp_path), "config_overrides": {}},
                       "classification", ["a", "b"])
+
+
+def test_a_normalized_mean_is_a_unit_vector_as_the_checkpoint_says(make_cfg, tmp_path):
+    """model.normalize=true: the head reads the mean as a unit vector; auto: as the checkpoint's
+    sentence-transformers modules.json says (a Normalize module), so all-MiniLM-L6-v2 normalizes
+    and a plain BERT folder does not."""
+    import json
+
+    from bertlab.models.network import choose_normalize
+
+    cfg = dict(make_cfg("model.pooling=mean", "model.normalize=true").model)
+    net = build_network(cfg, "classification", ["a", "b"]).eval()
+    b, task = batch(), task_of("classification")
+    hidden = net.base_model(**b).last_hidden_state
+    mask = b["attention_mask"].unsqueeze(-1).float()
+    mean = (hidden * mask).sum(1) / mask.sum(1)
+    expected = net.classifier(mean / mean.norm(dim=-1, keepdim=True))
+    assert torch.allclose(logits(net, task, **b), expected, atol=1e-5)
+    assert not torch.allclose(net.classifier(mean), expected, atol=1e-3)  # (it differs)
+    auto = {**cfg, "normalize": "auto"}
+    assert choose_normalize(auto, "cls")[0] is False
+    assert choose_normalize(auto, "mean")[0] is False  # random weights (the tiny model)
+    assert choose_normalize({**auto, "pretrained": True}, "mean")[0] is True  # MiniLM's folder
+    assert choose_normalize({**cfg, "normalize": False}, "mean") == (False, "given")
+    net.config.save_pretrained(tmp_path)  # a BERT folder: no modules.json
+    assert choose_normalize({**auto, "pretrained": True, "name_or_path": str(tmp_path)}, "mean")[0] is False
+    (tmp_path / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    assert choose_normalize({**auto, "pretrained": True, "name_or_path": str(tmp_path)}, "mean")[0] is True
+    with pytest.raises(ConfigError, match=r"^model.normalize='yes' is not valid; use auto, true or false$"):
+        choose_normalize({**cfg, "normalize": "yes"}, "mean")

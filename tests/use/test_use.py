@@ -359,7 +359,7 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
 
 
 def test_a_mean_pooling_run_exports_its_own_head(tmp_path_factory, tmp_path):
-    """model.pooling=mean: the Hugging Face export carries the head's code (pipeline() with
+    """model.pooling=mean (and model.normalize=true): the Hugging Face export carries the head's code (pipeline() with
     trust_remote_code=True agrees with predict.py; without it transformers refuses, never the
     [CLS] head); the ONNX export agrees too."""
     from transformers import pipeline
@@ -368,7 +368,7 @@ def test_a_mean_pooling_run_exports_its_own_head(tmp_path_factory, tmp_path):
     from test_serve import predict, probabilities
     from helpers import compose_tool
 
-    run = trained(tmp_path_factory, "model.pooling=mean")
+    run = trained(tmp_path_factory, "model.pooling=mean", "model.normalize=true")
     texts = ["what a great day", "this is awful", "the car drives itself"]
     (tmp_path / "in.txt").write_text("\n".join(texts))
     ours = predict(run, tmp_path, "ours", "precision=32")

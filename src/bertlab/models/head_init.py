@@ -35,7 +35,10 @@ def probe_head(net, dm, task) -> dict:
         hidden = hf.base_model(input_ids=batch["input_ids"],
                                attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        xs.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))[keep])
+        pooled = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))[keep]
+        if getattr(hf.config, "bertlab_normalize", False):  # what the head will read
+            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+        xs.append(pooled)
         ys.append(batch["labels"][keep])
     hf.train(was_training)
     x, y = torch.cat(xs).double().numpy(), torch.cat(ys).numpy()

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import inspect
+import json
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -10,7 +12,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPastAndCrossAttenti
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from bertlab.errors import ConfigError
-from bertlab.hub import from_pretrained
+from bertlab.hub import check_local, ensure_hub_or_offline, from_pretrained
 from bertlab.task import Task, task_of
 
 # Model types whose sequence-classification head reads only the first ([CLS]/<s>) position and
@@ -54,6 +56,7 @@ def build_network(cfg: dict, task: str | Task, labels: list[str],
     if pooling == "mean":
         net.base_model.pooler = None  # the [CLS] pooler would feed nothing (and get no gradient)
         net.config.bertlab_pooling = "mean"  # read by logits(); an export carries it
+        net.config.bertlab_normalize = cfg.get("normalize") is True  # (train.py resolves auto)
     elif cfg.get("top_layer_cls_only", True):
         top_layer_cls_only(net)
     if target_scale is not None and not task.has_classes:
@@ -249,7 +252,49 @@ def mean_pooled_logits(net: nn.Module, input_ids: torch.Tensor, attention_mask: 
                            **kwargs).last_hidden_state
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+    if getattr(hf.config, "bertlab_normalize", False):  # the unit vector, as the checkpoint's
+        pooled = nn.functional.normalize(pooled.float(), dim=-1).to(pooled.dtype)  # Normalize
     return hf.classifier(hf.dropout(pooled))
+
+
+def choose_normalize(model: dict, pooling: str) -> tuple[bool, str]:
+    """(normalize, why): whether a mean-pooling head reads the mean as a unit vector.
+    model.normalize as given, or for `auto` as the checkpoint's own sentence-transformers
+    pipeline gives its sentence vector: a Normalize module in its modules.json (all-MiniLM-L6-v2's
+    has one). Only mean pooling reads it."""
+    given = model.get("normalize", "auto")
+    if given not in (True, False, "auto"):
+        raise ConfigError(f"model.normalize={given!r} is not valid; use auto, true or false")
+    if pooling != "mean":
+        return False, "pooling=cls reads the [CLS] pooler"
+    if given != "auto":
+        return given, "given"
+    if not model.get("pretrained", True):
+        return False, "auto: random weights (pretrained=false) give no sentence vector"
+    modules = sentence_modules(model["name_or_path"])
+    if any(m.get("type", "").endswith(".Normalize") for m in modules):
+        return True, "auto: the checkpoint's sentence-transformers modules.json normalizes"
+    return False, "auto: the checkpoint's sentence vector is not normalized (no Normalize module)"
+
+
+def sentence_modules(name_or_path: str) -> list[dict]:
+    """The modules.json of a sentence-transformers checkpoint (a local folder, or a Hub id
+    from the Hub's cache or the Hub); [] where there is none."""
+    folder = check_local(name_or_path)
+    if folder is None:
+        ensure_hub_or_offline()  # (offline: the Hub's cache only, in no time)
+        try:
+            from huggingface_hub import hf_hub_download
+
+            path = Path(hf_hub_download(name_or_path, "modules.json"))
+        except Exception:  # none there, or not cached offline: the model loader names the problem
+            return []
+    else:
+        path = folder / "modules.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else []
+    except ValueError:
+        return []
 
 
 class HParams(dict):

@@ -139,6 +139,12 @@ def check_choices(cfg: DictConfig) -> None:
     head_init = OmegaConf.select(cfg, "model.head_init")
     if head_init not in (None, "probe", "auto"):
         raise ConfigError(f"model.head_init={head_init!r} is not valid; use auto, probe or null")
+    normalize = OmegaConf.select(cfg, "model.normalize", default="auto")
+    if normalize not in (True, False, "auto"):
+        raise ConfigError(f"model.normalize={normalize!r} is not valid; use auto, true or false")
+    if normalize is True and OmegaConf.select(cfg, "model.pooling") == "cls":
+        raise ConfigError("model.normalize=true normalizes the mean-pooled vector; "
+                          "model.pooling=cls reads the [CLS] pooler: set model.pooling=mean (or auto)")
     peft = OmegaConf.select(cfg, "model.peft")
     if peft is not None and peft not in PEFT_METHODS:
         raise ConfigError(f"model.peft={peft!r} is not valid; use {' or '.join(PEFT_METHODS)} "

@@ -30,7 +30,7 @@ from bertlab.errors import ConfigError, Diverged
 from bertlab.hardware import check_cuda
 from bertlab.models.classifier import TextClassifier
 from bertlab.models.head_init import applies, probe_head
-from bertlab.models.network import choose_pooling
+from bertlab.models.network import choose_normalize, choose_pooling
 from bertlab.training.plugins import quiet_library_warnings
 from bertlab.training.plan import make_plan
 from bertlab.training.time_plan import time_budget
@@ -181,10 +181,14 @@ def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None
     model = plain(cfg.model)
     pooling, why = (began["model"].get("pooling", "cls"), "as the resumed run began") if began \
         else choose_pooling(model, dm.documents("train"))  # auto: by row count
-    log.info("pooling: %s (%s)", pooling, why)
+    normalize, norm_why = (began["model"].get("normalize") is True, "as the resumed run began") \
+        if began else choose_normalize(model, pooling)
+    log.info("pooling: %s (%s)%s", pooling, why,
+             f"; normalized ({norm_why})" if normalize else "")
     if chosen is not None:
-        chosen["pooling"] = {"value": pooling, "why": why}
-    return TextClassifier(model={**model, "pooling": pooling}, task=dm.task.name, labels=dm.labels,
+        chosen["pooling"] = {"value": pooling, "why": why, "normalize": normalize,
+                             "normalize_why": norm_why}
+    return TextClassifier(model={**model, "pooling": pooling, "normalize": normalize}, task=dm.task.name, labels=dm.labels,
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
                           clean=list(cfg.data.clean), class_counts=counts,

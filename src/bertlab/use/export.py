@@ -95,6 +95,8 @@ class BertMeanPoolingForSequenceClassification(BertForSequenceClassification):
                            token_type_ids=token_type_ids).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        if getattr(self.config, "bertlab_normalize", False):  # model.normalize: the unit vector
+            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1).to(pooled.dtype)
         return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
 '''
 
