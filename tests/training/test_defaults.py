@@ -311,7 +311,9 @@ def test_pooling_auto_is_minilms_default_and_its_threshold_is_checked(make_cfg):
 def test_a_run_records_and_builds_the_pooling_auto_chose(make_cfg, tmp_path):
     m = metrics_of(make_cfg, "model.pooling=auto", "model.auto_mean_rows=1000")
     assert m["pooling"] == {"value": "mean", "why": "auto: 128 training rows (under 1000): the "
-                                                    "mean of the token outputs"}
+                                                    "mean of the token outputs", "normalize": False,
+                            "normalize_why": "auto: random weights (pretrained=false) give no "
+                                             "sentence vector"}
     hp = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)["hyper_parameters"]
     assert hp["model"]["pooling"] == "mean"  # concrete: eval, predict and export rebuild it as trained
 
