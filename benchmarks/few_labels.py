@@ -40,7 +40,8 @@ train, test, text, label, seed = sys.argv[1:6]
 def rows(path):
     delimiter = "\\t" if path.endswith(".tsv") else ","
     with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f, delimiter=delimiter, quoting=csv.QUOTE_NONE if delimiter == "\\t" else csv.QUOTE_MINIMAL))
+        quoting = csv.QUOTE_NONE if delimiter == "\\t" else csv.QUOTE_MINIMAL
+        return list(csv.DictReader(f, delimiter=delimiter, quoting=quoting))
 tr, te = rows(train), rows(test)
 classes = sorted({r[label] for r in tr})
 ds = Dataset.from_dict({"text": [r[text] for r in tr], "label": [classes.index(r[label]) for r in tr]})

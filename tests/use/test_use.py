@@ -359,9 +359,9 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
 
 
 def test_a_mean_pooling_run_exports_its_own_head(tmp_path_factory, tmp_path):
-    """model.pooling=mean (and model.normalize=true): the Hugging Face export carries the head's code (pipeline() with
-    trust_remote_code=True agrees with predict.py; without it transformers refuses, never the
-    [CLS] head); the ONNX export agrees too."""
+    """model.pooling=mean (and model.normalize=true): the Hugging Face export carries the head's
+    code (pipeline() with trust_remote_code=True agrees with predict.py; without it transformers
+    refuses, never the [CLS] head); the ONNX export agrees too."""
     from transformers import pipeline
 
     from bertlab.use.export import export

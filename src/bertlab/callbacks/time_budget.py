@@ -1,8 +1,9 @@
 """budget.time: the run fitted to a wall time. After a few steps it measures its own step time
 (and the validation pass's, from the sanity check, then from each real one) and sets the steps,
 the validation interval and the lr schedule's length to what the time left holds, re-planning
-after each validation, so that the schedule has decayed by the end instead of being cut off. Lightning's `max_time` (its Timer)
-stays the hard stop. Hand-written: Lightning's Timer only stops a run, it plans nothing."""
+after each validation, so that the schedule has decayed by the end instead of being cut off.
+Lightning's `max_time` (its Timer) stays the hard stop. Hand-written: Lightning's Timer only
+stops a run, it plans nothing."""
 from __future__ import annotations
 
 import logging

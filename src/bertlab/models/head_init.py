@@ -31,7 +31,8 @@ def probe_head(net, dm, task) -> dict:
     hf.eval()
     xs, ys = [], []
     for batch in dm.eval_dataloader("train"):
-        keep = batch["labeled"].bool() if "labeled" in batch else torch.ones(len(batch["labels"]), dtype=torch.bool)
+        keep = (batch["labeled"].bool() if "labeled" in batch
+                else torch.ones(len(batch["labels"]), dtype=torch.bool))
         hidden = hf.base_model(input_ids=batch["input_ids"],
                                attention_mask=batch["attention_mask"]).last_hidden_state
         mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)

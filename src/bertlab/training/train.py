@@ -188,7 +188,8 @@ def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None
     if chosen is not None:
         chosen["pooling"] = {"value": pooling, "why": why, "normalize": normalize,
                              "normalize_why": norm_why}
-    return TextClassifier(model={**model, "pooling": pooling, "normalize": normalize}, task=dm.task.name, labels=dm.labels,
+    return TextClassifier(model={**model, "pooling": pooling, "normalize": normalize},
+                          task=dm.task.name, labels=dm.labels,
                           loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
                           clean=list(cfg.data.clean), class_counts=counts,
