@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from bertlab.errors import ConfigError
-from bertlab.models.network import pools_mean, unwrapped
+from bertlab.models.network import pools_mean, sentence_vector, unwrapped
 
 
 def applies(net, dm, task) -> bool:
@@ -33,13 +33,7 @@ def probe_head(net, dm, task) -> dict:
     for batch in dm.eval_dataloader("train"):
         keep = (batch["labeled"].bool() if "labeled" in batch
                 else torch.ones(len(batch["labels"]), dtype=torch.bool))
-        hidden = hf.base_model(input_ids=batch["input_ids"],
-                               attention_mask=batch["attention_mask"]).last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = ((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))[keep]
-        if getattr(hf.config, "bertlab_normalize", False):  # what the head will read
-            pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
-        xs.append(pooled)
+        xs.append(sentence_vector(hf, batch["input_ids"], batch["attention_mask"])[keep])
         ys.append(batch["labels"][keep])
     hf.train(was_training)
     x, y = torch.cat(xs).double().numpy(), torch.cat(ys).numpy()

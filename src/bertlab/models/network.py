@@ -248,13 +248,21 @@ def mean_pooled_logits(net: nn.Module, input_ids: torch.Tensor, attention_mask: 
     the text's tokens, as sentence-transformers pools. Hand-written: transformers' BERT head reads
     [CLS] only."""
     hf = unwrapped(net)
+    return hf.classifier(hf.dropout(sentence_vector(hf, input_ids, attention_mask, **kwargs)))
+
+
+def sentence_vector(hf: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    **kwargs) -> torch.Tensor:
+    """What a mean-pooling head reads: the mean of the top layer's outputs at the text's tokens,
+    as a unit vector where the network was built with model.normalize (the checkpoint's
+    sentence-transformers Normalize)."""
     hidden = hf.base_model(input_ids=input_ids, attention_mask=attention_mask,
                            **kwargs).last_hidden_state
     mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-    if getattr(hf.config, "bertlab_normalize", False):  # the unit vector, as the checkpoint's
-        pooled = nn.functional.normalize(pooled.float(), dim=-1).to(pooled.dtype)  # Normalize
-    return hf.classifier(hf.dropout(pooled))
+    if getattr(hf.config, "bertlab_normalize", False):
+        pooled = nn.functional.normalize(pooled.float(), dim=-1).to(pooled.dtype)
+    return pooled
 
 
 def choose_normalize(model: dict, pooling: str) -> tuple[bool, str]:
