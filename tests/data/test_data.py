@@ -426,3 +426,28 @@ def test_a_few_rows_of_each_class_still_carve_a_stratified_validation_split():
     c = {"test_size": 0, "val_size": 0.1, "cv": None, "max_val_rows": 1000, "seed": 0}
     out = carve(dd, TASKS["classification"], c)
     assert sorted(out["validation"]["labels"]) == [0, 1, 2] and len(out["train"]) == 21
+
+
+def test_a_cv_fold_over_max_val_rows_is_held_out_whole_and_validated_in_part():
+    """A fold of 40 rows with max_val_rows=10: `heldout` keeps all 40 (what label issues score),
+    `validation` 10 of them, stratified and seeded; training never sees a held-out row."""
+    import datasets
+
+    from bertlab.data.labels import HELD_OUT, carve
+    from bertlab.task import TASKS
+
+    rows = {"text": [f"t{i}" for i in range(120)], "labels": [i % 3 if i % 4 else 0 for i in range(120)]}
+    c = {"test_size": 0, "val_size": 0.1, "cv": (3, 1), "max_val_rows": 10, "seed": 0}
+    out = carve(datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}),
+                TASKS["classification"], c)
+    train, held, val = (set(out[s]["text"]) for s in ("train", HELD_OUT, "validation"))
+    assert len(held) == 40 and len(val) == 10 and val < held and not train & held
+    assert len(train | held) == 120
+    share = lambda s: Counter(out[s]["labels"])  # noqa: E731
+    assert all(abs(share("validation")[k] / 10 - share(HELD_OUT)[k] / 40) <= 1 / 10 for k in range(3))
+    again = carve(datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}),
+                  TASKS["classification"], c)
+    assert again["validation"]["text"] == out["validation"]["text"]  # seeded
+    uncapped = carve(datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows)}),
+                     TASKS["classification"], {**c, "max_val_rows": 40})
+    assert HELD_OUT not in uncapped and len(uncapped["validation"]) == 40

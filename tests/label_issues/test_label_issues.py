@@ -150,9 +150,11 @@ def test_a_list_from_another_file_is_refused_before_training(noisy, make_cfg, tm
 def test_finetune_scores_each_row_by_the_fold_that_held_it_out_and_reuses_a_cv_run(tmp_path, files):
     path = files("small.csv", 90)
     out = find(tmp_path, "data=files", f"data.train_file={path}", "method=finetune", "folds=3",
-               "max_epochs=1", out="finetuned")
+               "max_epochs=1", "data.max_val_rows=10", out="finetuned")
     record = json.loads((out / "metrics.json").read_text())
-    assert record["method"] == "finetune" and record["rows"] == 90  # every row, each once
+    assert record["method"] == "finetune" and record["rows"] == 90  # every row, each once...
+    fold = json.loads((out / "cv" / "fold_0" / "metrics.json").read_text())
+    assert fold["data"]["rows"]["validation"] == 10  # ...though each fold validated 10 of its 30
     cv = json.loads((out / "cv" / "metrics.json").read_text())
     assert cv["status"] == "finished" and len(cv["cv"]["runs"]) == 3  # a normal cv run folder
     again = find(tmp_path, "method=finetune", f"cv_run={out / 'cv'}", out="again")  # no training

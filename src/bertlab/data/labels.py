@@ -15,6 +15,8 @@ from bertlab.task import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task, ta
 
 log = logging.getLogger(__name__)
 
+HELD_OUT = "heldout"  # under cv, a fold's held-out rows when only part of them validates
+
 
 def task_named(name: str | None, feature) -> Task:
     """data.task if given (checked), else what the label column holds: floats mean regression,
@@ -183,7 +185,9 @@ def class_names(dd: datasets.DatasetDict, task: Task, c: dict, report: dict) -> 
 def carve(dd: datasets.DatasetDict, task: Task, c: dict) -> datasets.DatasetDict:
     """Carve missing validation/test splits out of train: seeded, stratified for classes, the
     validation split at most c["max_val_rows"] rows; under cv (c["cv"] = (folds, index)) the
-    validation split is fold `index`."""
+    validation split is fold `index`, and a fold over c["max_val_rows"] rows is kept whole as
+    the `heldout` split (what label_issues scores) while a seeded `max_val_rows` of it validates
+    (a fold of 34k tweets validated 6,900 rows at every check: 447 s a fold)."""
     n = len(dd["train"])
     stratify = "labels" if task.stratified else None
     for split, frac in (("test", c["test_size"]), ("validation", c["val_size"])):
@@ -204,6 +208,12 @@ def carve(dd: datasets.DatasetDict, task: Task, c: dict) -> datasets.DatasetDict
             raise ConfigError("cv makes its validation folds out of data.train_file; drop "
                               "data.validation_file (or train without cv)")
         dd["train"], dd["validation"] = fold(dd["train"], *c["cv"], task, c["seed"])
+        held, cap = dd["validation"], c.get("max_val_rows")
+        k = cap and (max(cap, len(set(held["labels"][:]))) if stratify else cap)
+        if cap and len(held) > k:  # the fold is scored whole (heldout), monitored on k rows
+            dd[HELD_OUT], dd["validation"] = held, split_off(held, k, c["seed"], stratify)[1]
+            log.info("cv: fold %d validates %d of its %d held-out rows (data.max_val_rows=%d)",
+                     c["cv"][1], k, len(held), cap)
     if "validation" not in dd:
         raise ConfigError("there is no validation split: give data.validation_file or set "
                           "data.val_size to a fraction in (0, 1)")

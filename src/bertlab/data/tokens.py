@@ -19,7 +19,7 @@ from bertlab.files import written_whole
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 7  # bump when the cached layout (or what a config reads as) changes
+CACHE_VERSION = 8  # bump when the cached layout (or what a config reads as) changes
 
 
 def encode_texts(tokenizer, texts: list[str], pairs: list[str] | None, max_length: int

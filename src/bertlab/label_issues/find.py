@@ -226,9 +226,9 @@ def find_label_issues(cfg: DictConfig) -> None:
 
 
 def check_rows(dm, folds: int) -> None:
-    from bertlab.label_issues.scores import rows_of
+    from bertlab.label_issues.scores import held_out, rows_of
 
-    table = {"label": np.concatenate([rows_of(dm, s)["label"] for s in ("train", "validation")])}
+    table = {"label": np.concatenate([rows_of(dm, s)["label"] for s in ("train", held_out(dm))])}
     check_classes(table, dm.labels, folds, dm.task.multi_hot)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bertlab.data.labels import HELD_OUT
 from bertlab.data.windows import first_of_each, pool
 from bertlab.errors import DataError
 
@@ -33,6 +34,11 @@ def in_row_order(dm, split: str, values: torch.Tensor) -> torch.Tensor:
     out = torch.empty_like(values)
     out[torch.tensor(dm.eval_order(split))] = values
     return out
+
+
+def held_out(dm) -> str:
+    """The split that holds a cv fold's held-out rows: all of them, where only part validates."""
+    return HELD_OUT if HELD_OUT in dm.dataset else "validation"
 
 
 def rows_of(dm, split: str) -> dict:
@@ -81,7 +87,7 @@ def sentence_vectors(encoder, dm, split: str, bf16: bool) -> np.ndarray:
 
 
 def embedding_probs(cfg, dm, folds: int) -> dict:
-    """Every training row (dm: the train and validation splits of one fold, together all rows)
+    """Every training row (dm: the train and held-out splits of one fold, together all rows)
     with out-of-fold probabilities of a logistic regression on the encoder's sentence vectors."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict
@@ -96,7 +102,7 @@ def embedding_probs(cfg, dm, folds: int) -> dict:
     precision, why = inference_precision("auto", "torch")
     log.info("sentence vectors of %s (precision %s: %s)", cfg.model.name_or_path, precision, why)
     encoder = from_pretrained(AutoModel, cfg.model.name_or_path)
-    splits = ("train", "validation")
+    splits = ("train", held_out(dm))
     table = joined([rows_of(dm, s) for s in splits],
                    [sentence_vectors(encoder, dm, s, precision == "bf16") for s in splits])
     x, y = table.pop("probs"), table["label"]
@@ -142,8 +148,9 @@ def finetune_probs(cv_run: Path) -> tuple[dict, object]:
         dm.setup("fit")
         first = first or dm
         model = load_model(find_checkpoint(str(cv_run / fold)))
-        scores, _ = collect(model, dm.eval_dataloader("validation"))
-        parts.append(rows_of(dm, "validation"))
-        probs.append(in_row_order(dm, "validation", scores).numpy())
+        split = held_out(dm)
+        scores, _ = collect(model, dm.eval_dataloader(split))
+        parts.append(rows_of(dm, split))
+        probs.append(in_row_order(dm, split, scores).numpy())
         log.info("fold %d: %d held-out rows scored by %s", i, len(scores), cv_run / fold)
     return joined(parts, probs), first
