@@ -83,7 +83,6 @@ REFUSED = [
     ("train", ["trainer.accumulate_grad_batches=0"], 2, "trainer.accumulate_grad_batches=0"),
     ("train", ["trainer.precision=fp16"], 2, "trainer.precision=fp16 is not valid; use one of auto"),
     ("train", ["monitor=val/accc"], 2, "monitor=val/accc is not a metric bertlab logs; use one of"),
-    ("train", ["monitor=val/pearson"], 2, "monitor=val/pearson is not a metric of this classification"),
     ("train", ["max_length=1000"], 2, "max_length=1000 is more than this model's limit of 512"),
     ("train", ["cv=1"], 2, "cv=1 is not valid; use a number of folds >= 2"),
     ("train", ["seed=-1"], 2, "seed=-1 is not valid; use an integer in [0, 4294967295]"),
@@ -128,16 +127,12 @@ REFUSED = [
                "data.validation_file={root}/data.csv"], 2, "cv makes its validation folds out of"),
     ("train", ["data=files", "data.train_file={root}/data.csv", "data.unlabeled_file={root}/blank.txt"],
      2, "data.unlabeled_file is learnt from a teacher's predictions"),
-    ("train", ["data=files", "data.train_file={root}/data.csv", "data.unlabeled_file={root}/blank.txt",
-               "distill.teacher={root}/finished", "distill.layers=1"], 1, "holds no texts"),
     ("tune_lr", ["tune_lr.min_lr=1", "tune_lr.max_lr=0.1"], 2, "tune_lr.min_lr=1 is not below"),
     ("train", ["logger=[csv,nope]"], 2, "logger=nope is not an option; valid: csv"),
     ("train", ["logger=mlflow", "logger.mlflow.tracking_uri=http://127.0.0.1:9"], 2,
      "logger.mlflow.tracking_uri=http://127.0.0.1:9 cannot be reached"),
     ("train", ["model.name_or_path={root}/a_folder"], 2, "is a folder without a model (no config.json)"),
     ("train", ["data.read_kwargs=semicolon"], 2, "data.read_kwargs='semicolon' is not valid"),
-    ("train", ["data=files", "data.train_file={root}/latin.csv"], 1,
-     "not UTF-8: set data.read_kwargs={{encoding: latin-1}}"),
     ("shrink", ["run_dir={root}/finished", "int8=maybe"], 2, "int8='maybe' is not valid; use true or false"),
     ("export", ["run_dir={root}/finished", "format=onnx", "int8=nope"], 2, "int8='nope' is not valid"),
     ("eval", [], 2, "give run_dir=outputs/runs/<run>"),
@@ -146,14 +141,12 @@ REFUSED = [
     ("eval", ["run_dir={root}/finished", "file={root}/data.csv", "read_kwargs=semicolon"], 2,
      "read_kwargs='semicolon' is not valid; give the reader's options as a dict"),
     ("eval", ["run_dir={root}/finished", "read_kwargs={{sep: ';'}}"], 2, "read_kwargs is for file="),
-    ("eval", ["run_dir={root}/finished", "ckpt_path={root}/zero.ckpt"], 1, "the file is empty"),
     ("predict", ["run_dir={root}/finished", "input={root}/texts.xlsx"], 2,
      "cannot read .xlsx; give .txt (one text per line), .csv, .tsv"),
     ("serve", ["run_dir={root}/finished", "port=80"], 2, "port=80 is not valid; use a port in 1024"),
     ("eval", ["-m", "run_dir={root}/finished"], 2, "eval.py runs once (-m sweeps are for train.py)"),
     ("serve", ["run_dir={root}/finished", "accelerator=banana"], 2,
      "accelerator='banana' is not valid; use auto, cpu, cuda or gpu"),
-    ("train", ["trainer.devices=banana"], 2, "Lightning's Trainer refuses the trainer settings: `devices`"),
     # label issues (issue 38); mistakes found once the data is read: tests/label_issues/
     ("find_label_issues", ["method=bogus"], 2, "method=bogus is not valid; use embeddings or finetune"),
     ("find_label_issues", ["folds=1"], 2, "folds=1 is not valid; use a number of folds >= 2"),
@@ -165,7 +158,6 @@ REFUSED = [
     ("train", ["budget.time=-5m"], 2, "budget.time='-5m' is not valid; use a duration such as 90s"),
     ("train", ["budget.time=10 minutes"], 2, "budget.time='10 minutes' is not valid; use a duration"),
     ("train", ["budget.time=1m", "trainer.max_time=00:00:01:00"], 2, "are two time limits; give one"),
-    ("train", ["budget.time=1s"], 2, "budget.time=1s is shorter than the start-up"),
     ("train", ["model.head_init=lp"], 2, "model.head_init='lp' is not valid; use auto, probe or null"),
     ("train", ["model.normalize=yes"], 2, "model.normalize='yes' is not valid; use auto, true or false"),
     ("train", ["model.pooling=cls", "model.normalize=true"], 2,
@@ -181,9 +173,20 @@ if not torch.cuda.is_available():  # a GPU asked for by name where there is none
                  "accelerator=cuda needs a CUDA GPU")]
 
 
-# the same rule for the commands that load a model, checked in this process (each command line
-# above already shows that run_task prints a BertlabError as its one line, with its exit code)
+# the same rule for the mistakes known only once the data or a model is loaded, checked in this
+# process, which saves a command's start-up (torch and Lightning imported) each: each command line
+# above already shows that run_task prints a BertlabError as its one line, with its exit code
 IN_PROCESS = [
+    # train.py, once it has read the data or loaded the model
+    ("train", ["monitor=val/pearson"], 2, "monitor=val/pearson is not a metric of this classification"),
+    ("train", ["data=files", "data.train_file={root}/data.csv", "data.unlabeled_file={root}/blank.txt",
+               "distill.teacher={root}/finished", "distill.layers=1"], 1, "holds no texts"),
+    ("train", ["data=files", "data.train_file={root}/latin.csv"], 1,
+     "not UTF-8: set data.read_kwargs={{encoding: latin-1}}"),
+    ("eval", ["run_dir={root}/finished", "ckpt_path={root}/zero.ckpt"], 1, "the file is empty"),
+    ("train", ["trainer.devices=banana"], 2, "Lightning's Trainer refuses the trainer settings: `devices`"),
+    ("train", ["budget.time=1s"], 2, "budget.time=1s is shorter than the start-up"),
+    # the commands that load a model
     ("predict", ["run_dir={root}/onnx_export", "input={root}/data.csv"], 2,
      "is an ONNX export (export.py format=onnx); add backend=onnx"),
     ("eval", ["run_dir={root}/finished", "ckpt_path={root}/data.csv"], 1, "not a bertlab checkpoint"),
@@ -205,8 +208,8 @@ IN_PROCESS = [
 
 @pytest.mark.parametrize("script, args, code, words", IN_PROCESS,
                          ids=[f"{s}:{' '.join(a)}" for s, a, _, _ in IN_PROCESS])
-def test_a_mistake_loading_a_model_is_one_error_and_changes_nothing(place, tmp_path, monkeypatch,
-                                                                    script, args, code, words):
+def test_a_mistake_found_after_loading_is_one_error_and_changes_nothing(place, tmp_path, monkeypatch,
+                                                                       script, args, code, words):
     import importlib
 
     from bertlab.errors import BertlabError, ConfigError
@@ -216,10 +219,10 @@ def test_a_mistake_loading_a_model_is_one_error_and_changes_nothing(place, tmp_p
     monkeypatch.chdir(root)  # (predict's default output is relative)
     monkeypatch.setenv("BERTLAB_CACHE", env["BERTLAB_CACHE"])
     args = [a.format(root=root) for a in args]
-    extra = [f"output_dir={tmp_path / 'out'}"] if script == "eval" else []
-    cfg = compose_tool(script, *args, *extra)
+    extra = [f"output_dir={tmp_path / 'out'}"] if script in ("eval", "train") else []
+    cfg = compose_tool(script, *(SMOKE if script == "train" else []), *args, *extra)
     task = {"eval": "bertlab.use.evaluate:evaluate", "export": "bertlab.use.export:export",
-            "predict": "bertlab.use.predict:predict"}[script]
+            "predict": "bertlab.use.predict:predict", "train": "bertlab.training.train:train"}[script]
     module, function = task.split(":")
     before = snapshot(root)
     with pytest.raises(BertlabError) as raised:

@@ -13,20 +13,16 @@ from pathlib import Path
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from bertlab.errors import ConfigError
+from bertlab.cli.choices import SOUP_METHODS
 
 log = logging.getLogger(__name__)
 
-METHODS = ("greedy", "uniform")
-
 
 class CheckpointSoup(ModelCheckpoint):
+    """(callbacks.soup's method and save_top_k are checked before torch: training/checks.py)"""
+
     def __init__(self, method: str = "greedy", **kwargs):
-        if method not in METHODS:
-            raise ConfigError(f"callbacks.soup.method={method!r} is not valid; use greedy or uniform")
-        if not isinstance(kwargs.get("save_top_k"), int) or kwargs["save_top_k"] < 2:
-            raise ConfigError(f"callbacks.soup.save_top_k={kwargs.get('save_top_k')!r} is not valid; "
-                              f"use a number of checkpoints >= 2 to average")
+        assert method in SOUP_METHODS and kwargs.get("save_top_k", 0) >= 2, (method, kwargs)
         super().__init__(**kwargs)
         self.method = method
 

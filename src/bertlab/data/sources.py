@@ -192,6 +192,13 @@ def read(c: dict, report: dict) -> datasets.DatasetDict:
     return datasets.DatasetDict({s: ds.add_column(ROW, range(len(ds))) for s, ds in dd.items()})
 
 
+def check_train_file(source, train_file, labels, test_file) -> None:
+    """A files source reads a training file (a run that only scores a test file names its labels)."""
+    if source == "files" and not train_file and not (labels is not None and test_file):
+        raise ConfigError("data.train_file is not set; give the path of a csv, tsv, json, jsonl "
+                          "or parquet file (data=files data.train_file=my.csv)")
+
+
 def check_arguments(source, task, train_file, test_file, labels, batch_size, max_length,
                     val_size, test_size, num_proc=None, max_val_rows=None) -> None:
     """What the data config must hold before anything is read."""
@@ -199,9 +206,7 @@ def check_arguments(source, task, train_file, test_file, labels, batch_size, max
         raise ConfigError(f"data.source={source!r} is not valid; use one of {', '.join(SOURCES)}")
     if task is not None and task not in TASKS:
         raise ConfigError(f"data.task={task!r} is not valid; use one of {', '.join(TASKS)}")
-    if source == "files" and not train_file and not (labels is not None and test_file):
-        raise ConfigError("data.train_file is not set; give the path of a csv, tsv, json, jsonl "
-                          "or parquet file (data=files data.train_file=my.csv)")
+    check_train_file(source, train_file, labels, test_file)
     for key, value in (("batch_size", batch_size), ("max_length", max_length)):
         if not isinstance(value, int) or value <= 0:
             raise ConfigError(f"{key}={value!r} is not valid; use a positive integer")

@@ -8,7 +8,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.cli.checks import PRECISIONS, check_ranges, check_read_kwargs, number, positive
-from bertlab.cli.choices import LONG_TEXT, PEFT_METHODS, POOLS
+from bertlab.cli.choices import LONG_TEXT, PEFT_METHODS, POOLS, SOUP_METHODS
 from bertlab.errors import ConfigError
 from bertlab.hub import check_local, check_max_length
 from bertlab.task import TASKS
@@ -63,7 +63,7 @@ def check_model(cfg: DictConfig) -> None:
 def check_data(data: DictConfig) -> None:
     """The text, pair and label columns are different columns; a files source's files exist, hold
     rows and share a format."""
-    from bertlab.data.sources import SPLITS, check_files
+    from bertlab.data.sources import SPLITS, check_files, check_train_file
 
     keys = [k for k in ("text_column", "text_pair_column", "label_column") if data.get(k) is not None]
     for i, a in enumerate(keys):  # one column in two roles: the label as the text trains on the answer
@@ -75,6 +75,7 @@ def check_data(data: DictConfig) -> None:
         if data.get(key) is not None and not Path(str(data[key])).is_file():
             raise ConfigError(f"data.{key}={data[key]} does not exist; give the label_issues.csv "
                               f"that find_label_issues.py wrote")
+    check_train_file(data.get("source"), data.get("train_file"), data.get("labels"), data.get("test_file"))
     if data.get("source") == "files":
         files = {s: OmegaConf.select(data, f"{s}_file", throw_on_missing=True) for s in SPLITS}
         check_files({s: str(f) for s, f in files.items() if f}, data.get("format"))
@@ -155,6 +156,15 @@ def check_choices(cfg: DictConfig) -> None:
     if data.get("unlabeled_file") and not OmegaConf.select(cfg, "distill.teacher"):
         raise ConfigError("data.unlabeled_file is learnt from a teacher's predictions; set "
                           "distill.teacher=<a trained run> too, or drop data.unlabeled_file")
+    soup = OmegaConf.select(cfg, "callbacks.soup")
+    if soup is not None:
+        if soup.get("method") not in SOUP_METHODS:
+            raise ConfigError(f"callbacks.soup.method={soup.get('method')!r} is not valid; use "
+                              f"{' or '.join(SOUP_METHODS)}")
+        k = soup.get("save_top_k")
+        if isinstance(k, bool) or not isinstance(k, int) or k < 2:
+            raise ConfigError(f"callbacks.soup.save_top_k={k!r} is not valid; use a number of "
+                              f"checkpoints >= 2 to average")
     t = cfg.get("tune_lr") or {}
     if number(t.get("min_lr")) and number(t.get("max_lr")) and t["min_lr"] >= t["max_lr"]:
         raise ConfigError(f"tune_lr.min_lr={t['min_lr']} is not below tune_lr.max_lr={t['max_lr']}; "
