@@ -326,7 +326,9 @@ BEFORE_TORCH = [("train", ["lrr=1"], 2),
                 ("train", ["model.name_or_path={root}/a_folder"], 2),
                 ("shrink", ["run_dir={root}/finished", "int8=maybe"], 2),
                 ("eval", ["run_dir={root}/finished/eval/2026-01-01_00-00-00-000000"], 2),
-                ("train", ["budget.time=10 minutes"], 2)]
+                ("train", ["budget.time=10 minutes"], 2),
+                ("train", ["callbacks=soup", "callbacks.soup.method=best"], 2),
+                ("train", ["data=files"], 2)]
 
 
 @pytest.mark.parametrize("script, args, code", BEFORE_TORCH,
