@@ -54,7 +54,7 @@ def noisy(tmp_path_factory):
         w.writerow(["text", "label"])
         for i, (text, label) in enumerate(rows):
             w.writerow([text, FLIP[label] if i in flips else label])
-    out = find(tmp, "data=files", f"data.train_file={path}", "folds=4")
+    out = find(tmp, "data=files", f"data.train_file={path}", "method=embeddings", "folds=4")
     return path, flips, rows, out
 
 
@@ -97,18 +97,20 @@ def test_training_without_or_relabelling_the_listed_rows_is_counted(noisy, make_
     assert data["relabeled_rows"] == {"train": len(found)} and sum(data["rows"].values()) == 200
 
 
-def test_pairs_multilabel_and_windows_are_scored_one_row_per_document(tmp_path, files):
+@pytest.mark.parametrize("method", ["embeddings", "finetune"])
+def test_pairs_multilabel_and_windows_are_scored_one_row_per_document(tmp_path, files, method):
     tags = [[["a"], ["b"], ["a", "b"]][i % 3] for i in range(90)]
     path = files("tags.jsonl", 90, label=tags, second=["and then some more"] * 90)
+    method = [f"method={method}", "max_epochs=1"]
     out = find(tmp_path, "data=files", f"data.train_file={path}", "data.text_pair_column=second",
-               "folds=3", out="pairs")
+               *method, "folds=3", out="pairs")
     record = json.loads((out / "metrics.json").read_text())
     assert record["rows"] == 90
     for r in listed(out):
         assert r["text_pair"] == "and then some more" and set(r["given"].split(";")) <= {"a", "b"}
     long = files("long.csv", 60, text=[" ".join(["word"] * 40) + f" {t}" for t, _ in sentences(60)])
     out = find(tmp_path, "data=files", f"data.train_file={long}", "data.long_text=windows",
-               "max_length=16", "folds=3", out="windows")
+               "max_length=16", *method, "folds=3", out="windows")
     assert json.loads((out / "metrics.json").read_text())["rows"] == 60  # documents, not windows
 
 
@@ -118,9 +120,9 @@ def test_pairs_multilabel_and_windows_are_scored_one_row_per_document(tmp_path, 
     (["data=valence"], ConfigError, "holds numbers (a regression target)"),
     (["method=bogus"], ConfigError, "method=bogus is not valid; use embeddings or finetune"),
     (["folds=1"], ConfigError, "folds=1 is not valid; use a number of folds >= 2"),
-    (["cv_run={root}"], ConfigError, "cv_run is read by method=finetune"),
-    (["method=finetune", "cv_run={root}"], ConfigError, "is not a finished cross-validation run"),
-], ids=["one-class", "few-rows", "regression", "method", "folds", "cv_run-alone", "cv_run-not-cv"])
+    (["method=embeddings", "cv_run={root}"], ConfigError, "cv_run is read by method=finetune"),
+    (["cv_run={root}"], ConfigError, "is not a finished cross-validation run"),
+], ids=["one-class", "few-rows", "regression", "method", "folds", "cv_run-embeddings", "cv_run-not-cv"])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, error, words):
     one, few = tmp_path / "one.csv", tmp_path / "few.csv"
     one.write_text("text,label\n" + "".join(f"text number {i},pos\n" for i in range(40)))
@@ -149,7 +151,7 @@ def test_a_list_from_another_file_is_refused_before_training(noisy, make_cfg, tm
 
 def test_finetune_scores_each_row_by_the_fold_that_held_it_out_and_reuses_a_cv_run(tmp_path, files):
     path = files("small.csv", 90)
-    out = find(tmp_path, "data=files", f"data.train_file={path}", "method=finetune", "folds=3",
+    out = find(tmp_path, "data=files", f"data.train_file={path}", "folds=3",  # (the default method)
                "max_epochs=1", "data.max_val_rows=10", out="finetuned")
     record = json.loads((out / "metrics.json").read_text())
     assert record["method"] == "finetune" and record["rows"] == 90  # every row, each once...
