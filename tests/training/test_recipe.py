@@ -339,16 +339,22 @@ def test_compile_trains_the_compiled_network_and_keeps_plain_checkpoint_keys(mak
     def compiled(model):  # what logits() calls: the whole network, or (mean) its encoder
         return unwrapped(model.net).base_model if pooling == "mean" else model.net
 
-    # one padded length and fp32: fewer graphs for Inductor to compile (a cold cache pays ~30 s each)
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    # one padded length and fp32: fewer graphs for Inductor to compile (a cold cache pays ~15 s each)
     metrics = run(make_cfg, tmp_path, "model.compile=true", "trainer.max_steps=2",
                   "data.pad_to_multiple_of=64", "trainer.precision=32-true", f"model.pooling={pooling}")
     assert metrics["steps"] == 2 and metrics["val/loss"] == metrics["val/loss"]
+    # training's graph and one no_grad graph that validation, test and the scoring share (the
+    # probe of head_init=auto runs eager; inference_mode would have compiled a third)
+    assert counters["stats"]["unique_graphs"] == 2, dict(counters["stats"])
     model = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")  # keys as uncompiled
     assert compiled(model)._compiled_call_impl is not None  # compiled in place, as trained
     plain = type(model)(**{**model.hparams, "model": {**model.hparams.model, "compile": False}})
     plain.load_state_dict(model.state_dict())
     assert compiled(plain)._compiled_call_impl is None
-    with torch.inference_mode():  # as the test batches: a graph Inductor already built
+    with torch.no_grad():  # as validation and scoring ran: a graph Inductor already built
         ids = torch.randint(5, 1000, (16, 64))
         assert torch.allclose(model.eval()(ids, torch.ones_like(ids)),
                               plain.eval()(ids, torch.ones_like(ids)), atol=1e-5)

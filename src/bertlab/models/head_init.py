@@ -17,6 +17,7 @@ def applies(net, dm, task) -> bool:
 
 
 @torch.no_grad()
+@torch.compiler.set_stance("force_eager")  # one pass: with model.compile, a graph of its own to build
 def probe_head(net, dm, task) -> dict:
     """Fit the head of `net` (model.pooling=mean, single-label classification) to the training
     rows of `dm`; returns metrics.json's record."""

@@ -17,7 +17,7 @@ def score(task: str | Task, num_labels: int, stage: str, scores: torch.Tensor,
     return {k: float(v) for k, v in metrics.compute().items()}
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: with model.compile, validation's no_grad graph serves again
 def collect(model, loader, logits: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Scores (probabilities, or values for regression), or the logits, and targets over
     `loader`, in order; with windows (long_text=windows), one row per document, in document

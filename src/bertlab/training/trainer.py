@@ -127,9 +127,13 @@ def build_trainer(cfg: DictConfig, length: dict, resume_step: int, keep_last: bo
     """The Trainer of `cfg.trainer` with the run's callbacks (and `extra` ones), logger and plugins."""
     plugins, replaced = trainer_plugins(cfg.trainer)  # atomic checkpoints; bf16 with fused steps
     found, loggers_ = callbacks(cfg, keep_last) + list(extra), loggers(cfg, resume_step)
+    # model.compile: validate and test under no_grad, whose graph fit's validation built already
+    # (Lightning's inference_mode makes inference tensors: another graph to compile); unless set
+    graphs = ({"inference_mode": False} if cfg.model.get("compile")
+              and "inference_mode" not in cfg.trainer else {})
     try:
         return instantiate(cfg.trainer, callbacks=found, logger=loggers_, plugins=plugins,
-                           **{**replaced, **length})
+                           **{**replaced, **length, **graphs})
     except Exception as e:  # Lightning refuses a trainer.* value it cannot use: the user's to fix
         from bertlab.errors import ConfigError
 
