@@ -330,6 +330,19 @@ def test_dropout_rates_and_monitoring_accuracy(make_cfg, tmp_path):
     assert metrics["monitor"] == "val/acc" and metrics["best_epoch"] == val_acc.index(max(val_acc))
 
 
+@pytest.mark.parametrize("overrides, expected", [
+    ((), True),  # Lightning's default
+    (("model.compile=true",), False),  # no_grad: the graph fit's validation built serves again
+    (("model.compile=true", "+trainer.inference_mode=true"), True),  # what a user types wins
+])
+def test_compile_evaluates_under_no_grad_unless_the_user_says(make_cfg, overrides, expected):
+    from bertlab.training.trainer import build_trainer
+
+    trainer = build_trainer(make_cfg("~callbacks", "~logger", *overrides), {}, 0)  # (no run)
+    assert trainer.test_loop.inference_mode is expected
+    assert trainer.validate_loop.inference_mode is expected
+
+
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 def test_compile_trains_the_compiled_network_and_keeps_plain_checkpoint_keys(make_cfg, tmp_path,
                                                                               pooling):
