@@ -159,6 +159,8 @@ REFUSED = [
     ("train", ["budget.time=10 minutes"], 2, "budget.time='10 minutes' is not valid; use a duration"),
     ("train", ["budget.time=1m", "trainer.max_time=00:00:01:00"], 2, "are two time limits; give one"),
     ("train", ["model.head_init=lp"], 2, "model.head_init='lp' is not valid; use auto, probe or null"),
+    ("train", ["model.head_refit=maybe"], 2,
+     "model.head_refit='maybe' is not valid; use auto, true or false"),
     ("train", ["model.normalize=yes"], 2, "model.normalize='yes' is not valid; use auto, true or false"),
     ("train", ["model.pooling=cls", "model.normalize=true"], 2,
      "model.normalize=true normalizes the mean-pooled vector; model.pooling=cls reads the [CLS] pooler"),

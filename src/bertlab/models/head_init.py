@@ -1,13 +1,18 @@
 """model.head_init=probe: the head starts as a logistic regression fitted on the frozen encoder's
 mean-pooled vectors of the training rows, then the whole network fine-tunes ("LP-FT", Kumar et
 al. 2022, *Fine-Tuning can Distort Pretrained Features and Underperform Out-of-Distribution*).
+model.head_refit: after fine-tuning, the same fit again on the fine-tuned encoder's vectors.
 scikit-learn fits the regression; the copy into the head is ours (no library does it)."""
 from __future__ import annotations
+
+import logging
 
 import torch
 
 from bertlab.errors import ConfigError
 from bertlab.models.network import pools_mean, sentence_vector, unwrapped
+
+log = logging.getLogger(__name__)
 
 
 def applies(net, dm, task) -> bool:
@@ -50,3 +55,46 @@ def probe_head(net, dm, task) -> dict:
     head.weight.copy_(weight.to(head.weight.dtype))
     head.bias.copy_(bias.to(head.bias.dtype))
     return {"method": "probe", "rows": len(y), "train_accuracy": round(float(probe.score(x, y)), 4)}
+
+
+def refit_wanted(setting, net, dm, task) -> bool:
+    """model.head_refit: auto refits wherever the probe can fit the head, true there too (and is
+    refused elsewhere, before training), false or null never."""
+    if setting is True and not applies(net, dm, task):
+        raise ConfigError("model.head_refit=true refits a head that reads mean pooling on "
+                          "single-label classes (model.pooling=mean, no data.long_text=window); "
+                          "use model.head_refit=auto or false")
+    return setting in (True, "auto") and applies(net, dm, task)
+
+
+def refit_head(trainer, model, dm, best: str, monitor: str, mode: str, guard: bool) -> dict:
+    """model.head_refit: after fine-tuning, the head of `best` fitted again as a logistic
+    regression on the fine-tuned encoder's vectors of the training rows (as SetFit fits its head
+    after training the body) and written back into `best`. `guard` (a validation split the
+    budget trusts): kept only if `monitor` on the validation split is no worse; without it the
+    refit is kept (measured: benchmarks/RESULTS.md, "Few labels"). Returns metrics.json's record."""
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    model.load_state_dict(checkpoint["state_dict"])
+    head = unwrapped(model.net).classifier
+    before = {k: v.clone() for k, v in head.state_dict().items()}
+    val_before = validate(trainer, model, dm, monitor)
+    record = {**probe_head(model.net, dm, dm.task), "method": "refit"}
+    val_after = validate(trainer, model, dm, monitor)
+    kept = not guard or (val_after >= val_before if mode == "max" else val_after <= val_before)
+    if kept and trainer.is_global_zero:
+        checkpoint["state_dict"] = model.state_dict()
+        trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, best)
+    trainer.strategy.barrier()
+    if not kept:
+        head.load_state_dict(before)
+    log.info("head_refit: %s %.4f before, %.4f after: %s", monitor, val_before, val_after,
+             "kept" if kept else "not kept (worse on the validation split)")
+    return {**record, "monitor": monitor, "val_before": round(val_before, 4),
+            "val_after": round(val_after, 4), "kept": kept,
+            "why": "kept if no worse on the validation split" if guard else
+                   "kept: the validation split is too small to judge by (budget.trust_val_rows)"}
+
+
+def validate(trainer, model, dm, monitor: str) -> float:
+    found = trainer.validate(model, datamodule=dm, verbose=False)
+    return float(found[0][monitor])

@@ -140,6 +140,9 @@ def check_choices(cfg: DictConfig) -> None:
     head_init = OmegaConf.select(cfg, "model.head_init")
     if head_init not in (None, "probe", "auto"):
         raise ConfigError(f"model.head_init={head_init!r} is not valid; use auto, probe or null")
+    head_refit = OmegaConf.select(cfg, "model.head_refit", default="auto")
+    if head_refit not in (True, False, None, "auto"):
+        raise ConfigError(f"model.head_refit={head_refit!r} is not valid; use auto, true or false")
     normalize = OmegaConf.select(cfg, "model.normalize", default="auto")
     if normalize not in (True, False, "auto"):
         raise ConfigError(f"model.normalize={normalize!r} is not valid; use auto, true or false")

@@ -29,7 +29,7 @@ from bertlab.data.datamodule import TextDataModule, from_config
 from bertlab.errors import ConfigError, Diverged
 from bertlab.hardware import check_cuda
 from bertlab.models.classifier import TextClassifier
-from bertlab.models.head_init import applies, probe_head
+from bertlab.models.head_init import applies, probe_head, refit_head, refit_wanted
 from bertlab.models.network import choose_normalize, choose_pooling
 from bertlab.training.plugins import quiet_library_warnings
 from bertlab.training.plan import make_plan
@@ -90,6 +90,7 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     if checkpoint is None and (init == "probe" or init == "auto" and applies(model.net, dm, dm.task)):
         chosen["head_init"] = probe_head(model.net, dm, dm.task)  # LP-FT: the head fitted first
         log.info("head_init: %s", chosen["head_init"])
+    refit = refit_wanted(cfg.model.get("head_refit"), model.net, dm, dm.task)  # (refused now if it cannot)
     if teacher:
         add_teacher(model, dm, teacher, keep if checkpoint is None else None)
     chosen["parameters"] = {"total": sum(p.numel() for p in model.parameters()),
@@ -115,6 +116,9 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     soup = next((c for c in trainer.callbacks if isinstance(c, CheckpointSoup)), None)
     if soup and best and len(soup.best_k_models) > 1:  # callbacks=soup: best.ckpt, averaged
         metrics["soup"] = soup.average(trainer, model, dm, best)
+    if refit and best:  # model.head_refit: the head fitted again on the fine-tuned encoder
+        metrics["head_refit"] = refit_head(trainer, model, dm, best, cfg.monitor, cfg.mode,
+                                           guard=chosen["budget"]["keep"] == "best")
     if scored:
         metrics.update(score_best(trainer, model, dm, best))
     for stage in stages if scored and trainer.is_global_zero else []:  # calibration, thresholds
