@@ -112,3 +112,19 @@ def test_a_budget_shorter_than_two_validation_passes_is_refused_before_training(
     roomy._val_start -= 1.0
     roomy.on_sanity_check_end(trainer, None)
     assert roomy.val_time == pytest.approx(5.0, abs=0.5)  # the first guess, until a real pass
+
+
+def test_a_head_refit_is_kept_time_for_after_training(make_cfg):
+    """model.head_refit validates twice and reads the training rows once after training: the
+    reserve counts those passes (in validation passes, by padded tokens), and the run finishes."""
+    from types import SimpleNamespace
+
+    from bertlab.training.time_plan import refit_passes
+
+    dm = SimpleNamespace(eval_batch_size=2, dataset={"train": {"length": [4, 8, 8, 8]},
+                                                     "validation": {"length": [8, 8]}})
+    assert refit_passes(dm) == 2 + (2 * 8 + 2 * 8) / (2 * 8)  # padded: batches of 2, longest row each
+    cfg = make_cfg(*FAST, "model.pooling=mean", "budget.time=10m")
+    train(cfg)
+    m = metrics_of(cfg)
+    assert m["status"] == "finished" and m["head_refit"]["kept"]

@@ -35,7 +35,8 @@ class TimeBudget(Callback):
         `val_tokens`: the padded tokens of each validation batch, in order, and `test_tokens` the
         test split's: what scales a timed batch to a pass, and the final scoring's cost;
         `plan_steps`: False when the user set the length (it then only stops in time);
-        `extra_validations`: passes made after training besides the final scoring's (a soup's)."""
+        `extra_validations`: validation passes' worth of work after training besides the final
+        scoring's (a soup's validations, model.head_refit's)."""
         self.began, self.seconds, self.cap, self.spent = began, seconds, cap, spent
         self.deadline = began + seconds - spent  # the command has exited by then
         self.validations, self.accumulate = validations, accumulate
@@ -54,7 +55,7 @@ class TimeBudget(Callback):
     # ---- what the time left holds
     def reserve(self) -> float:
         """Seconds kept for after training: the best checkpoint's validation and test (a soup's
-        validations too), and the report and exit."""
+        validations and a head refit's too), and the report and exit."""
         passes = 1 + self.extra_validations + self.test_tokens / max(1, sum(self.val_tokens))
         return (self.pass_time or 0.0) * passes + AFTER
 

@@ -33,11 +33,18 @@ def soup_validations(cfg: DictConfig) -> int:
     return int(soup.get("save_top_k") or 1) - 1 if soup else 0
 
 
+def refit_passes(dm) -> float:
+    """model.head_refit's work after training, in validation passes: the best checkpoint's
+    validation before and after, and one pass over the training rows."""
+    return 2 + sum(padded_tokens(dm, "train")) / max(1, sum(padded_tokens(dm, "validation")))
+
+
 def time_budget(cfg: DictConfig, length: dict, record: dict, dm, model, started: float,
-                checkpoint: Path | None) -> tuple[TimeBudget | None, dict]:
+                checkpoint: Path | None, refit: bool = False) -> tuple[TimeBudget | None, dict]:
     """(The callback that plans the run to budget.time, or None when the user's max_epochs or
     max_steps sets the length; Lightning's max_time, the hard stop), or (None, {}) without a
-    budget.time. A run started from a checkpoint counts the time its earlier parts spent."""
+    budget.time. A run started from a checkpoint counts the time its earlier parts spent;
+    `refit`: model.head_refit's passes are kept for after training too."""
     if cfg.budget.get("time") is None:
         return None, {}
     seconds = parse_time(cfg.budget.time)
@@ -70,7 +77,7 @@ def time_budget(cfg: DictConfig, length: dict, record: dict, dm, model, started:
         and "check_val_every_n_epoch" not in record["given"],
         schedule=model.schedule_lambdas, val_tokens=padded_tokens(dm, "validation"),
         test_tokens=sum(padded_tokens(dm, "test")), spent=spent, plan_steps=planned,
-        extra_validations=soup_validations(cfg))
+        extra_validations=soup_validations(cfg) + (refit_passes(dm) if refit else 0))
     log.info("budget.time: %gs for the whole run; %.0f s gone before training, %.0f s left "
              "(Lightning's max_time stops training at %ss at the latest)%s", seconds, now - began + spent,
              left, stop, "" if planned else

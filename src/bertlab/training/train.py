@@ -98,7 +98,7 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
                                                       if p.requires_grad)}
     runs.write_records(run_dir, cfg, None if checkpoint is None else step)
     clock, hard_stop = time_budget(cfg, dict(plan.length), chosen["budget"], dm, model, started,
-                                   checkpoint)  # budget.time
+                                   checkpoint, refit)  # budget.time
     trainer = build_trainer(cfg, {**plan.length, **hard_stop}, step,
                             chosen["budget"]["keep"] == "last", [clock] if clock else [])
     fit_start = time.time()
