@@ -114,6 +114,26 @@ def test_a_budget_shorter_than_two_validation_passes_is_refused_before_training(
     assert roomy.val_time == pytest.approx(5.0, abs=0.5)  # the first guess, until a real pass
 
 
+def test_the_first_guess_leaves_out_the_sanity_checks_warm_up_batch():
+    """The first sanity batch pays one-time costs (a 1-minute tweets budget ended 14 s early when
+    it counted): the guess scales the batches after it by their tokens."""
+    from types import SimpleNamespace
+
+    from bertlab.callbacks.time_budget import TimeBudget
+
+    trainer = SimpleNamespace(num_sanity_val_batches=[2], sanity_checking=True,
+                              strategy=SimpleNamespace(broadcast=lambda value, src=0: value))
+    clock = TimeBudget(time.time(), 600.0, 100, 8, 1, True, None, val_tokens=[100] * 10)
+    clock.on_sanity_check_start(trainer, None)
+    for seconds in (1.0, 0.1):  # a slow first batch, then one at the pass's real pace
+        clock.on_validation_batch_start(trainer, None, None, 0)
+        clock._batch_start -= seconds
+        clock.on_validation_batch_end(trainer, None, None, None, 0)
+    clock._val_start -= 1.1  # (the whole check: the two batches)
+    clock.on_sanity_check_end(trainer, None)
+    assert clock.val_time == pytest.approx(1.0, abs=0.05)  # 0.1 s x 10 batches, not 1.1 s x 5
+
+
 def test_a_head_refit_is_kept_time_for_after_training(make_cfg):
     """model.head_refit validates twice and reads the training rows once after training: the
     reserve counts those passes (in validation passes, by padded tokens), and the run finishes."""

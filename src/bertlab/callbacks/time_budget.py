@@ -51,6 +51,8 @@ class TimeBudget(Callback):
         self._val_seconds, self._passes, self._saves = 0.0, [], []
         self._step0 = None
         self._validated = 0
+        self._sanity: list[float] = []
+        self._batch_start = None
 
     # ---- what the time left holds
     def reserve(self) -> float:
@@ -93,12 +95,25 @@ class TimeBudget(Callback):
     # ---- measurements
     def on_sanity_check_start(self, trainer, pl_module):
         self._val_start = time.time()
+        self._sanity = []  # each sanity batch's seconds
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if trainer.sanity_checking:
+            self._batch_start = time.time()
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if trainer.sanity_checking:
+            self._sanity.append(time.time() - self._batch_start)
 
     def on_sanity_check_end(self, trainer, pl_module):
         batches = sum(trainer.num_sanity_val_batches) if trainer.num_sanity_val_batches else 0
         if batches:  # a first guess at a validation pass, before any training
             seen = sum(self.val_tokens[:batches]) or 1
             guess = (time.time() - self._val_start) * max(1.0, sum(self.val_tokens) / seen)
+            if len(self._sanity) > 1:  # the batches after the first (which warms up), scaled:
+                # the whole check, first batch included, made a 1-minute budget end 14 s early
+                warm = sum(self.val_tokens[1:len(self._sanity)]) or 1
+                guess = min(guess, sum(self._sanity[1:]) * max(1.0, sum(self.val_tokens) / warm))
             left = self.deadline - time.time()
             guess, left = trainer.strategy.broadcast([guess, left], src=0)
             if left < 2 * guess + AFTER:
