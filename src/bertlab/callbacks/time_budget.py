@@ -112,8 +112,8 @@ class TimeBudget(Callback):
             guess = (time.time() - self._val_start) * max(1.0, sum(self.val_tokens) / seen)
             if len(self._sanity) > 1:  # the batches after the first (which warms up), scaled:
                 # the whole check, first batch included, made a 1-minute budget end 14 s early
-                warm = sum(self.val_tokens[1:len(self._sanity)]) or 1
-                guess = min(guess, sum(self._sanity[1:]) * max(1.0, sum(self.val_tokens) / warm))
+                timed = sum(self.val_tokens[1:len(self._sanity)]) or 1  # their tokens
+                guess = min(guess, sum(self._sanity[1:]) * max(1.0, sum(self.val_tokens) / timed))
             left = self.deadline - time.time()
             guess, left = trainer.strategy.broadcast([guess, left], src=0)
             if left < 2 * guess + AFTER:
