@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from bertlab.cli.choices import SOUP_METHODS
+from bertlab.models.scoring import no_worse, validation_score
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,6 @@ class CheckpointSoup(ModelCheckpoint):
         """Average the kept checkpoints into `best` (the best one kept as best-single.ckpt);
         returns metrics.json's record: each checkpoint's validation score, which went in, and
         the average's."""
-        better = (lambda a, b: a >= b) if self.mode == "max" else (lambda a, b: a <= b)
         ranked = sorted(((float(s), p) for p, s in self.best_k_models.items()),
                         key=lambda sp: sp[0], reverse=self.mode == "max")
         weights = {p: torch.load(p, map_location="cpu", weights_only=True)["state_dict"]
@@ -42,7 +42,7 @@ class CheckpointSoup(ModelCheckpoint):
         else:
             for value, path in ranked[1:]:
                 trial = score([weights[p] for p in [*soup, path]])
-                if better(trial, current):
+                if no_worse(trial, current, self.mode):
                     soup, current = [*soup, path], trial
         record = {"method": self.method, "monitor": self.monitor, "val_of_average": current,
                   "checkpoints": [{"file": Path(p).name, "val": s, "in": p in soup} for s, p in ranked]}
@@ -60,8 +60,7 @@ class CheckpointSoup(ModelCheckpoint):
 
     def validate(self, trainer, model, dm, state: dict) -> float:
         model.load_state_dict(state)
-        found = trainer.validate(model, datamodule=dm, verbose=False)
-        return float(found[0][self.monitor])
+        return validation_score(trainer, model, dm, self.monitor)
 
 
 def mean(states: list[dict]) -> dict:

@@ -11,6 +11,7 @@ import torch
 
 from bertlab.errors import ConfigError
 from bertlab.models.network import pools_mean, sentence_vector, unwrapped
+from bertlab.models.scoring import no_worse, validation_score
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,10 @@ def refit_head(trainer, model, dm, best: str, monitor: str, mode: str, guard: bo
     model.load_state_dict(checkpoint["state_dict"])
     head = unwrapped(model.net).classifier
     before = {k: v.clone() for k, v in head.state_dict().items()}
-    val_before = validate(trainer, model, dm, monitor)
+    val_before = validation_score(trainer, model, dm, monitor)
     record = {**probe_head(model.net, dm, dm.task), "method": "refit"}
-    val_after = validate(trainer, model, dm, monitor)
-    kept = not guard or (val_after >= val_before if mode == "max" else val_after <= val_before)
+    val_after = validation_score(trainer, model, dm, monitor)
+    kept = not guard or no_worse(val_after, val_before, mode)
     if kept and trainer.is_global_zero:
         checkpoint["state_dict"] = model.state_dict()
         trainer.strategy.checkpoint_io.save_checkpoint(checkpoint, best)
@@ -93,8 +94,3 @@ def refit_head(trainer, model, dm, best: str, monitor: str, mode: str, guard: bo
             "val_after": round(val_after, 4), "kept": kept,
             "why": "kept if no worse on the validation split" if guard else
                    "kept: the validation split is too small to judge by (budget.trust_val_rows)"}
-
-
-def validate(trainer, model, dm, monitor: str) -> float:
-    found = trainer.validate(model, datamodule=dm, verbose=False)
-    return float(found[0][monitor])

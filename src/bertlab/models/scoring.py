@@ -50,3 +50,15 @@ def predicted(model, loader) -> tuple[torch.Tensor, torch.Tensor]:
 def decide(scores: torch.Tensor, thresholds) -> torch.Tensor:
     """0/1 decisions: each label's probability above its threshold."""
     return (scores > torch.as_tensor(thresholds, dtype=scores.dtype)).float()
+
+
+def validation_score(trainer, model, dm, monitor: str) -> float:
+    """`monitor` of `model`'s current weights on the validation split, through the Trainer (its
+    metrics, its devices): what the soup and the head refit compare weights by."""
+    found = trainer.validate(model, datamodule=dm, verbose=False)
+    return float(found[0][monitor])
+
+
+def no_worse(value: float, than: float, mode: str) -> bool:
+    """Whether `value` is at least as good as `than` for a metric that improves toward `mode`."""
+    return value >= than if mode == "max" else value <= than
