@@ -428,6 +428,45 @@ def test_a_few_rows_of_each_class_still_carve_a_stratified_validation_split():
     assert sorted(out["validation"]["labels"]) == [0, 1, 2] and len(out["train"]) == 21
 
 
+@pytest.mark.parametrize("task, trust, carved", [
+    ("classification", 20, False),   # a 10-row split, under 20: its rows train
+    ("classification", 10, True),    # 10 rows are trusted
+    ("classification", 0, True),     # 0: always carved
+    ("multilabel", 20, True),        # the thresholds are tuned on it
+    ("regression", 20, False)])
+def test_a_validation_split_too_small_to_choose_by_is_not_carved(task, trust, carved):
+    import datasets
+
+    from bertlab.data.labels import carve
+    from bertlab.task import TASKS
+
+    labels = {"classification": [i % 2 for i in range(100)], "regression": [i / 7 for i in range(100)],
+              "multilabel": [[i % 2, 1 - i % 2] for i in range(100)]}[task]
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
+        {"text": [f"t{i}" for i in range(100)], "labels": labels})})
+    report = {}
+    c = {"test_size": 0.1, "val_size": 0.1, "cv": None, "max_val_rows": 1000, "seed": 0,
+         "trust_val_rows": trust}
+    out = carve(dd, TASKS[task], c, report)
+    assert ("validation" in out) == carved and len(out["test"]) == 10  # (the test split is carved)
+    assert len(out["train"]) == (80 if carved else 90)
+    assert report == ({} if carved else {"validation": {"not_carved_rows": 10}})
+
+
+def test_no_validation_split_at_all_is_still_refused():
+    import datasets
+
+    from bertlab.data.labels import carve
+    from bertlab.task import TASKS
+
+    dd = datasets.DatasetDict({"train": datasets.Dataset.from_dict(
+        {"text": [f"t{i}" for i in range(20)], "labels": [i % 2 for i in range(20)]})})
+    c = {"test_size": 0, "val_size": 0, "cv": None, "max_val_rows": 1000, "seed": 0,
+         "trust_val_rows": 200}
+    with pytest.raises(ConfigError, match="there is no validation split"):
+        carve(dd, TASKS["classification"], c)
+
+
 def test_a_cv_fold_over_max_val_rows_is_held_out_whole_and_validated_in_part():
     """A fold of 40 rows with max_val_rows=10: `heldout` keeps all 40 (what label issues score),
     `validation` 10 of them, stratified and seeded; training never sees a held-out row."""

@@ -1,6 +1,7 @@
 """The console says only what asks something of the user; the run's log file keeps the rest."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -40,7 +41,10 @@ def test_ordinary_commands_print_no_library_chatter(tmp_path):
                                         f"hydra.run.dir={tmp_path / 'issues'}", cwd=tmp_path)
     for name, text in said.items():
         assert not [n for n in NOISE if n in text], (name, text[-3000:])
-    assert "final: val/loss=" in said["train"] and "wrote 1 predictions" in said["predict"]
+    # (200 rows: the 20 a validation split would hold train too; eval and shrink use the test split)
+    assert "final: test/loss=" in said["train"] and "wrote 1 predictions" in said["predict"]
+    assert "test/acc" in said["shrink"] and "validation" not in json.loads(
+        (run / "metrics.json").read_text())["data"]["rows"]
     assert "label issues:" in said["find_label_issues"]
     assert (tmp_path / "issues" / "label_issues.csv").is_file()
     assert "GPU available" in (run / "train.log").read_text()  # the log file keeps Lightning's lines

@@ -82,7 +82,8 @@ def metrics_of(make_cfg, *overrides):
 
 
 def test_a_run_without_max_epochs_follows_the_budget(make_cfg):
-    m = metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=30", "~callbacks.early_stopping")
+    m = metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=30", "~callbacks.early_stopping",
+                   "budget.trust_val_rows=0")  # (a validation split of 16 rows is carved)
     b = m["budget"]
     # 160 rows: 128 train (16 val, 16 test) at 16 a step = 8 steps; 30 steps need 4 epochs
     assert (b["rows"], b["steps_per_epoch"], b["epochs"], b["max_steps"]) == (128, 8, 4, -1)
@@ -94,7 +95,7 @@ def test_a_large_budget_validates_inside_the_one_epoch(make_cfg, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     m = metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=1", "budget.validations=3",
-                   "~callbacks.early_stopping")
+                   "~callbacks.early_stopping", "budget.trust_val_rows=0")
     b = m["budget"]
     assert (b["epochs"], b["max_steps"], b["val_check_interval"], b["validations"]) == (1, 6, 2, 3)
     assert m["steps"] == 6 and m["stopped_by"] == "max_steps"
@@ -114,12 +115,55 @@ def test_a_run_with_a_small_validation_split_trains_whole_and_keeps_the_last(mak
                                                                               monitor):
     m = metrics_of(make_cfg, *STOP_AT_ONCE, f"monitor={monitor}")  # 16 validation rows, under 200
     assert m["budget"]["keep"] == "last" and "16 validation rows (under 200)" in m["budget"]["why"]
-    assert m["stopped_by"] == "max_epochs" and m["epochs"] == 4 and m["steps"] == 32
+    # ... are not carved: they train too (144 rows at 16 a step, 9 steps an epoch), none validates
+    assert "they train too" in m["budget"]["why"] and m["budget"]["rows"] == 144
+    assert m["data"]["rows"] == {"train": 144, "test": 16}
+    assert m["data"]["validation"] == {"not_carved_rows": 16} and m["budget"]["validations"] == 0
+    assert not [k for k in m if k.startswith("val/")] and "test/acc" in m
+    assert m["fit"].startswith("unknown: no validation split") and m["analysis"]["split"] == "test"
+    assert m["stopped_by"] == "max_epochs" and m["epochs"] == 4 and m["steps"] == 36
     assert m["best_epoch"] == 3  # the last epoch's weights ...
     ckpts = tmp_path / "run" / "checkpoints"
     best, last = (torch.load(ckpts / f, weights_only=True, mmap=True) for f in ("best.ckpt", "last.ckpt"))
-    assert best["global_step"] == last["global_step"] == 32  # ... saved at the last step
+    assert best["global_step"] == last["global_step"] == 36  # ... saved at the last step
     assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+    assert not (tmp_path / "run" / "tensorboard").rglob("*") or not any(
+        "val/" in tag for tag in tags(tmp_path / "run" / "tensorboard"))
+
+
+def tags(folder) -> list[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    return events.Tags()["scalars"]
+
+
+@pytest.mark.parametrize("asks", ["max_epochs=4", "trainer.val_check_interval=4",
+                                  "trainer.check_val_every_n_epoch=2", "calibrate=true",
+                                  "budget.time=10m", "budget.trust_val_rows=0",
+                                  "data.validation_file=VAL"])
+def test_a_small_validation_split_is_carved_where_something_asks_for_it(make_cfg, files, asks):
+    """What reads the split (a length or validation key the user set, calibration, the time
+    budget's timing) keeps it, and validates on it; a validation file is the user's own."""
+    if asks.endswith("VAL"):  # (20 rows: under 200, and used as they are)
+        asks = (f"data.validation_file={files('val.csv', 20, seed=3)} data=files "
+                f"data.train_file={files('train.csv', 160)}")
+    m = metrics_of(make_cfg, *STOP_AT_ONCE[:2], "max_epochs=null", "budget.min_steps=9",
+                   *asks.split())
+    assert "validation" in m["data"]["rows"] and "val/acc" in m
+    assert "validation" not in m["data"] and "they train too" not in m["budget"]["why"]
+
+
+@pytest.mark.parametrize("overrides, under", [
+    ([], 200), (["budget.trust_val_rows=50"], 50), (["trainer.max_time=00:00:10:00"], 200),
+    (["trainer.limit_train_batches=3"], 200), (["+trainer.limit_val_batches=0.5"], 0),
+    (["+optuna_trial=3"], 0), (["max_epochs=3"], 0), (["trainer.max_steps=40"], 0),
+    (["budget.time=90s"], 0), (["calibrate=true"], 0)])
+def test_the_rule_that_lets_a_small_validation_split_train(make_cfg, overrides, under):
+    from bertlab.training.budget import carved_val_trains
+
+    assert carved_val_trains(make_cfg("max_epochs=null", *overrides)) == under
 
 
 def test_a_resumed_run_still_keeps_the_last(make_cfg, tmp_path):
@@ -130,12 +174,12 @@ def test_a_resumed_run_still_keeps_the_last(make_cfg, tmp_path):
     run = tmp_path / "run"
     metrics_of(make_cfg, *STOP_AT_ONCE, "budget.max_epochs=2")  # 2 of the 4 epochs, then stopped
     last = run / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=True, mmap=True)["global_step"] == 16
-    fit_and_report(make_cfg(*FAST, *STOP_AT_ONCE), run, last, 16, time.time())  # ... and resumed
+    assert torch.load(last, weights_only=True, mmap=True)["global_step"] == 18  # (9 steps an epoch)
+    fit_and_report(make_cfg(*FAST, *STOP_AT_ONCE), run, last, 18, time.time())  # ... and resumed
     m = json.loads((run / "metrics.json").read_text())
-    assert m["budget"]["keep"] == "last" and m["stopped_by"] == "max_epochs" and m["steps"] == 32
+    assert m["budget"]["keep"] == "last" and m["stopped_by"] == "max_epochs" and m["steps"] == 36
     best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True, mmap=True)
-    assert best["global_step"] == 32 and m["best_epoch"] == 3
+    assert best["global_step"] == 36 and m["best_epoch"] == 3
 
 
 @pytest.mark.parametrize("override", ["budget.trust_val_rows=0", "budget.trust_val_rows=16"])
@@ -160,7 +204,8 @@ def test_explicit_length_wins_over_the_budget(make_cfg, given, epochs, steps):
 
 # ---- what the user types wins: Lightning's own trainer.* length keys ------------------------------
 # 128 training rows at 16 a step: 8 steps an epoch; budget.min_steps=30: 4 epochs when open
-BUDGET = ["max_epochs=null", "budget.min_steps=30", "~callbacks.early_stopping"]
+BUDGET = ["max_epochs=null", "budget.min_steps=30", "~callbacks.early_stopping",
+          "budget.trust_val_rows=0"]  # (the 16 validation rows carved, as each key asks)
 
 
 @pytest.mark.parametrize("given, epochs, steps, interval", [
@@ -180,7 +225,8 @@ def test_a_trainer_length_key_the_user_sets_wins(make_cfg, given, epochs, steps,
 def test_a_one_pass_budget_validates_inside_a_limited_epoch(make_cfg, tmp_path):
     """The budget's interval (4 batches) was longer than a 3-batch epoch: Lightning's traceback."""
     m = metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=1", "budget.validations=2",
-                   "trainer.limit_train_batches=3", "~callbacks.early_stopping")
+                   "trainer.limit_train_batches=3", "~callbacks.early_stopping",
+                   "budget.trust_val_rows=0")
     assert m["budget"]["val_check_interval"] <= 3 and m["steps"] <= 3
     assert m["best_epoch"] is not None and (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
 
@@ -206,8 +252,9 @@ def test_the_schedule_spans_the_chosen_budget(make_cfg, tmp_path):
     events.Reload()
     tag = "train/lr/decayed"  # the weight matrices' group
     lrs = [e.value for e in events.Scalars(tag)]
-    assert len(lrs) == 32 and max(lrs) == pytest.approx(1e-4)  # warmup to the model's lr ...
-    assert lrs.index(max(lrs)) == 3 and lrs[-1] < 5e-6  # ... at 10% of 32 steps, then to ~0
+    # 144 rows (the 16 validation rows too few to carve train too): 4 epochs of 9 steps
+    assert len(lrs) == 36 and max(lrs) == pytest.approx(1e-4)  # warmup to the model's lr ...
+    assert lrs.index(max(lrs)) == 4 and lrs[-1] < 5e-6  # ... at 10% of 36 steps (rounded), then ~0
 
 
 # ---- the learning rate follows the model ----------------------------------------------------------

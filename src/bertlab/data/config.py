@@ -39,6 +39,7 @@ class DataConfig:
     drop_duplicates: bool = False
     pad_to_multiple_of: int | None = None
     cv: tuple[int, int] | None = None
+    trust_val_rows: int = 0  # a carved validation split under this trains instead (from_config)
     tokenizer_key: str = "model.tokenizer"
     long_text: str = "truncate"
     window_stride: int | None = None
@@ -63,6 +64,8 @@ class DataConfig:
             test_size=self.test_size, max_samples=self.max_samples, max_length=self.max_length,
             seed=self.seed, labels=self.labels, strict=self.strict,
             drop_duplicates=self.drop_duplicates, cv=list(self.cv) if self.cv else None)
+        if self.trust_val_rows:  # (in the key only then: other runs keep their caches)
+            c["trust_val_rows"] = self.trust_val_rows
         if self.unlabeled_file:  # (in the key, its size and time too, only when given)
             c["files"]["unlabeled"] = self.unlabeled_file
         for key in ("exclude_rows", "exclude_top", "relabel_rows"):  # label_issues.csv (label_fixes.py)

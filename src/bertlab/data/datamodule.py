@@ -65,6 +65,7 @@ class TextDataModule(L.LightningDataModule):
         self.task: Task | None = None
         self.resume_at: tuple[int, int] | None = None  # (epoch, batches done) from a checkpoint
         self.report: dict[str, dict[str, int]] = {}  # rows dropped, duplicated, truncated, ...
+        self.val_trained = 0  # rows a validation split too small to choose by would hold: they train
 
     # ---- the one-way pipeline: each stage is a plain function in its own module -------------
     def build(self) -> datasets.DatasetDict:
@@ -101,7 +102,7 @@ class TextDataModule(L.LightningDataModule):
         dd = as_integers(standardize(dd, c, report, self.num_proc), gaps)
         self.task = task_named(c["task"], dd["train"].features["labels"])
         dd, self.labels = encode_labels(dd, self.task, c, report)
-        dd = carve(dd, self.task, c)
+        dd = carve(dd, self.task, c, report)
         leakage(dd, report)
         if c["files"].get("unlabeled"):  # distillation: text the teacher alone labels
             dd["train"] = with_unlabeled(dd["train"], read_unlabeled(c), report)
@@ -123,6 +124,8 @@ class TextDataModule(L.LightningDataModule):
             self.prepare_data()
         dd, meta = tokens.load(self.cache_folder)
         self.task, self.labels, self.report = TASKS[meta["task"]], meta["labels"], meta["report"]
+        # rows a validation split too small to choose by would have held: they train (carve)
+        self.val_trained = self.report.get("validation", {}).get("not_carved_rows", 0)
         if self.report:  # on every run, cached or not: what happened to which rows
             log.info("data: %s", "; ".join(f"{what} {counts}" for what, counts in self.report.items()))
         # the texts stay on disk (memory-mapped) until error analysis or a teacher reads them
@@ -216,8 +219,8 @@ class TextDataModule(L.LightningDataModule):
         ds = self.dataset[split].select(self.eval_order(split))
         return self.loader(ds, self.eval_batch_size)
 
-    def val_dataloader(self) -> DataLoader:
-        return self.eval_dataloader("validation")
+    def val_dataloader(self) -> DataLoader | list:
+        return self.eval_dataloader("validation") if "validation" in self.dataset else []
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")
@@ -232,8 +235,11 @@ def from_config(cfg, **overrides) -> TextDataModule:
     shared = {"tokenizer": cfg.model.tokenizer, "max_length": cfg.max_length,
               "batch_size": cfg.batch_size, "seed": cfg.seed}
     given = {k: v for k, v in shared.items() if k not in cfg.data}
+    from bertlab.training.budget import carved_val_trains  # (the budget's rule, read from cfg)
+
     return instantiate(cfg.data, **{**given, **overrides},
                        cv=(cfg.cv, cfg.cv_fold) if cfg.get("cv_fold") is not None else None,
+                       trust_val_rows=carved_val_trains(cfg),
                        # the key the user set, for an error naming it
                        tokenizer_key="model.tokenizer" if cfg.model.tokenizer
                        != cfg.model.name_or_path else "model.name_or_path")

@@ -182,14 +182,18 @@ def class_names(dd: datasets.DatasetDict, task: Task, c: dict, report: dict) -> 
     return names
 
 
-def carve(dd: datasets.DatasetDict, task: Task, c: dict) -> datasets.DatasetDict:
+def carve(dd: datasets.DatasetDict, task: Task, c: dict, report: dict | None = None
+          ) -> datasets.DatasetDict:
     """Carve missing validation/test splits out of train: seeded, stratified for classes, the
-    validation split at most c["max_val_rows"] rows; under cv (c["cv"] = (folds, index)) the
+    validation split at most c["max_val_rows"] rows, and none at all under c["trust_val_rows"]
+    rows (too few to choose by: they train, and `report` says how many; not for multi-label
+    data, whose thresholds are tuned on it); under cv (c["cv"] = (folds, index)) the
     validation split is fold `index`, and a fold over c["max_val_rows"] rows is kept whole as
     the `heldout` split (what label_issues scores) while a seeded `max_val_rows` of it validates
     (a fold of 34k tweets validated all 6,869 of its rows at every check)."""
     n = len(dd["train"])
     stratify = "labels" if task.stratified else None
+    trained = 0
     for split, frac in (("test", c["test_size"]), ("validation", c["val_size"])):
         if split in dd or not frac or (split == "validation" and c["cv"]):
             continue
@@ -197,6 +201,12 @@ def carve(dd: datasets.DatasetDict, task: Task, c: dict) -> datasets.DatasetDict
         if split == "validation" and c.get("max_val_rows"):
             k = min(k, c["max_val_rows"])  # a large set: the rows past the cap train instead
         k = with_each_class(k, dd["train"], stratify)
+        if split == "validation" and k < (c.get("trust_val_rows") or 0) and not task.multi_hot:
+            trained = k
+            log.info("validation: a %d-row split is too few to choose by (under budget.trust_val_rows="
+                     "%d): not carved, every training row trains and the last weights are kept",
+                     k, c["trust_val_rows"])
+            continue
         try:
             dd["train"], dd[split] = split_off(dd["train"], k, c["seed"], stratify)
         except ValueError as e:
@@ -213,7 +223,9 @@ def carve(dd: datasets.DatasetDict, task: Task, c: dict) -> datasets.DatasetDict
             dd[HELD_OUT], dd["validation"] = held, split_off(held, k, c["seed"], stratify)[1]
             log.info("cv: fold %d validates %d of its %d held-out rows (data.max_val_rows=%d)",
                      c["cv"][1], k, len(held), cap)
-    if "validation" not in dd:
+    if trained and report is not None:
+        report["validation"] = {"not_carved_rows": trained}
+    if "validation" not in dd and not trained:
         raise ConfigError("there is no validation split: give data.validation_file or set "
                           "data.val_size to a fraction in (0, 1)")
     return dd

@@ -78,9 +78,10 @@ def refit_head(trainer, model, dm, best: str, monitor: str, mode: str, guard: bo
     model.load_state_dict(checkpoint["state_dict"])
     head = unwrapped(model.net).classifier
     before = {k: v.clone() for k, v in head.state_dict().items()}
-    val_before = validation_score(trainer, model, dm, monitor)
+    validated = "validation" in dm.dataset  # (none: too small a split to carve, its rows trained)
+    val_before = validation_score(trainer, model, dm, monitor) if validated else None
     record = {**probe_head(model.net, dm, dm.task), "method": "refit"}
-    val_after = validation_score(trainer, model, dm, monitor)
+    val_after = validation_score(trainer, model, dm, monitor) if validated else None
     kept = not guard or no_worse(val_after, val_before, mode)
     if kept and trainer.is_global_zero:
         checkpoint["state_dict"] = model.state_dict()
@@ -88,9 +89,10 @@ def refit_head(trainer, model, dm, best: str, monitor: str, mode: str, guard: bo
     trainer.strategy.barrier()
     if not kept:
         head.load_state_dict(before)
-    log.info("head_refit: %s %.4f before, %.4f after: %s", monitor, val_before, val_after,
-             "kept" if kept else "not kept (worse on the validation split)")
-    return {**record, "monitor": monitor, "val_before": round(val_before, 4),
-            "val_after": round(val_after, 4), "kept": kept,
+    rounded = lambda v: None if v is None else round(v, 4)  # noqa: E731
+    log.info("head_refit: %s %s before, %s after: %s", monitor, rounded(val_before),
+             rounded(val_after), "kept" if kept else "not kept (worse on the validation split)")
+    return {**record, "monitor": monitor, "val_before": rounded(val_before),
+            "val_after": rounded(val_after), "kept": kept,
             "why": "kept if no worse on the validation split" if guard else
                    "kept: the validation split is too small to judge by (budget.trust_val_rows)"}

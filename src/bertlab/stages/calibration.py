@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def check(cfg, dm) -> None:
-    """Before training: calibrate=true needs class probabilities (every run has a validation
-    split: the data refuses one without)."""
+    """Before training: calibrate=true needs class probabilities (and a validation split: the
+    data refuses a run without one, and calibrate keeps a small one carved, budget.carved_val_trains)."""
     if not cfg.get("calibrate"):
         return
     if not dm.task.has_classes:

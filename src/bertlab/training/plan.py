@@ -43,8 +43,10 @@ def make_plan(cfg: DictConfig, dm, lr: float | None = None, student: dict | None
     """The plan for the data module `dm`'s data on this machine, and metrics.json's record of
     each choice and why (budget, precision)."""
     monitor, mode = resolve_monitor(cfg.monitor, cfg.mode, dm.task)
+    validated = "validation" in dm.dataset  # (none: too small a split to carve, its rows train)
     length, chosen = decide(cfg, len(dm.dataset["train"]), dm.documents("validation")
-                            if "validation" in dm.dataset else None, cfg.lr if lr is None else lr)
+                            if validated else dm.val_trained, cfg.lr if lr is None else lr,
+                            val_trains=not validated)
     plan = Plan(monitor, mode, chosen["precision"]["value"], MappingProxyType(length), lr,
                 None if student is None else MappingProxyType(student))
     return plan, chosen

@@ -88,7 +88,8 @@ def run_record(cfg: DictConfig, dm, model, trainer, ended: dict, choices: dict) 
     return {"status": ended["status"], "task": str(dm.task), "monitor": cfg.monitor,
             "stopped_by": ended["stopped_by"], "epochs": ended["epochs"], "steps": ended["steps"],
             "best_checkpoint": ended["best_checkpoint"], "best_epoch": ended["best_epoch"],
-            "fit": diagnose(fit, dm.task, model.hparams.class_counts),
+            "fit": diagnose(fit, dm.task, model.hparams.class_counts) if "validation" in dm.dataset
+            else "unknown: no validation split to compare with (too small to carve, its rows trained)",
             "parameters": choices["parameters"],
             "data": {"rows": {s: dm.documents(s) for s in dm.dataset}, **dm.report},
             "loss": {"name": type(model.loss_fn).__name__, "class_weights": None if weight
@@ -125,11 +126,13 @@ def report(cfg: DictConfig, run_dir: Path, metrics: dict, trainer, model, dm, sc
     board = next((lg for lg in trainer.loggers if isinstance(lg, TensorBoardLogger)), None)
     pruning = [c for c in trainer.callbacks if isinstance(c, EncoderPruning)]
     if pruning:
-        metrics["pruning"] = {**pruning[0].report, "after": {cfg.monitor: metrics[cfg.monitor]}}
+        metrics["pruning"] = {**pruning[0].report, "after": {cfg.monitor: metrics.get(cfg.monitor)}}
         log.info("pruning: %s", metrics["pruning"])
-    if scored:
-        metrics["analysis"] = analyse(model, dm, "validation", run_dir,
-                                      board.experiment if board else None, trainer.global_step)
+    # the validation split's errors; without one (too small to carve: its rows trained), the test's
+    split = next((s for s in ("validation", "test") if s in dm.dataset), None)
+    if scored and split:
+        metrics["analysis"] = {**analyse(model, dm, split, run_dir, board.experiment if board
+                                         else None, trainer.global_step), "split": split}
     metrics["wall_seconds"] = round(time.time() - started, 1)
     metrics["fit_seconds"] = fit_seconds  # training, with its validation passes
     metrics["train_seconds"] = round(fit_seconds - model.fit_validation_seconds, 1)
@@ -144,7 +147,7 @@ def report(cfg: DictConfig, run_dir: Path, metrics: dict, trainer, model, dm, sc
         if pruning:
             logger.log_metrics({f"pruning/{k}": v for k, v in (
                 ("before", pruning[0].report["before"][cfg.monitor]),
-                ("after", metrics[cfg.monitor])) if v is not None}, step=trainer.global_step)
+                ("after", metrics.get(cfg.monitor))) if v is not None}, step=trainer.global_step)
         record_run(logger, run_dir, params, finals)
 
 

@@ -216,9 +216,10 @@ def fit(trainer, model, dm, run_dir: Path, checkpoint: Path | None) -> str | Non
 
 
 def score_best(trainer, model, dm, best: str | None) -> dict:
-    """Validation and test metrics of the best checkpoint (the current weights if none)."""
+    """Validation and test metrics of the best checkpoint (the current weights if none), of
+    the splits there are."""
     scores = {}
-    for stage in ("validate", "test") if "test" in dm.dataset else ("validate",):
+    for stage in [s for s, split in (("validate", "validation"), ("test", "test")) if split in dm.dataset]:
         found = getattr(trainer, stage)(model, datamodule=dm, ckpt_path=best, verbose=False)
         scores.update(found[0] if found else {})  # none with limit_*_batches=0
     return scores

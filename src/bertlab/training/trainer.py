@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from omegaconf import DictConfig, OmegaConf
 
 from bertlab.cli import hydra_state
-from bertlab.training.budget import plan
+from bertlab.training.budget import given_length, plan
 from bertlab.callbacks.keep_latest import KeepLatest
 from bertlab.callbacks.soup import CheckpointSoup
 from bertlab.callbacks.unfreeze import UnfreezeAt
@@ -18,18 +18,6 @@ from bertlab.training.plugins import choose_precision, hardware, trainer_plugins
 from bertlab.cli.resolvers import recommended_lr
 
 log = logging.getLogger(__name__)
-
-
-# the trainer keys that say how long a run trains and how often it validates, and the values
-# that leave a key open: what the user set wins, and the budget plans only the rest, around it
-LENGTH_KEYS = {"max_epochs": (None,), "max_steps": (None, -1), "max_time": (None,),
-               "limit_train_batches": (None, 1.0), "val_check_interval": (None,),
-               "check_val_every_n_epoch": (None, 1)}
-
-
-def given_length(t: DictConfig) -> dict:
-    """The length keys that cfg.trainer sets (top-level max_epochs reaches it by interpolation)."""
-    return {k: t.get(k) for k, unset in LENGTH_KEYS.items() if t.get(k) not in unset}
 
 
 def epoch_rows(rows: int, limit, batch_size: int, processes: int) -> int:
@@ -42,12 +30,14 @@ def epoch_rows(rows: int, limit, batch_size: int, processes: int) -> int:
     return max(1, math.floor(rows * limit))
 
 
-def training_length(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[dict, dict]:
+def training_length(cfg: DictConfig, rows: int, val_rows: int | None, val_trains: bool = False
+                    ) -> tuple[dict, dict]:
     """Trainer arguments for how long to train and how often to validate, and their record for
     metrics.json (`given`: what cfg.trainer set; `chosen`: what the budget added). The budget
     rule (bertlab.training.budget) runs over the rows an epoch really reads (limit_train_batches); a
     length the user set (max_epochs, max_steps) is trained as set, and an explicit max_steps
-    shorter than an epoch is still validated budget.validations times, the best kept."""
+    shorter than an epoch is still validated budget.validations times, the best kept;
+    `val_trains`: there is no validation split (its `val_rows` rows train), so none is run."""
     t = cfg.trainer
     given = given_length(t)
     devices = t.get("devices", 1)
@@ -55,7 +45,7 @@ def training_length(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[d
     accumulate = int(t.get("accumulate_grad_batches") or 1)
     rules = {k: v for k, v in OmegaConf.to_container(cfg.budget).items() if k != "time"}
     b = plan(epoch_rows(rows, given.get("limit_train_batches"), cfg.batch_size, processes),
-             cfg.batch_size, accumulate, processes, val_rows=val_rows, **rules)
+             cfg.batch_size, accumulate, processes, val_rows=val_rows, val_trains=val_trains, **rules)
     args = {"max_epochs": b.epochs, "max_steps": b.max_steps, "val_check_interval": b.val_check_interval}
     record = {**b.as_dict(), "rows": rows}
     if cfg.budget.get("time") is not None:  # the data's budget in steps, at most; the time plans them
@@ -78,15 +68,20 @@ def training_length(cfg: DictConfig, rows: int, val_rows: int | None) -> tuple[d
     if "val_check_interval" in given and args.get("check_val_every_n_epoch", 1) is None \
             and not isinstance(given["val_check_interval"], int):
         args.pop("check_val_every_n_epoch")  # (a fraction of an epoch needs Lightning's default)
+    if val_trains:  # nothing to validate (Lightning's sanity check included)
+        args.update(limit_val_batches=0, num_sanity_val_steps=0)
+        record["validations"] = 0
     record.update({k: args[k] for k in ("max_epochs", "max_steps", "val_check_interval")},
                   given=given, chosen={k: v for k, v in args.items() if k not in given})
     return args, record
 
 
-def decide(cfg: DictConfig, rows: int, val_rows: int | None, lr: float) -> tuple[dict, dict]:
+def decide(cfg: DictConfig, rows: int, val_rows: int | None, lr: float, val_trains: bool = False
+           ) -> tuple[dict, dict]:
     """(Trainer arguments for how long, the record of what was chosen and why): the budget for
-    `rows` training and `val_rows` validation rows and the precision; both logged, with `lr`."""
-    length, budget = training_length(cfg, rows, val_rows)
+    `rows` training and `val_rows` validation rows (`val_trains`: rows that train instead) and
+    the precision; both logged, with `lr`."""
+    length, budget = training_length(cfg, rows, val_rows, val_trains)
     log.info("budget: %s (given: %s; chosen: %s)", budget["why"], ", ".join(
         f"trainer.{k}={v}" for k, v in budget["given"].items()) or "nothing", ", ".join(
         f"{k}={v}" for k, v in budget["chosen"].items()) or "nothing")

@@ -45,9 +45,21 @@ def latency_ms(model, batch: dict, repeats: int = 5) -> float:
     return 1000 * min(times)
 
 
-def measure(model, dm, path: Path, monitor: str) -> dict:
-    loader = dm.eval_dataloader("validation")
-    values = score(model.task, model.num_labels, "val", *collect(model, loader))
+def measured_split(dm) -> str:
+    """The validation split; a run whose split was too small to carve (its rows trained): the test."""
+    split = next((s for s in ("validation", "test") if s in dm.dataset), None)
+    if split is None:
+        raise ConfigError("this run has neither a validation nor a test split to measure the "
+                          "shrunk model on; train it with data.test_file or data.test_size")
+    return split
+
+
+def measure(model, dm, split: str, path: Path, monitor: str) -> dict:
+    """Size, latency and the monitored metric (on the test split: as test/...) on `split`."""
+    loader = dm.eval_dataloader(split)
+    prefix = "val" if split == "validation" else "test"
+    values = score(model.task, model.num_labels, prefix, *collect(model, loader))
+    monitor = monitor.replace("val/", f"{prefix}/", 1)
     key = monitor if monitor in values else next(iter(values))
     return {"size_mb": round(path.stat().st_size / 2**20, 2), "parameters": parameter_count(model),
             "latency_ms": round(latency_ms(model, next(iter(loader))), 2),
@@ -65,6 +77,7 @@ def shrink(cfg: DictConfig) -> dict:
     datasets.disable_progress_bars()
     dm = from_config(train_cfg, batch_size=cfg.batch_size, eval_batch_size=cfg.batch_size)
     dm.setup()
+    split = measured_split(dm)
     small = compress(copy.deepcopy(model), cfg.drop_layers, cfg.int8)
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -72,8 +85,8 @@ def shrink(cfg: DictConfig) -> dict:
     hp["shrink"] = {"drop_layers": cfg.drop_layers, "int8": bool(cfg.int8)}
     torch.save({"hyper_parameters": hp, "state_dict": small.state_dict()}, out / "model.ckpt")
     monitor = str(train_cfg.monitor)
-    rows = {"before": measure(model, dm, ckpt, monitor),
-            "after": measure(small, dm, out / "model.ckpt", monitor)}
+    rows = {"before": measure(model, dm, split, ckpt, monitor),
+            "after": measure(small, dm, split, out / "model.ckpt", monitor)}
     keys = list(rows["before"])
     table = markdown_table(["", *keys], [[name, *(r[k] for k in keys)] for name, r in rows.items()])
     (out / "shrink.md").write_text("\n".join(table) + "\n")
