@@ -40,7 +40,7 @@ class CheckpointSoup(ModelCheckpoint):
         if self.method == "uniform":
             soup, current = [p for _, p in ranked], score([weights[p] for _, p in ranked])
         else:
-            for value, path in ranked[1:]:
+            for _, path in ranked[1:]:
                 trial = score([weights[p] for p in [*soup, path]])
                 if no_worse(trial, current, self.mode):
                     soup, current = [*soup, path], trial
