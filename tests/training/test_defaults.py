@@ -74,6 +74,13 @@ def test_a_small_validation_split_keeps_the_last_weights(rows, val_rows, trust, 
     assert (b.epochs, b.max_steps) == (plan(rows, 32).epochs, plan(rows, 32).max_steps)  # same length
 
 
+def test_a_one_pass_budget_without_a_validation_split_trains_the_whole_pass():
+    """Its steps were cut to a multiple of the validation grid (9 steps -> 8) with nothing to validate."""
+    b = plan(144, 16, min_steps=1, val_rows=16, val_trains=True)
+    assert (b.epochs, b.max_steps, b.keep) == (1, 9, "last") and "they train too" in b.why
+    assert plan(144, 16, min_steps=1, val_rows=16).max_steps == 8  # (validated: every step, 8 times)
+
+
 # ---- a run follows the budget, and explicit values win -----------------------------------------
 def metrics_of(make_cfg, *overrides):
     cfg = make_cfg(*FAST, *overrides)
@@ -166,6 +173,31 @@ def test_the_rule_that_lets_a_small_validation_split_train(make_cfg, overrides, 
     assert carved_val_trains(make_cfg("max_epochs=null", *overrides)) == under
 
 
+@pytest.mark.parametrize("overrides, small", [
+    ([], {"batch_size": 16, "lr": 3e-5}),              # both open: SetFit's few-label recipe
+    (["lr=5e-4"], {"batch_size": 16}),                  # the user's lr wins
+    (["batch_size=8"], {"lr": 3e-5}),                   # ... and their batch
+    (["budget.small_data.max_lr=null"], {"batch_size": 16}),
+    (["budget.small_data.batch_size=null", "budget.small_data.max_lr=null"], None),
+    (["budget.trust_val_rows=0"], None),                # a validation split carved: not small data
+    (["model.peft=lora"], {"batch_size": 16}),          # a LoRA rate is no full fine-tuning's
+    (["budget.small_data.max_rows_a_class=40"], None),  # 144 rows of 3 classes: 48 a class
+])
+def test_small_data_trains_with_smaller_batches_at_a_lower_rate(make_cfg, tmp_path, overrides, small):
+    cfg = make_cfg("data.max_samples=160", "max_epochs=null", "budget.max_epochs=1", *overrides)
+    train(cfg)
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m.get("small_data") == small
+    batch = (small or {}).get("batch_size") or cfg.batch_size
+    rows = 128 if "budget.trust_val_rows=0" in overrides else 144
+    assert m["budget"]["batch_size"] == batch and m["steps"] == math.ceil(rows / batch)
+    assert m["lr"]["value"] == (small or {}).get("lr", cfg.lr)
+    from omegaconf import OmegaConf
+
+    recorded = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")  # what a resume reads
+    assert recorded.batch_size == batch and recorded.lr == m["lr"]["value"]
+
+
 def test_a_resumed_run_still_keeps_the_last(make_cfg, tmp_path):
     import time
 
@@ -253,7 +285,7 @@ def test_the_schedule_spans_the_chosen_budget(make_cfg, tmp_path):
     tag = "train/lr/decayed"  # the weight matrices' group
     lrs = [e.value for e in events.Scalars(tag)]
     # 144 rows (the 16 validation rows too few to carve train too): 4 epochs of 9 steps
-    assert len(lrs) == 36 and max(lrs) == pytest.approx(1e-4)  # warmup to the model's lr ...
+    assert len(lrs) == 36 and max(lrs) == pytest.approx(3e-5)  # warmup to budget.small_data's lr ...
     assert lrs.index(max(lrs)) == 4 and lrs[-1] < 5e-6  # ... at 10% of 36 steps (rounded), then ~0
 
 

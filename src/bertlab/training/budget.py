@@ -92,10 +92,11 @@ def plan(rows: int, batch_size: int, accumulate: int = 1, processes: int = 1,
         why = (f"{head}: {epochs} epochs for {epochs * per_epoch} steps "
                f"({'the most epochs allowed' if capped else f'at least {min_steps}'}){kept}")
         return Budget(rows, rows_per_step, per_epoch, epochs, -1, 1.0, epochs, keep, why)
-    # one epoch or less: `validations` evenly spaced checks, the last one at the last step
+    # one epoch or less: `validations` evenly spaced checks, the last one at the last step (with
+    # no validation split, the whole pass: no grid to cut it to)
     total = min(per_epoch, max_steps)
-    every = max(1, total // validations)
-    steps = every * min(validations, total)
+    every = total if val_trains else max(1, total // validations)
+    steps = total if val_trains else every * min(validations, total)
     why = (f"{head}: one pass{'' if steps == per_epoch else f' cut to {steps} steps'} "
            f"(at most {max_steps}), validated every {every} steps{kept}")
     return Budget(rows, rows_per_step, per_epoch, 1, steps, every * accumulate,

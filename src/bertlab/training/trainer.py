@@ -43,7 +43,8 @@ def training_length(cfg: DictConfig, rows: int, val_rows: int | None, val_trains
     devices = t.get("devices", 1)
     processes = devices if isinstance(devices, int) and devices > 0 else 1
     accumulate = int(t.get("accumulate_grad_batches") or 1)
-    rules = {k: v for k, v in OmegaConf.to_container(cfg.budget).items() if k != "time"}
+    rules = {k: v for k, v in OmegaConf.to_container(cfg.budget).items()
+             if k not in ("time", "small_data")}
     b = plan(epoch_rows(rows, given.get("limit_train_batches"), cfg.batch_size, processes),
              cfg.batch_size, accumulate, processes, val_rows=val_rows, val_trains=val_trains, **rules)
     args = {"max_epochs": b.epochs, "max_steps": b.max_steps, "val_check_interval": b.val_check_interval}
