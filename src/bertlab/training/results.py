@@ -129,11 +129,12 @@ def report(cfg: DictConfig, run_dir: Path, metrics: dict, trainer, model, dm, sc
     if pruning:
         metrics["pruning"] = {**pruning[0].report, "after": {cfg.monitor: metrics.get(cfg.monitor)}}
         log.info("pruning: %s", metrics["pruning"])
-    # the validation split's errors; without one (too small to carve: its rows trained), the test's
-    split = next((s for s in ("validation", "test") if s in dm.dataset), None)
-    if scored and split:
-        metrics["analysis"] = {**analyse(model, dm, split, run_dir, board.experiment if board
-                                         else None, trainer.global_step), "split": split}
+    if scored and "validation" in dm.dataset:  # (none: too small to carve, its rows trained)
+        metrics["analysis"] = analyse(model, dm, "validation", run_dir,
+                                      board.experiment if board else None, trainer.global_step)
+    elif scored:  # (not the test split: that would be a second pass over it)
+        log.info("analysis: no validation split to analyse; `python eval.py run_dir=%s` writes the "
+                 "test split's errors and confusion matrix", run_dir)
     metrics["wall_seconds"] = round(time.time() - started, 1)
     metrics["fit_seconds"] = fit_seconds  # training, with its validation passes
     metrics["train_seconds"] = round(fit_seconds - model.fit_validation_seconds, 1)
