@@ -45,6 +45,12 @@ def test_ordinary_commands_print_no_library_chatter(tmp_path):
     assert "final: test/loss=" in said["train"] and "wrote 1 predictions" in said["predict"]
     assert "test/acc" in said["shrink"] and "validation" not in json.loads(
         (run / "metrics.json").read_text())["data"]["rows"]
+    refused = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"run_dir={run}",
+                              "split=validation"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=300)
+    assert refused.returncode == 2 and ("error: split=validation is not in this run's data (its 20 "
+                                        "validation rows were too few to carve: they trained, "
+                                        "budget.trust_val_rows); it has: train, test") in refused.stderr
     assert "label issues:" in said["find_label_issues"]
     assert (tmp_path / "issues" / "label_issues.csv").is_file()
     assert "GPU available" in (run / "train.log").read_text()  # the log file keeps Lightning's lines

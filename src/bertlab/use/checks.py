@@ -42,14 +42,17 @@ def check_eval(cfg: DictConfig) -> None:
         return
     from bertlab.cli.runs import recorded
 
-    rows = recorded(cfg.run_dir).get("data", {}).get("rows")
-    if rows:  # (a run that has not finished: the data module checks the split)
-        check_split(cfg.split, list(rows))
+    data = recorded(cfg.run_dir).get("data", {})
+    if data.get("rows"):  # (a run that has not finished: the data module checks the split)
+        check_split(cfg.split, list(data["rows"]), data.get("validation", {}).get("not_carved_rows", 0))
 
 
-def check_split(split: str, splits: list[str]) -> None:
+def check_split(split: str, splits: list[str], val_trained: int = 0) -> None:
+    """`val_trained`: the rows a validation split too small to carve held (they trained)."""
     if split not in splits:
-        raise ConfigError(f"split={split} is not in this run's data; it has: {', '.join(splits)}")
+        why = (f" (its {val_trained} validation rows were too few to carve: they trained, "
+               f"budget.trust_val_rows)" if split == "validation" and val_trained else "")
+        raise ConfigError(f"split={split} is not in this run's data{why}; it has: {', '.join(splits)}")
 
 
 def check_shrink(cfg: DictConfig) -> None:

@@ -48,7 +48,7 @@ def evaluate(cfg: DictConfig) -> dict:
             raise
         raise DataError(re.sub(r"\bdata\.(text_column|text_pair_column|label_column|read_kwargs)\b",
                                r"\1", str(e))) from e
-    check_split(split, list(dm.dataset))
+    check_split(split, list(dm.dataset), dm.val_trained)
     if dm.task != model.task:
         raise ConfigError(f"{ckpt} is a {model.task} checkpoint but the data is for "
                           f"{dm.task}; give a checkpoint of this run")
