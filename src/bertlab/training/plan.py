@@ -62,13 +62,14 @@ def small_data(cfg: DictConfig, dm, lr: float | None) -> dict:
             or len(dm.dataset["train"]) > (rule.get("max_rows_a_class") or 0) * len(dm.labels):
         return {}
     given = set(given_keys())
+    preset = hydra_state.choices().get("experiment")  # (an experiment's settings are chosen ones)
     out = {}
     if rule.get("batch_size") and "batch_size" not in given and cfg.batch_size == DEFAULT_BATCH \
-            and not hydra_state.choices().get("experiment"):
+            and not preset:
         out["batch_size"] = int(rule.batch_size)
     cap = rule.get("max_lr")
     if cap and lr is None and "lr" not in given and cfg.lr == recommended_lr(cfg.model) \
-            and not cfg.model.get("peft") and cfg.lr > cap:
+            and not cfg.model.get("peft") and not preset and cfg.lr > cap:
         out["lr"] = float(cap)
     return out
 
