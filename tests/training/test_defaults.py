@@ -78,6 +78,7 @@ def test_a_one_pass_budget_without_a_validation_split_trains_the_whole_pass():
     """Its steps were cut to a multiple of the validation grid (9 steps -> 8) with nothing to validate."""
     b = plan(144, 16, min_steps=1, val_rows=16, val_trains=True)
     assert (b.epochs, b.max_steps, b.keep) == (1, 9, "last") and "they train too" in b.why
+    assert "validated every" not in b.why
     assert plan(144, 16, min_steps=1, val_rows=16).max_steps == 8  # (validated: every step, 8 times)
 
 

@@ -97,8 +97,9 @@ def plan(rows: int, batch_size: int, accumulate: int = 1, processes: int = 1,
     total = min(per_epoch, max_steps)
     every = total if val_trains else max(1, total // validations)
     steps = total if val_trains else every * min(validations, total)
+    checks = "" if val_trains else f", validated every {every} steps"
     why = (f"{head}: one pass{'' if steps == per_epoch else f' cut to {steps} steps'} "
-           f"(at most {max_steps}), validated every {every} steps{kept}")
+           f"(at most {max_steps}){checks}{kept}")
     return Budget(rows, rows_per_step, per_epoch, 1, steps, every * accumulate,
                   steps // every, keep, why)
 

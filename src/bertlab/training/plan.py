@@ -58,7 +58,7 @@ def small_data(cfg: DictConfig, dm, lr: float | None) -> dict:
     run leaves it open: a batch_size or lr on the command line, an experiment's, another value
     than the default, the lr range test's or a LoRA rate wins. {} elsewhere."""
     rule = cfg.budget.get("small_data") or {}
-    if "validation" in dm.dataset or not dm.val_trained or not rule or not dm.task.stratified \
+    if not dm.val_trained or not rule or not dm.task.stratified \
             or len(dm.dataset["train"]) > (rule.get("max_rows_a_class") or 0) * len(dm.labels):
         return {}
     given = set(given_keys())
