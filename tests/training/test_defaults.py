@@ -120,7 +120,12 @@ STOP_AT_ONCE = ["callbacks.early_stopping.patience=0", "callbacks.early_stopping
 # val/loss: a min-mode monitor, as regression's auto one
 @pytest.mark.parametrize("monitor", ["auto", "val/loss"])
 def test_a_run_with_a_small_validation_split_trains_whole_and_keeps_the_last(make_cfg, tmp_path,
-                                                                              monitor):
+                                                                              monitor, monkeypatch):
+    from bertlab.training.plugins import AtomicCheckpointIO
+
+    written, save = [], AtomicCheckpointIO.save_checkpoint
+    monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", lambda self, c, path, *a, **k: (
+        written.append(Path(path).name), save(self, c, path, *a, **k)))
     m = metrics_of(make_cfg, *STOP_AT_ONCE, f"monitor={monitor}")  # 16 validation rows, under 200
     assert m["budget"]["keep"] == "last" and "16 validation rows (under 200)" in m["budget"]["why"]
     # ... are not carved: they train too (144 rows at 16 a step, 9 steps an epoch), none validates
@@ -135,8 +140,31 @@ def test_a_run_with_a_small_validation_split_trains_whole_and_keeps_the_last(mak
     best, last = (torch.load(ckpts / f, weights_only=True, mmap=True) for f in ("best.ckpt", "last.ckpt"))
     assert best["global_step"] == last["global_step"] == 36  # ... saved at the last step
     assert all(torch.equal(best["state_dict"][k], v) for k, v in last["state_dict"].items())
+    # best.ckpt is written once, at the end, not at each of the 4 epochs (and once more by the
+    # head refit, where it refits); last.ckpt once, at the end (preemption's are 10 minutes apart)
+    assert written.count("best.ckpt") == 1 + ("head_refit" in m)
+    assert written.count("last.ckpt") == 1
     assert not (tmp_path / "run" / "tensorboard").rglob("*") or not any(
         "val/" in tag for tag in tags(tmp_path / "run" / "tensorboard"))
+
+
+def test_a_run_that_keeps_the_last_and_diverges_keeps_the_epoch_before(make_cfg, tmp_path,
+                                                                      monkeypatch):
+    from bertlab.errors import Diverged
+    from bertlab.models.classifier import TextClassifier
+
+    step = TextClassifier.training_step
+
+    def diverging(self, batch, batch_idx):
+        if self.global_step == 20:  # in the third epoch (9 steps an epoch)
+            raise Diverged("the training loss became nan at step 20")
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(TextClassifier, "training_step", diverging)
+    m = metrics_of(make_cfg, *STOP_AT_ONCE)
+    assert m["budget"]["keep"] == "last" and m["status"] == "diverged"
+    best = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True, mmap=True)
+    assert best["global_step"] == 18 and m["best_epoch"] == 1 and "test/acc" in m
 
 
 def tags(folder) -> list[str]:
