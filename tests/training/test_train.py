@@ -445,3 +445,15 @@ def test_a_post_training_stage_plugs_in_from_the_config(make_cfg, tmp_path):
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["rows_seen"] == {"validation": metrics["data"]["rows"]["validation"], "best": True}
     assert run_dir == str(tmp_path / "run")
+
+
+def test_a_checkpoint_write_that_fails_leaves_the_previous_one_whole(tmp_path):
+    from bertlab.training.plugins import AtomicCheckpointIO
+
+    io, path = AtomicCheckpointIO(), tmp_path / "checkpoints" / "last.ckpt"
+    io.save_checkpoint({"state_dict": {"w": torch.ones(3)}, "global_step": 1}, path)
+    with pytest.raises(Exception):  # a lambda cannot be pickled: the write fails part way
+        io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}, "hook": lambda: 0}, path)
+    kept = torch.load(path, weights_only=True)
+    assert kept["global_step"] == 1 and torch.equal(kept["state_dict"]["w"], torch.ones(3))
+    assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temporary left

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
@@ -14,11 +15,16 @@ from bertlab.hardware import choose_precision, hardware, uses_cuda  # noqa: F401
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Write a checkpoint to a temporary name, then rename it: a crash during the write leaves
-    the previous checkpoint whole."""
+    the previous checkpoint whole. Written by torch.save straight to the file: Lightning's own
+    makes a whole copy in memory first (as large as the checkpoint) and takes a third longer
+    (0.66 against 0.50 s for a 271 MB last.ckpt, fsync included, measured)."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        if storage_options is not None:  # (Lightning's refusal of them)
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with written_whole(Path(path), fsync=True) as tmp:  # on disk before it is the checkpoint
-            super().save_checkpoint(checkpoint, tmp, storage_options)
+            torch.save(checkpoint, tmp)
 
 
 class BF16Mixed(MixedPrecision):
