@@ -172,6 +172,21 @@ def test_a_cv_sweep_is_summarized_by_its_fold_means_and_resolved_monitor(tmp_pat
     assert "sorted by val/acc (higher is better)" in (sweep / "summary.md").read_text()
 
 
+def test_a_sweep_whose_jobs_have_no_validation_score_says_it_is_not_ranked(tmp_path):
+    """Jobs on a few rows a class validate nothing (their split trained): the summary said
+    "sorted by val/acc" over a table with no val/acc."""
+    from bertlab.analysis.report import summarize
+
+    sweep = tmp_path / "sweep"
+    for i, acc in enumerate([0.6, 0.7]):
+        fake_job(sweep, i, [f"lr={i + 1}e-05"], {"status": "finished", "test/acc": acc,
+                                                  "data": {"validation": {"not_carved_rows": 2}}})
+    summarize(sweep)
+    title = (sweep / "summary.md").read_text().splitlines()[0]
+    assert title.startswith("# Sweep summary: 2 of 2 jobs finished, not ranked: no job has val/acc")
+    assert "budget.trust_val_rows=0 carves one" in title and "sorted by" not in title
+
+
 def test_joblib_runs_jobs_in_parallel_with_a_share_of_the_cores(tmp_path):
     """Two jobs at once, each with its share of the cores; a job that fails (lr=-1) does not stop
     the sweep: recorded as failed, listed at the end, and the sweep exits non-zero."""

@@ -76,7 +76,9 @@ def summarize(sweep_dir: str | Path) -> list[dict]:
     rows.sort(key=lambda r: (r.get(monitor) is None, sign * (r.get(monitor) or 0), r["job"]))
     write_csv(sweep / "summary.csv", rows)
     groups = seed_groups(rows, swept, monitor, mode) if "seed" in swept else []
-    write_md(sweep / "summary.md", rows, groups, monitor, mode, swept)
+    trained = any((j["metrics"].get("data") or {}).get("validation", {}).get("not_carved_rows")
+                  for j in jobs)  # (budget.trust_val_rows: too small a split to rank by)
+    write_md(sweep / "summary.md", rows, groups, monitor, mode, swept, trained)
     plot(sweep / "summary.png", rows, swept, monitor)
     return rows
 
@@ -97,10 +99,15 @@ def fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else ("" if v is None else str(v))
 
 
-def write_md(path: Path, rows, groups, monitor: str, mode: str, swept: list[str]) -> None:
+def write_md(path: Path, rows, groups, monitor: str, mode: str, swept: list[str],
+             trained: bool = False) -> None:
+    """`trained`: some job's validation split was too small to carve, and trained."""
     done = [r for r in rows if r["status"] == "finished"]
-    lines = [f"# Sweep summary: {len(done)} of {len(rows)} jobs finished, sorted by {monitor} "
-             f"({'lower' if mode == 'min' else 'higher'} is better)", ""]
+    order = (f"sorted by {monitor} ({'lower' if mode == 'min' else 'higher'} is better)"
+             if any(r.get(monitor) is not None for r in rows) else f"not ranked: no job has {monitor}"
+             + (" (its validation split was too small to rank by, so its rows trained: "
+                "budget.trust_val_rows; budget.trust_val_rows=0 carves one)" if trained else ""))
+    lines = [f"# Sweep summary: {len(done)} of {len(rows)} jobs finished, {order}", ""]
     if groups:
         settings = [k for k in swept if k != "seed"]
         lines += [f"## Mean ± std of {monitor} over seeds", ""]
