@@ -105,7 +105,7 @@ def write_md(path: Path, rows, groups, monitor: str, mode: str, swept: list[str]
     done = [r for r in rows if r["status"] == "finished"]
     order = (f"sorted by {monitor} ({'lower' if mode == 'min' else 'higher'} is better)"
              if any(r.get(monitor) is not None for r in rows) else f"not ranked: no job has {monitor}"
-             + (" (its validation split was too small to rank by, so its rows trained: "
+             + (" (each job's validation split was too small to rank by, so its rows trained: "
                 "budget.trust_val_rows; budget.trust_val_rows=0 carves one)" if trained else ""))
     lines = [f"# Sweep summary: {len(done)} of {len(rows)} jobs finished, {order}", ""]
     if groups:
@@ -149,6 +149,9 @@ def plot(path: Path, rows, swept: list[str], monitor: str) -> None:
         means = [statistics.fmean(points[x]) for x in xs]
         stds = [statistics.stdev(points[x]) if len(points[x]) > 1 else 0.0 for x in xs]
         ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3)
+        if not xs:  # (jobs that validated nothing: their splits were too small, and trained)
+            ax.text(0.5, 0.5, f"no job has {monitor}", ha="center", va="center",
+                    transform=ax.transAxes)
         if key == "lr" or key.endswith(".lr"):
             ax.set_xscale("log")
         ax.set(xlabel=key, ylabel=monitor, title=f"{monitor} vs {key}")
