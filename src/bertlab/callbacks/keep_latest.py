@@ -35,11 +35,14 @@ class KeepLatest(ModelCheckpoint):
         self.held = (checkpoint, filepath)
         self._last_global_step_saved, self._last_checkpoint_saved = trainer.global_step, filepath
 
-    def write(self, trainer) -> None:
+    def write(self, trainer, together: bool = True) -> None:
+        """The held checkpoint to its file (by the first process); `together`: the processes
+        wait for each other after it (not on an exception, which may have stopped only one)."""
         if self.held:
             checkpoint, filepath = self.held
             trainer.strategy.save_checkpoint(checkpoint, filepath)
-            trainer.strategy.barrier("KeepLatest.write")
+            if together:
+                trainer.strategy.barrier("KeepLatest.write")
             self.held = None
 
     def on_train_end(self, trainer, pl_module) -> None:
@@ -48,4 +51,4 @@ class KeepLatest(ModelCheckpoint):
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         super().on_exception(trainer, pl_module, exception)
-        self.write(trainer)
+        self.write(trainer, together=False)
