@@ -7,7 +7,7 @@ and SetFit 1.2 at its defaults over the same MiniLM body (`SetFitModel.from_pret
 `Trainer` with default `TrainingArguments` (but report_to="none": no tracker account asked for),
 then `predict` on the test file), each timed from
 launch to exit. Prints one line per (data set, size) and appends it with --results, and a line as
-each SetFit seed ends (at 64 tweets a class a seed takes about 40 minutes: `--no-ours --seeds 2,3`
+each SetFit seed ends (at 64 tweets a class a seed takes about 23 minutes: `--no-ours --seeds 2,3`
 runs some of them); asserts nothing. Target: ours >= SetFit's mean on every line, in less wall
 time.
 
@@ -119,7 +119,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--ours-args", default="", help="extra overrides for our command")
     ap.add_argument("--no-setfit", action="store_true")
-    ap.add_argument("--no-ours", action="store_true", help="SetFit only (seeds run in parts)")
+    ap.add_argument("--no-ours", action="store_true", help="SetFit only (its seeds run in parts)")
     ap.add_argument("--results", help="append each line to this markdown file")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
