@@ -118,8 +118,9 @@ def main() -> None:
     ap.add_argument("--sizes", default="8,16,32,64")
     ap.add_argument("--seeds", default="0,1,2,3,4")
     ap.add_argument("--ours-args", default="", help="extra overrides for our command")
-    ap.add_argument("--no-setfit", action="store_true")
-    ap.add_argument("--no-ours", action="store_true", help="SetFit only (its seeds run in parts)")
+    side = ap.add_mutually_exclusive_group()  # (both would run nothing)
+    side.add_argument("--no-setfit", action="store_true")
+    side.add_argument("--no-ours", action="store_true", help="SetFit only (its seeds run in parts)")
     ap.add_argument("--results", help="append each line to this markdown file")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
