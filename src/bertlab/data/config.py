@@ -33,6 +33,7 @@ class DataConfig:
     group_by_length: bool = True
     num_workers: int = 0
     seed: int = 0
+    run_seed: int | None = None  # one run of average_runs: its validation carve and batch order (None: seed)
     cache_dir: str | None = None
     labels: list[str] | None = None
     strict: bool = False
@@ -64,6 +65,8 @@ class DataConfig:
             test_size=self.test_size, max_samples=self.max_samples, max_length=self.max_length,
             seed=self.seed, labels=self.labels, strict=self.strict,
             drop_duplicates=self.drop_duplicates, cv=list(self.cv) if self.cv else None)
+        if self.run_seed is not None:  # (average_runs: each run carves its own validation rows)
+            c["run_seed"] = self.run_seed
         if self.trust_val_rows:  # (in the key only then: other runs keep their caches)
             c["trust_val_rows"] = self.trust_val_rows
         if self.unlabeled_file:  # (in the key, its size and time too, only when given)

@@ -48,7 +48,7 @@ class TextDataModule(L.LightningDataModule):
         self.group_by_length = c.group_by_length
         self.num_workers = c.num_workers
         self.num_proc = c.num_proc  # cleaning and tokenizing processes (not in the cache key)
-        self.seed = c.seed
+        self.seed = c.seed if c.run_seed is None else c.run_seed  # (batch order)
         self.cache_root = Path(os.path.expanduser(c.cache_dir or "~/.cache/bertlab"))
         self.tokenizer = from_pretrained(AutoTokenizer, c.tokenizer, what=c.tokenizer_key)
         check_max_length(c.max_length, self.tokenizer.model_max_length)
@@ -226,6 +226,13 @@ class TextDataModule(L.LightningDataModule):
         return self.eval_dataloader("test")
 
 
+def run_seed(cfg) -> int | None:
+    """Run i of average_runs: seed + i (its validation carve, batch order, initialisation and
+    dropout; the test carve and max_samples keep `seed`, so every run has the same test rows)."""
+    index = cfg.get("average_run")
+    return None if index is None else cfg.seed + index
+
+
 def from_config(cfg, **overrides) -> TextDataModule:
     """The data module of a composed train config; training, eval.py and shrink.py build it the
     same way. The data config takes tokenizer, max_length, batch_size and seed from the top-level
@@ -233,7 +240,7 @@ def from_config(cfg, **overrides) -> TextDataModule:
     from hydra.utils import instantiate
 
     shared = {"tokenizer": cfg.model.tokenizer, "max_length": cfg.max_length,
-              "batch_size": cfg.batch_size, "seed": cfg.seed}
+              "batch_size": cfg.batch_size, "seed": cfg.seed, "run_seed": run_seed(cfg)}
     given = {k: v for k, v in shared.items() if k not in cfg.data}
     from bertlab.training.budget import carved_val_trains  # (the budget's rule, read from cfg)
 

@@ -208,7 +208,8 @@ def carve(dd: datasets.DatasetDict, task: Task, c: dict, report: dict | None = N
                      k, c["trust_val_rows"])
             continue
         try:
-            dd["train"], dd[split] = split_off(dd["train"], k, c["seed"], stratify)
+            seed = c["seed"] if split == "test" or c.get("run_seed") is None else c["run_seed"]
+            dd["train"], dd[split] = split_off(dd["train"], k, seed, stratify)
         except ValueError as e:
             raise DataError(f"cannot carve a {k}-row {split} split out of {len(dd['train'])} "
                             f"training rows ({e}); give data.{split}_file or more data") from e

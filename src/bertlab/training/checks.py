@@ -97,6 +97,7 @@ def check_config(cfg: DictConfig) -> None:
     if fold is not None and (cv is None or isinstance(fold, bool) or not isinstance(fold, int)
                              or not 0 <= fold < cv):
         raise ConfigError(f"cv_fold={fold!r} is not valid; use 0..cv-1 together with cv=K")
+    check_average_runs(cfg)
     if cfg.mode not in ("min", "max", "auto"):
         raise ConfigError(f"mode={cfg.mode!r} is not valid; use min, max or auto")
     known = sorted({f"val/{m}" for t in TASKS.values() for m in (*t.metrics, "loss")})
@@ -111,6 +112,27 @@ def check_config(cfg: DictConfig) -> None:
     check_read_kwargs(cfg.data.get("read_kwargs"), "data.read_kwargs")
     check_data(cfg.data)
     check_given_keys_apply(cfg)
+
+
+def check_average_runs(cfg: DictConfig) -> None:
+    """average_runs is a count of runs, and not combined with what plans or fits one run alone."""
+    k, index = cfg.get("average_runs", 1), cfg.get("average_run")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"average_runs={k!r} is not valid; use a number of runs >= 1 "
+                          f"(1: one run; 2 or more: their best weights averaged)")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int)
+                              or not 0 <= index < k):
+        raise ConfigError(f"average_run={index!r} is not valid; use 0..average_runs-1 together "
+                          f"with average_runs=K")
+    if k == 1:
+        return
+    for key, value, why in (("cv", cfg.get("cv"), "cross-validation trains its own runs"),
+                            ("budget.time", cfg.budget.get("time"), "it plans one run's steps"),
+                            ("calibrate", cfg.get("calibrate"), "each run calibrates on its own "
+                             "validation rows, not the average's")):
+        if value:
+            raise ConfigError(f"average_runs={k} cannot be combined with {key}={value} ({why}); "
+                              f"use average_runs=1 or drop {key}")
 
 
 def check_time(cfg: DictConfig) -> None:

@@ -25,7 +25,7 @@ from bertlab.callbacks.preemption import Preemption
 from bertlab.callbacks.soup import CheckpointSoup
 from bertlab.models.checkpoints import checkpoint_hparams, load_network
 from bertlab.training.checks import check_config
-from bertlab.data.datamodule import TextDataModule, from_config
+from bertlab.data.datamodule import TextDataModule, from_config, run_seed
 from bertlab.errors import ConfigError, Diverged
 from bertlab.hardware import check_cuda
 from bertlab.models.classifier import TextClassifier
@@ -53,6 +53,13 @@ def train(cfg: DictConfig) -> float:
             raise ConfigError(f"cv={cfg.cv} runs cannot be resumed; start the cross-validation again")
         runs.claim_run_dir(run_dir)
         return cross_validate(cfg, train)
+    if (cfg.get("average_runs") or 1) > 1 and cfg.get("average_run") is None:
+        from bertlab.stages.average_runs import average_runs  # several runs, one model
+
+        if not cfg.get("resume"):
+            runs.claim_run_dir(run_dir)
+            runs.write_records(run_dir, cfg, None)  # (what eval.py and predict.py read)
+        return average_runs(cfg, train)
     if not cfg.get("resume"):
         runs.claim_run_dir(run_dir)
         return fit_and_report(cfg, run_dir, None, 0, started)
@@ -102,7 +109,8 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
     trainer = build_trainer(cfg, {**plan.length, **hard_stop}, step,
                             chosen["budget"]["keep"] == "last", [clock] if clock else [])
     fit_start = time.time()
-    diverged = fit(trainer, model, dm, run_dir, checkpoint)
+    diverged = fit(trainer, model, dm, run_dir, checkpoint,
+                   run_dir.parent if cfg.get("average_run") is not None else run_dir)
     fit_seconds = round(time.time() - fit_start, 1)  # training, with its per-epoch validation
     if clock:
         chosen["budget"]["time"].update(clock.record)
@@ -143,7 +151,8 @@ def set_up_process(cfg: DictConfig) -> None:
     """Seeds, threads, and logging that prints each line once."""
     quiet_library_warnings()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # no fork warnings, no oversubscription
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    own = run_seed(cfg)  # one run of average_runs: seed + its index
+    L.seed_everything(cfg.seed if own is None else own, workers=True, verbose=False)
     threads = hydra_state.fair_threads()
     if threads:
         torch.set_num_threads(threads)
@@ -204,12 +213,13 @@ def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None
                           else None, target_scale=scale)
 
 
-def fit(trainer, model, dm, run_dir: Path, checkpoint: Path | None) -> str | None:
-    """trainer.fit; returns why the loss diverged, if it did. SIGTERM or Ctrl-C end the command."""
+def fit(trainer, model, dm, run_dir: Path, checkpoint: Path | None, resume_dir: Path) -> str | None:
+    """trainer.fit; returns why the loss diverged, if it did. SIGTERM or Ctrl-C end the command
+    (`resume_dir`: what continues it; one run of average_runs is continued by the whole)."""
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=checkpoint, weights_only=True)
     except SIGTERMException:
-        exit_interrupted(run_dir, trainer)
+        exit_interrupted(run_dir, trainer, resume_dir)
     except Diverged as e:
         return str(e)
     return None
@@ -225,7 +235,7 @@ def score_best(trainer, model, dm, best: str | None) -> dict:
     return scores
 
 
-def exit_interrupted(run_dir: Path, trainer) -> NoReturn:
+def exit_interrupted(run_dir: Path, trainer, resume_dir: Path) -> NoReturn:
     """SIGTERM or Ctrl-C: metrics.json says where the run stopped and how to continue it."""
     stop = next((c for c in trainer.callbacks if isinstance(c, Preemption)), None)
     name = (stop and stop.requested) or "SIGTERM"  # without Preemption: Lightning's own stop
@@ -238,8 +248,8 @@ def exit_interrupted(run_dir: Path, trainer) -> NoReturn:
             "status": "interrupted", "signal": name, "steps": step,
             "epochs": trainer.current_epoch,
             "checkpoint": os.path.relpath(last, run_dir) if last.is_file() else None,
-            "resume": f"python train.py resume={run_dir}"})
+            "resume": f"python train.py resume={resume_dir}"})
     print(f"interrupted by {name} at step {step}; "
           f"{f'saved {last}' if last.is_file() else 'no checkpoint yet'}; continue with: "
-          f"python train.py resume={run_dir}", file=sys.stderr)
+          f"python train.py resume={resume_dir}", file=sys.stderr)
     raise SystemExit(130 if name == "SIGINT" else 143)

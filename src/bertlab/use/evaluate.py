@@ -49,6 +49,11 @@ def evaluate(cfg: DictConfig) -> dict:
         raise DataError(re.sub(r"\bdata\.(text_column|text_pair_column|label_column|read_kwargs)\b",
                                r"\1", str(e))) from e
     check_split(split, list(dm.dataset), dm.val_trained)
+    if (train_cfg.get("average_runs") or 1) > 1 and train_cfg.get("average_run") is None \
+            and split != "test" and not cfg.file:
+        raise ConfigError(f"split={split}: run_dir={cfg.run_dir} averages {train_cfg.average_runs} "
+                          f"runs, each of which trained on rows another validated on; evaluate "
+                          f"split=test or a file=, or one run's own split (run_dir=<run>/run_0)")
     if dm.task != model.task:
         raise ConfigError(f"{ckpt} is a {model.task} checkpoint but the data is for "
                           f"{dm.task}; give a checkpoint of this run")

@@ -1,0 +1,131 @@
+"""average_runs=K: K runs (seeds seed..seed+K-1, each with its own validation carve) and their
+best weights averaged into one model ("model soups" across fine-tuning runs, Wortsman et al.
+2022). Each run is a normal run folder (`<run>/run_<i>/`); `<run>/checkpoints/best.ckpt` holds
+the average, which eval.py, predict.py, serve.py and export.py take like any run's.
+
+Each run validates on rows the others train on, so the average has no unseen validation split:
+metrics.json's `val/*` are the runs' mean (what a sweep compares), and the test split, the same
+rows for every run, scores the average. Hand-written: Lightning averages weights along one
+run's trajectory (WeightAveraging/SWA), not across runs.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from omegaconf import DictConfig, open_dict
+
+from bertlab.callbacks.soup import mean
+from bertlab.cli import runs
+from bertlab.errors import ConfigError
+
+log = logging.getLogger(__name__)
+SHARED = ("data", "loss", "budget", "precision", "pooling", "lr", "parameters")
+
+
+def run_config(cfg: DictConfig, index: int) -> DictConfig:
+    """Run `index`'s config: its own folder, and resumed if it had begun."""
+    one = copy.deepcopy(cfg)
+    folder = Path(cfg.output_dir) / f"run_{index}"
+    with open_dict(one):
+        one.average_run = index
+        one.output_dir = str(folder)
+        one.resume = str(folder) if cfg.get("resume") and folder.is_dir() else None
+    return one
+
+
+def average_runs(cfg: DictConfig, train) -> float:
+    """Train cfg.average_runs runs (a finished one is kept when resumed), average their best
+    weights into checkpoints/best.ckpt and score it; returns the runs' mean monitored metric."""
+    run_dir, started = Path(cfg.output_dir), time.time()
+    records, folders = [], []
+    for i in range(cfg.average_runs):
+        one = run_config(cfg, i)
+        folder = Path(one.output_dir)
+        if runs.recorded(folder).get("status") != "finished":
+            log.info("average_runs: run %d of %d (seed %d) -> %s", i + 1, cfg.average_runs,
+                     cfg.seed + i, folder)
+            train(one)
+        else:
+            log.info("average_runs: run %d of %d finished before (%s)", i + 1, cfg.average_runs, folder)
+        record = runs.recorded(folder)
+        if record.get("status") != "finished":
+            raise ConfigError(f"run {i} of average_runs={cfg.average_runs} ended with status "
+                              f"{record.get('status')} ({folder}); nothing was averaged")
+        records.append(record)
+        folders.append(folder)
+    best = average_checkpoints(folders, run_dir / "checkpoints" / "best.ckpt")
+    for name in ("labels.json",):  # what eval.py and predict.py read beside the checkpoint
+        if (folders[0] / name).is_file():
+            (run_dir / name).write_text((folders[0] / name).read_text())
+    scores = score_average(run_config(cfg, 0), best, run_dir)
+    monitor = records[0]["monitor"]
+    shared = [k for k in records[0] if k.startswith("val/")
+              and all(isinstance(r.get(k), float) for r in records)]
+    metrics = {"status": "finished", "task": records[0]["task"], "monitor": monitor,
+               "best_checkpoint": str(best.relative_to(run_dir)),
+               "steps": sum(r["steps"] for r in records),  # (every run's, together)
+               "epochs": sum(r["epochs"] for r in records),
+               **{k: records[0][k] for k in SHARED if k in records[0]},  # (the same in each run)
+               "average_runs": {
+                   "runs": [{"folder": str(f.relative_to(run_dir)), "seed": cfg.seed + i,
+                             "best_epoch": r.get("best_epoch"),
+                             **{k: v for k, v in r.items() if k.startswith(("val/", "test/"))}}
+                            for i, (f, r) in enumerate(zip(folders, records))],
+                   "val_is": "each run's best on its own validation split, averaged: every run "
+                             "trained on rows another one validated on"},
+               **{k: statistics.fmean(r[k] for r in records) for k in shared},
+               **scores, "wall_seconds": round(time.time() - started, 1)}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    key = next((k for k in scores if not k.endswith("/loss")), next(iter(scores), ""))
+    alone = [r.get(key, math.nan) for r in records]
+    log.info("average_runs: %d runs averaged; %s (the runs alone: %s) -> %s", len(folders),
+             ", ".join(f"{k}={v:.4f}" for k, v in scores.items()),
+             " / ".join(f"{key} {a:.4f}" for a in alone), run_dir / "metrics.json")
+    value = metrics.get(monitor, math.nan)
+    return value if isinstance(value, float) and math.isfinite(value) else math.nan
+
+
+def average_checkpoints(folders: list[Path], out: Path) -> Path:
+    """The runs' best.ckpt weights, averaged uniformly, written to `out` (run 0's checkpoint
+    otherwise: its hyperparameters)."""
+    from bertlab.models.checkpoints import find_checkpoint
+
+    states = [torch.load(find_checkpoint(str(f)), map_location="cpu", weights_only=True)
+              for f in folders]
+    checkpoint = {k: v for k, v in states[0].items()
+                  if k in ("state_dict", "hyper_parameters", "pytorch-lightning_version")}
+    checkpoint["state_dict"] = mean([s["state_dict"] for s in states])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(checkpoint, out)
+    return out
+
+
+def score_average(cfg: DictConfig, best: Path, run_dir: Path) -> dict:
+    """The averaged model's test metrics (none without a test split), with the run's precision,
+    and its errors and confusion matrix beside metrics.json."""
+    from bertlab.analysis.breakdown import analyse
+    from bertlab.data.datamodule import from_config
+    from bertlab.models.checkpoints import load_model
+    from bertlab.training.plugins import trainer_plugins
+
+    dm = from_config(cfg)
+    dm.setup("test")
+    if "test" not in dm.dataset:
+        return {}
+    model = load_model(best)
+    plugins, replaced = trainer_plugins({"accelerator": "cpu", "precision": str(
+        cfg.trainer.get("precision", "32-true"))})
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, enable_progress_bar=False, plugins=plugins,
+                        **replaced)
+    scores = trainer.test(model, dataloaders=dm.eval_dataloader("test"), verbose=False)[0]
+    analyse(model, dm, "test", run_dir)
+    return scores

@@ -1,0 +1,83 @@
+"""average_runs=K: K runs with their own seeds and validation rows, their best weights averaged."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from bertlab.errors import ConfigError
+from bertlab.training.train import train
+from conftest import CONF
+
+FAST = ["data.max_samples=160", "batch_size=16"]
+
+
+def eval_cfg(run, out, *more):
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return compose("eval", overrides=[f"run_dir={run}", f"output_dir={out}", *more])
+
+
+def test_two_runs_are_trained_and_their_best_weights_averaged(make_cfg, tmp_path):
+    from bertlab.use.evaluate import evaluate
+
+    train(make_cfg(*FAST, "average_runs=2", "seed=3"))
+    run = tmp_path / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    ones = [json.loads((run / f"run_{i}" / "metrics.json").read_text()) for i in range(2)]
+    assert m["status"] == "finished" and [r["folder"] for r in m["average_runs"]["runs"]] == ["run_0", "run_1"]
+    assert [r["seed"] for r in m["average_runs"]["runs"]] == [3, 4]
+    # every run tests on the same rows, but validates on its own: together they train on all
+    rows = [r["data"]["rows"] for r in ones]
+    assert rows[0] == rows[1]
+    val = []
+    for i in range(2):
+        with initialize_config_dir(str(CONF), version_base="1.3"):
+            one = compose("train", overrides=["model=tiny", "max_epochs=1", *FAST, "average_runs=2", "seed=3",
+                                              f"average_run={i}", f"output_dir={tmp_path / 'x'}"])
+        from bertlab.data.datamodule import from_config
+
+        dm = from_config(one)
+        dm.setup("fit")
+        val.append(set(dm.eval_texts("validation")))
+    assert val[0] != val[1]
+    # best.ckpt holds the element-wise mean of the runs' best weights
+    states = [torch.load(run / f"run_{i}" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+              for i in range(2)]
+    avg = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    key = next(k for k, v in avg.items() if torch.is_floating_point(v) and v.numel() > 1
+               and not torch.equal(states[0][k], states[1][k]))
+    assert torch.allclose(avg[key], (states[0][key].double() + states[1][key].double()).div(2).to(avg[key].dtype))
+    # val/*: the runs' mean (the average has no unseen validation rows); test/*: the average's
+    assert m["val/acc"] == pytest.approx((ones[0]["val/acc"] + ones[1]["val/acc"]) / 2)
+    assert m["average_runs"]["runs"][1]["test/acc"] == ones[1]["test/acc"]
+    result = evaluate(eval_cfg(run, tmp_path / "e1"))
+    assert result["test/acc"] == pytest.approx(m["test/acc"], abs=1e-6)
+    assert (run / "errors.csv").is_file() and (run / "labels.json").is_file()
+    with pytest.raises(ConfigError, match=r"split=validation: run_dir=.* averages 2 runs, .*run_dir=<run>/run_0"):
+        evaluate(eval_cfg(run, tmp_path / "e2", "split=validation"))
+
+
+def test_a_resumed_average_keeps_its_finished_runs(make_cfg, tmp_path):
+    run = tmp_path / "run"
+    train(make_cfg(*FAST, "average_runs=2"))
+    first = (run / "run_0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns
+    (run / "run_1" / "metrics.json").unlink()  # as if run 1 had been stopped before it finished
+    (run / "metrics.json").unlink()
+    train(make_cfg(*FAST, "average_runs=2", f"resume={run}"))
+    assert (run / "run_0" / "checkpoints" / "best.ckpt").stat().st_mtime_ns == first
+    assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("average_runs=0", r"average_runs=0 is not valid; use a number of runs >= 1"),
+    ("average_runs=two", r"average_runs='two' is not valid"),
+    ("average_run=1", r"average_run=1 is not valid; use 0..average_runs-1"),
+    ("average_runs=2 cv=2", r"average_runs=2 cannot be combined with cv=2"),
+    ("average_runs=2 budget.time=5m", r"average_runs=2 cannot be combined with budget.time=5m"),
+    ("average_runs=2 calibrate=true", r"average_runs=2 cannot be combined with calibrate=True")])
+def test_bad_average_runs_values_are_refused_before_training(make_cfg, tmp_path, bad, words):
+    with pytest.raises(ConfigError, match=words):
+        train(make_cfg(*FAST, *bad.split()))
+    assert not (tmp_path / "run" / "run_0").exists()
