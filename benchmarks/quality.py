@@ -171,7 +171,8 @@ def main() -> None:
         names = "Pearson, Spearman" if d["task"] == "regression" else "accuracy, macro-F1"
         better = all(o >= t for o, t in zip(us["metrics"][:1], them["metrics"][:1]))
         line = (f"- {datetime.date.today()} {platform.machine()} quality {name} ({names} on the "
-                f"test file) | ours, no training flags ({us['epochs']} epochs, {us['steps']} steps, "
+                f"test file) | ours, {a.ours_args or 'no training flags'} ({us['epochs']} epochs, "
+                f"{us['steps']} steps, "
                 f"{us['precision']}, {us['pooling']} pooling, keeps the {us['keep']}): "
                 f"{seeds_said}{us['metrics'][0]:.4f}, "
                 f"{us['metrics'][1]:.4f} in {us['wall_s']} s | peer --hf-defaults: {peer_said}"
