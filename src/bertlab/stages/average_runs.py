@@ -5,8 +5,12 @@ the average, which eval.py, predict.py, serve.py and export.py take like any run
 
 Each run validates on rows the others train on, so the average has no unseen validation split:
 metrics.json's `val/*` are the runs' mean (what a sweep compares), and the test split, the same
-rows for every run, scores the average. Hand-written: Lightning averages weights along one
-run's trajectory (WeightAveraging/SWA), not across runs.
+rows for every run, scores the average. The average is checked on each run's validation rows
+(its training rows where it had none): partly trained on by the other runs, that score flatters
+the average, so one under the runs' own is a broken average (runs that did not start from the
+same weights, e.g. model.pretrained=false), and the best run alone is kept instead.
+Hand-written: Lightning averages weights along one run's trajectory (WeightAveraging/SWA), not
+across runs.
 """
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ import copy
 import json
 import logging
 import math
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -65,8 +70,10 @@ def average_runs(cfg: DictConfig, train) -> float:
     for name in ("labels.json",):  # what eval.py and predict.py read beside the checkpoint
         if (folders[0] / name).is_file():
             (run_dir / name).write_text((folders[0] / name).read_text())
-    scores = score_average(run_config(cfg, 0), best, run_dir)
     monitor = records[0]["monitor"]
+    trainer = scoring_trainer(cfg)
+    check = check_average(cfg, trainer, folders, records, best)
+    scores = score_test(run_config(cfg, 0), trainer, best, run_dir)
     shared = [k for k in records[0] if k.startswith("val/")
               and all(isinstance(r.get(k), float) for r in records)]
     metrics = {"status": "finished", "task": records[0]["task"], "monitor": monitor,
@@ -79,14 +86,20 @@ def average_runs(cfg: DictConfig, train) -> float:
                              "best_epoch": r.get("best_epoch"),
                              **{k: v for k, v in r.items() if k.startswith(("val/", "test/"))}}
                             for i, (f, r) in enumerate(zip(folders, records))],
-                   "val_is": "each run's best on its own validation split, averaged: every run "
-                             "trained on rows another one validated on"},
-               **{k: statistics.fmean(r[k] for r in records) for k in shared},
+                   "val_is": "each run's best on its own validation split, averaged (every run "
+                             "trained on rows another one validated on); the kept run's own "
+                             "where the average was not kept",
+                   "check": check},
+               **({k: statistics.fmean(r[k] for r in records) for k in shared}
+                  if check["kept"] == "average" else  # (the run kept: its own, unseen rows)
+                  {k: records[folders.index(run_dir / check["kept"])][k] for k in shared}),
                **scores, "wall_seconds": round(time.time() - started, 1)}
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     key = next((k for k in scores if not k.endswith("/loss")), next(iter(scores), ""))
     alone = [r.get(key, math.nan) for r in records]
-    log.info("average_runs: %d runs averaged; %s (the runs alone: %s) -> %s", len(folders),
+    log.info("average_runs: %s; %s (the runs alone: %s) -> %s",
+             f"{len(folders)} runs averaged" if check["kept"] == "average" else
+             f"the average scored under the runs alone, {check['kept']} kept",
              ", ".join(f"{k}={v:.4f}" for k, v in scores.items()),
              " / ".join(f"{key} {a:.4f}" for a in alone), run_dir / "metrics.json")
     value = metrics.get(monitor, math.nan)
@@ -108,24 +121,63 @@ def average_checkpoints(folders: list[Path], out: Path) -> Path:
     return out
 
 
-def score_average(cfg: DictConfig, best: Path, run_dir: Path) -> dict:
-    """The averaged model's test metrics (none without a test split), with the run's precision,
-    and its errors and confusion matrix beside metrics.json."""
+def scoring_trainer(cfg: DictConfig) -> L.Trainer:
+    """A Trainer that scores on the CPU with the runs' precision, as eval.py does."""
+    from bertlab.training.plugins import trainer_plugins
+
+    plugins, replaced = trainer_plugins({"accelerator": "cpu", "precision": str(
+        cfg.trainer.get("precision", "32-true"))})
+    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                     enable_model_summary=False, enable_progress_bar=False, plugins=plugins,
+                     **replaced)
+
+
+def check_average(cfg: DictConfig, trainer, folders: list[Path], records: list[dict],
+                  best: Path) -> dict:
+    """The average against each run on that run's validation rows (training rows without any):
+    kept if its mean `monitor` there is no worse than the runs' own; else the best run's
+    weights replace it in `best`. Returns metrics.json's record."""
+    from bertlab.cli.checks import resolve_monitor
+    from bertlab.data.datamodule import from_config
+    from bertlab.models.checkpoints import find_checkpoint, load_model
+    from bertlab.models.scoring import no_worse
+
+    monitor, mode = resolve_monitor(records[0]["monitor"], cfg.mode, records[0]["task"])
+    average, ones, averaged, splits = load_model(best), [], [], []
+    for i, folder in enumerate(folders):
+        dm = from_config(run_config(cfg, i))
+        dm.setup("fit")
+        split = "validation" if "validation" in dm.dataset else "train"
+        loader = dm.eval_dataloader(split)
+        for model, into in ((load_model(find_checkpoint(str(folder))), ones), (average, averaged)):
+            into.append(float(trainer.validate(model, dataloaders=loader, verbose=False)[0][monitor]))
+        splits.append(split)
+    kept = "average"
+    if not no_worse(statistics.fmean(averaged), statistics.fmean(ones), mode):
+        pick = (max if mode == "max" else min)(range(len(ones)), key=ones.__getitem__)
+        kept = folders[pick].name
+        shutil.copyfile(find_checkpoint(str(folders[pick])), best)
+        log.warning("average_runs: the averaged weights score %s %.4f on the runs' own %s rows "
+                    "against %.4f for the runs alone; %s's best weights are kept instead",
+                    monitor, statistics.fmean(averaged), "/".join(sorted(set(splits))),
+                    statistics.fmean(ones), kept)
+    return {"monitor": monitor, "splits": splits, "runs": ones, "average": averaged,
+            "kept": kept, "rule": "the average is kept if its mean on the runs' own rows (which "
+                                  "the other runs trained on) is no worse than theirs"}
+
+
+def score_test(cfg: DictConfig, trainer, best: Path, run_dir: Path) -> dict:
+    """`best`'s test metrics (none without a test split), and its errors and confusion matrix
+    beside metrics.json."""
     from bertlab.analysis.breakdown import analyse
     from bertlab.data.datamodule import from_config
     from bertlab.models.checkpoints import load_model
-    from bertlab.training.plugins import trainer_plugins
 
     dm = from_config(cfg)
     dm.setup("test")
     if "test" not in dm.dataset:
         return {}
     model = load_model(best)
-    plugins, replaced = trainer_plugins({"accelerator": "cpu", "precision": str(
-        cfg.trainer.get("precision", "32-true"))})
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, enable_progress_bar=False, plugins=plugins,
-                        **replaced)
     scores = trainer.test(model, dataloaders=dm.eval_dataloader("test"), verbose=False)[0]
     analyse(model, dm, "test", run_dir)
     return scores

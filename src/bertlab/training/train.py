@@ -92,11 +92,16 @@ def fit_and_report(cfg: DictConfig, run_dir: Path, checkpoint: Path | None, step
         distill.check_data(teacher_hp, dm)
     plan, chosen = make_plan(cfg, dm, lr, student)
     cfg = plan.applied(cfg)
+    one_start = cfg.get("average_run") is not None and checkpoint is None
+    if one_start:  # average_runs: every run starts from the same weights (what a soup averages)
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = build_model(cfg, dm, checkpoint, chosen)
     init = cfg.model.get("head_init")
     if checkpoint is None and (init == "probe" or init == "auto" and applies(model.net, dm, dm.task)):
         chosen["head_init"] = probe_head(model.net, dm, dm.task)  # LP-FT: the head fitted first
         log.info("head_init: %s", chosen["head_init"])
+    if one_start:  # ... and trains with its own seed (dropout, as its batches)
+        L.seed_everything(run_seed(cfg), workers=True, verbose=False)
     refit = refit_wanted(cfg.model.get("head_refit"), model.net, dm, dm.task)  # (refused now if it cannot)
     if teacher:
         add_teacher(model, dm, teacher, keep if checkpoint is None else None)
