@@ -53,21 +53,24 @@ def train(cfg: DictConfig) -> float:
             raise ConfigError(f"cv={cfg.cv} runs cannot be resumed; start the cross-validation again")
         runs.claim_run_dir(run_dir)
         return cross_validate(cfg, train)
-    if (cfg.get("average_runs") or 1) > 1 and cfg.get("average_run") is None:
-        from bertlab.stages.average_runs import average_runs  # several runs, one model
-
-        if not cfg.get("resume"):
-            runs.claim_run_dir(run_dir)
-            runs.write_records(run_dir, cfg, None)  # (what eval.py and predict.py read)
-        return average_runs(cfg, train)
+    several = (cfg.get("average_runs") or 1) > 1 and cfg.get("average_run") is None
     if not cfg.get("resume"):
         runs.claim_run_dir(run_dir)
-        return fit_and_report(cfg, run_dir, None, 0, started)
-    before = runs.recorded(run_dir)
+        if not several:
+            return fit_and_report(cfg, run_dir, None, 0, started)
+        runs.write_records(run_dir, cfg, None)  # (what eval.py and predict.py read)
+    before = runs.recorded(run_dir) if cfg.get("resume") else {}
     if hydra_state.in_multirun() and before.get("status") in runs.FINISHED:
         hydra_state.leave_untouched(run_dir)  # a finished job's train.log and records stay as they were
         log.info("resume: %s finished before; not run again", run_dir)
         return before.get(before.get("monitor") or cfg.monitor, math.nan)
+    if several:
+        from bertlab.stages.average_runs import average_runs  # several runs, one model
+
+        if not (run_dir / "provenance.json").exists():  # a sweep's job that never started
+            run_dir.mkdir(parents=True, exist_ok=True)
+            runs.write_records(run_dir, cfg, None)
+        return average_runs(cfg, train)
     checkpoint, step = runs.resume_point(run_dir, before.get("status"))
     run_dir.mkdir(parents=True, exist_ok=True)
     log.info("resuming %s from %s", run_dir, f"step {step}" if checkpoint else
