@@ -23,11 +23,11 @@ import statistics
 import time
 from pathlib import Path
 
-import lightning as L
 import torch
 from omegaconf import DictConfig, open_dict
 
 from bertlab.callbacks.soup import mean
+from bertlab.training.plugins import scoring_trainer
 from bertlab.cli import runs
 from bertlab.errors import ConfigError
 
@@ -71,9 +71,10 @@ def average_runs(cfg: DictConfig, train) -> float:
         if (folders[0] / name).is_file():
             (run_dir / name).write_text((folders[0] / name).read_text())
     monitor = records[0]["monitor"]
-    trainer = scoring_trainer(cfg)
-    check = check_average(cfg, trainer, folders, records, best)
-    scores = score_test(run_config(cfg, 0), trainer, best, run_dir)
+    trainer = scoring_trainer(cfg.trainer.get("precision", "32-true"), progress_bar=False)
+    data = [run_data(cfg, i) for i in range(len(folders))]  # (each run's own carve)
+    check = check_average(cfg, trainer, folders, records, best, data)
+    scores = score_test(data[0], trainer, best, run_dir)
     shared = [k for k in records[0] if k.startswith("val/")
               and all(isinstance(r.get(k), float) for r in records)]
     metrics = {"status": "finished", "task": records[0]["task"], "monitor": monitor,
@@ -121,32 +122,27 @@ def average_checkpoints(folders: list[Path], out: Path) -> Path:
     return out
 
 
-def scoring_trainer(cfg: DictConfig) -> L.Trainer:
-    """A Trainer that scores on the CPU with the runs' precision, as eval.py does."""
-    from bertlab.training.plugins import trainer_plugins
+def run_data(cfg: DictConfig, index: int):
+    """Run `index`'s data, as it was split (every split: its own validation rows, the shared test)."""
+    from bertlab.data.datamodule import from_config
 
-    plugins, replaced = trainer_plugins({"accelerator": "cpu", "precision": str(
-        cfg.trainer.get("precision", "32-true"))})
-    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                     enable_model_summary=False, enable_progress_bar=False, plugins=plugins,
-                     **replaced)
+    dm = from_config(run_config(cfg, index))
+    dm.setup("fit")
+    return dm
 
 
 def check_average(cfg: DictConfig, trainer, folders: list[Path], records: list[dict],
-                  best: Path) -> dict:
+                  best: Path, data: list) -> dict:
     """The average against each run on that run's validation rows (training rows without any):
     kept if its mean `monitor` there is no worse than the runs' own; else the best run's
     weights replace it in `best`. Returns metrics.json's record."""
     from bertlab.cli.checks import resolve_monitor
-    from bertlab.data.datamodule import from_config
     from bertlab.models.checkpoints import find_checkpoint, load_model
     from bertlab.models.scoring import no_worse
 
     monitor, mode = resolve_monitor(records[0]["monitor"], cfg.mode, records[0]["task"])
     average, ones, averaged, splits = load_model(best), [], [], []
-    for i, folder in enumerate(folders):
-        dm = from_config(run_config(cfg, i))
-        dm.setup("fit")
+    for folder, dm in zip(folders, data):
         split = "validation" if "validation" in dm.dataset else "train"
         loader = dm.eval_dataloader(split)
         for model, into in ((load_model(find_checkpoint(str(folder))), ones), (average, averaged)):
@@ -166,15 +162,12 @@ def check_average(cfg: DictConfig, trainer, folders: list[Path], records: list[d
                                   "the other runs trained on) is no worse than theirs"}
 
 
-def score_test(cfg: DictConfig, trainer, best: Path, run_dir: Path) -> dict:
-    """`best`'s test metrics (none without a test split), and its errors and confusion matrix
-    beside metrics.json."""
+def score_test(dm, trainer, best: Path, run_dir: Path) -> dict:
+    """`best`'s test metrics on `dm`'s test split (none without one), and its errors and
+    confusion matrix beside metrics.json."""
     from bertlab.analysis.breakdown import analyse
-    from bertlab.data.datamodule import from_config
     from bertlab.models.checkpoints import load_model
 
-    dm = from_config(cfg)
-    dm.setup("test")
     if "test" not in dm.dataset:
         return {}
     model = load_model(best)

@@ -94,3 +94,14 @@ class LightningInfo:
 
     def filter(self, record) -> bool:
         return not (record.name.startswith("lightning.") and record.levelno <= 20)
+
+
+def scoring_trainer(precision, progress_bar: bool = True):
+    """A Trainer that scores a checkpoint on the CPU at a run's own `precision` (recorded
+    resolved), so that its metrics come out as the run's: eval.py's, and average_runs'."""
+    import lightning as L
+
+    plugins, replaced = trainer_plugins({"accelerator": "cpu", "precision": str(precision)})
+    return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                     enable_model_summary=False, enable_progress_bar=progress_bar,
+                     plugins=plugins, **replaced)

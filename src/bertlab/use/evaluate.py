@@ -7,14 +7,13 @@ import re
 from pathlib import Path
 
 import datasets
-import lightning as L
 from omegaconf import DictConfig
 
 from bertlab.analysis.breakdown import analyse
 from bertlab.models.scoring import decide, predicted, score
 from bertlab.data.datamodule import from_config
 from bertlab.errors import ConfigError, DataError
-from bertlab.training.plugins import quiet_library_warnings, trainer_plugins
+from bertlab.training.plugins import quiet_library_warnings, scoring_trainer
 from bertlab.models.checkpoints import find_checkpoint, load_model
 from bertlab.use.checks import check_eval, check_split
 from bertlab.cli.runs import run_config
@@ -60,11 +59,7 @@ def evaluate(cfg: DictConfig) -> dict:
     if not cfg.file and dm.labels != list(model.hparams.labels):
         raise ConfigError(f"the run's data now gives labels {dm.labels}, the checkpoint has "
                           f"{list(model.hparams.labels)}; evaluate on a file instead (file=...)")
-    # the run's own precision (recorded resolved), so that its metrics come out the same
-    plugins, replaced = trainer_plugins({"accelerator": "cpu", "precision": str(
-        train_cfg.trainer.get("precision", "32-true"))})
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, plugins=plugins, **replaced)
+    trainer = scoring_trainer(train_cfg.trainer.get("precision", "32-true"))
     raw = trainer.test(model, dataloaders=dm.eval_dataloader(split), verbose=False)[0]
     stage = split if not cfg.file else "test"
     metrics = {"checkpoint": str(ckpt), "data": name, "rows": dm.documents(split),
