@@ -26,7 +26,8 @@ def test_two_runs_are_trained_and_their_best_weights_averaged(make_cfg, tmp_path
     run = tmp_path / "run"
     m = json.loads((run / "metrics.json").read_text())
     ones = [json.loads((run / f"run_{i}" / "metrics.json").read_text()) for i in range(2)]
-    assert m["status"] == "finished" and [r["folder"] for r in m["average_runs"]["runs"]] == ["run_0", "run_1"]
+    assert m["status"] == "finished"
+    assert [r["folder"] for r in m["average_runs"]["runs"]] == ["run_0", "run_1"]
     assert [r["seed"] for r in m["average_runs"]["runs"]] == [3, 4]
     # every run tests on the same rows, but validates on its own: together they train on all
     rows = [r["data"]["rows"] for r in ones]
@@ -48,7 +49,8 @@ def test_two_runs_are_trained_and_their_best_weights_averaged(make_cfg, tmp_path
     avg = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
     key = next(k for k, v in avg.items() if torch.is_floating_point(v) and v.numel() > 1
                and not torch.equal(states[0][k], states[1][k]))
-    assert torch.allclose(avg[key], (states[0][key].double() + states[1][key].double()).div(2).to(avg[key].dtype))
+    half = (states[0][key].double() + states[1][key].double()).div(2)
+    assert torch.allclose(avg[key], half.to(avg[key].dtype))
     # checked on each run's own validation rows, no worse than the runs alone there: kept
     check = m["average_runs"]["check"]
     assert check["kept"] == "average" and check["splits"] == ["validation", "validation"]
@@ -59,7 +61,8 @@ def test_two_runs_are_trained_and_their_best_weights_averaged(make_cfg, tmp_path
     result = evaluate(eval_cfg(run, tmp_path / "e1"))
     assert result["test/acc"] == pytest.approx(m["test/acc"], abs=1e-6)
     assert (run / "errors.csv").is_file() and (run / "labels.json").is_file()
-    with pytest.raises(ConfigError, match=r"split=validation: run_dir=.* averages 2 runs, .*run_dir=<run>/run_0"):
+    with pytest.raises(ConfigError,
+                       match=r"split=validation: run_dir=.* averages 2 runs, .*run_dir=<run>/run_0"):
         evaluate(eval_cfg(run, tmp_path / "e2", "split=validation"))
 
 
