@@ -103,7 +103,8 @@ def test_a_large_budget_validates_inside_the_one_epoch(make_cfg, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     m = metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=1", "budget.validations=3",
-                   "~callbacks.early_stopping", "budget.trust_val_rows=0")
+                   "~callbacks.early_stopping", "budget.trust_val_rows=0",
+                   "budget.one_pass.epochs=null")  # (the one pass's grid, not budget.one_pass's epochs)
     b = m["budget"]
     assert (b["epochs"], b["max_steps"], b["val_check_interval"], b["validations"]) == (1, 6, 2, 3)
     assert m["steps"] == 6 and m["stopped_by"] == "max_steps"
@@ -227,6 +228,48 @@ def test_small_data_trains_with_smaller_batches_at_a_lower_rate(make_cfg, tmp_pa
     assert recorded.batch_size == batch and recorded.lr == m["lr"]["value"]
 
 
+# 160 rows, 32 carved to validate: 128 at batch 32 are 4 steps an epoch, one whole pass between
+# min_steps 4 and max_steps 10 (a corpus of 19k-64k rows at the defaults)
+ONE_PASS = ["data.max_samples=160", "max_epochs=null", "budget.trust_val_rows=0", "budget.min_steps=4",
+            "budget.max_steps=10"]
+
+
+@pytest.mark.parametrize("overrides, rule", [
+    ([], {"epochs": 2, "batch_size": 16, "lr": 5e-5}),  # all open: two epochs of 16 at a capped rate
+    (["lr=5e-4"], {"epochs": 2, "batch_size": 16}),     # the user's lr wins
+    (["batch_size=24"], {"epochs": 2, "lr": 5e-5}),     # ... and their batch (6 steps: one pass too)
+    (["budget.one_pass.max_lr=null", "budget.one_pass.batch_size=null"], {"epochs": 2}),
+    (["budget.one_pass.epochs=null"], None),            # off
+    (["budget.max_steps=3"], None),                     # one pass cut to 3 steps: a larger corpus
+    (["budget.min_steps=5"], None),                     # 4 steps an epoch: two epochs already
+    (["trainer.max_steps=5"], None),                    # a length the user set
+    (["budget.time=10m"], None),                        # ... or a time
+    (["model.peft=lora"], None),                        # LoRA keeps its own recipe
+    (["data=valence"], None),                           # regression: not measured, one pass
+])
+def test_a_corpus_of_one_pass_trains_two_epochs_of_smaller_steps(make_cfg, tmp_path, overrides, rule):
+    cfg = make_cfg(*ONE_PASS, *overrides)
+    train(cfg)
+    m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert m.get("one_pass") == rule
+    batch = (rule or {}).get("batch_size") or cfg.batch_size
+    assert m["budget"].get("batch_size", batch) == batch  # (a length the user set: not planned)
+    assert m["lr"]["value"] == (rule or {}).get("lr", cfg.lr)
+    if rule:
+        assert m["budget"]["max_epochs"] == 2 and m["steps"] == 2 * math.ceil(128 / batch)
+        assert m["budget"]["validations"] == 2 and "budget.one_pass" in m["budget"]["why"]
+    from omegaconf import OmegaConf
+
+    recorded = OmegaConf.load(tmp_path / "run" / ".hydra" / "config.yaml")  # what a resume reads
+    assert recorded.batch_size == batch and recorded.lr == m["lr"]["value"]
+
+
+def test_one_pass_passes_are_whole_epochs_validated_at_each_end():
+    b = plan(33342, 16, passes=2)  # the tweets at budget.one_pass's batch: no step cap
+    assert (b.epochs, b.max_steps, b.val_check_interval, b.validations) == (2, -1, 1.0, 2)
+    assert b.steps_per_epoch == 2084 and "budget.one_pass" in b.why
+
+
 def test_a_resumed_run_still_keeps_the_last(make_cfg, tmp_path):
     import time
 
@@ -287,7 +330,7 @@ def test_a_one_pass_budget_validates_inside_a_limited_epoch(make_cfg, tmp_path):
     """The budget's interval (4 batches) was longer than a 3-batch epoch: Lightning's traceback."""
     m = metrics_of(make_cfg, "max_epochs=null", "budget.min_steps=1", "budget.validations=2",
                    "trainer.limit_train_batches=3", "~callbacks.early_stopping",
-                   "budget.trust_val_rows=0")
+                   "budget.trust_val_rows=0", "budget.one_pass.epochs=null")  # (one pass, as planned)
     assert m["budget"]["val_check_interval"] <= 3 and m["steps"] <= 3
     assert m["best_epoch"] is not None and (tmp_path / "run" / "checkpoints" / "best.ckpt").is_file()
 

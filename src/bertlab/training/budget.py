@@ -71,10 +71,11 @@ class Budget:
 def plan(rows: int, batch_size: int, accumulate: int = 1, processes: int = 1,
          min_steps: int = 600, max_epochs: int = 10, max_steps: int = 2000,
          validations: int = 8, val_rows: int | None = None, trust_val_rows: int = 200,
-         val_trains: bool = False) -> Budget:
+         val_trains: bool = False, passes: int | None = None) -> Budget:
     """The budget for `rows` training rows and `val_rows` validation rows (None: enough;
-    `val_trains`: a split of that size was not carved, its rows are in `rows`); a pure function
-    of its arguments."""
+    `val_trains`: a split of that size was not carved, its rows are in `rows`; `passes`: that many
+    whole epochs instead, budget.one_pass's, decided by the caller); a pure function of its
+    arguments."""
     if rows < 1:
         raise ValueError(f"rows={rows}: nothing to train on")
     keep, kept = "best", ""
@@ -87,6 +88,9 @@ def plan(rows: int, batch_size: int, accumulate: int = 1, processes: int = 1,
     epochs = min(max_epochs, max(1, math.ceil(min_steps / per_epoch)))
     rows_per_step = batch_size * accumulate * processes
     head = f"{rows} rows at {rows_per_step} a step are {per_epoch} steps an epoch"
+    if passes:  # budget.one_pass: whole epochs, validated at each end, none cut
+        why = f"{head}: {passes} epochs for {passes * per_epoch} steps (budget.one_pass){kept}"
+        return Budget(rows, rows_per_step, per_epoch, passes, -1, 1.0, passes, keep, why)
     if epochs > 1:  # small data: several epochs, validated at each end
         capped = epochs == max_epochs and epochs * per_epoch < min_steps
         why = (f"{head}: {epochs} epochs for {epochs * per_epoch} steps "

@@ -99,7 +99,7 @@ def run_record(cfg: DictConfig, dm, model, trainer, ended: dict, choices: dict) 
             "budget": choices["budget"], "precision": choices["precision"],
             "pooling": choices["pooling"],
             **({"head_init": choices["head_init"]} if "head_init" in choices else {}),
-            **({"small_data": choices["small_data"]} if "small_data" in choices else {}),
+            **{k: choices[k] for k in ("small_data", "one_pass") if k in choices},
             "lr": {"value": cfg.lr, "model_recommends": recommended_lr(cfg.model)}}
 
 

@@ -30,23 +30,25 @@ def epoch_rows(rows: int, limit, batch_size: int, processes: int) -> int:
     return max(1, math.floor(rows * limit))
 
 
-def training_length(cfg: DictConfig, rows: int, val_rows: int | None, val_trains: bool = False
-                    ) -> tuple[dict, dict]:
+def training_length(cfg: DictConfig, rows: int, val_rows: int | None, val_trains: bool = False,
+                    passes: int | None = None) -> tuple[dict, dict]:
     """Trainer arguments for how long to train and how often to validate, and their record for
     metrics.json (`given`: what cfg.trainer set; `chosen`: what the budget added). The budget
     rule (bertlab.training.budget) runs over the rows an epoch really reads (limit_train_batches); a
     length the user set (max_epochs, max_steps) is trained as set, and an explicit max_steps
     shorter than an epoch is still validated budget.validations times, the best kept;
-    `val_trains`: there is no validation split (its `val_rows` rows train), so none is run."""
+    `val_trains`: there is no validation split (its `val_rows` rows train), so none is run;
+    `passes`: budget.one_pass's epochs (training/plan.py: one_pass)."""
     t = cfg.trainer
     given = given_length(t)
     devices = t.get("devices", 1)
     processes = devices if isinstance(devices, int) and devices > 0 else 1
     accumulate = int(t.get("accumulate_grad_batches") or 1)
     rules = {k: v for k, v in OmegaConf.to_container(cfg.budget).items()
-             if k not in ("time", "small_data")}
+             if k not in ("time", "small_data", "one_pass")}
     b = plan(epoch_rows(rows, given.get("limit_train_batches"), cfg.batch_size, processes),
-             cfg.batch_size, accumulate, processes, val_rows=val_rows, val_trains=val_trains, **rules)
+             cfg.batch_size, accumulate, processes, val_rows=val_rows, val_trains=val_trains,
+             passes=passes, **rules)
     args = {"max_epochs": b.epochs, "max_steps": b.max_steps, "val_check_interval": b.val_check_interval}
     record = {**b.as_dict(), "rows": rows}
     if cfg.budget.get("time") is not None:  # the data's budget in steps, at most; the time plans them
@@ -77,12 +79,12 @@ def training_length(cfg: DictConfig, rows: int, val_rows: int | None, val_trains
     return args, record
 
 
-def decide(cfg: DictConfig, rows: int, val_rows: int | None, lr: float, val_trains: bool = False
-           ) -> tuple[dict, dict]:
+def decide(cfg: DictConfig, rows: int, val_rows: int | None, lr: float, val_trains: bool = False,
+           passes: int | None = None) -> tuple[dict, dict]:
     """(Trainer arguments for how long, the record of what was chosen and why): the budget for
     `rows` training and `val_rows` validation rows (`val_trains`: rows that train instead) and
-    the precision; both logged, with `lr`."""
-    length, budget = training_length(cfg, rows, val_rows, val_trains)
+    the precision; both logged, with `lr` (`passes`: budget.one_pass's epochs)."""
+    length, budget = training_length(cfg, rows, val_rows, val_trains, passes)
     log.info("budget: %s (given: %s; chosen: %s)", budget["why"], ", ".join(
         f"trainer.{k}={v}" for k, v in budget["given"].items()) or "nothing", ", ".join(
         f"{k}={v}" for k, v in budget["chosen"].items()) or "nothing")
