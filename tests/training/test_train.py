@@ -278,8 +278,8 @@ def test_debug_fast_and_trainer_cpu_presets(make_cfg, tmp_path):
 
 def test_experiment_preset_composes(make_cfg):
     cfg = make_cfg("experiment=tweets_minilm")
-    assert cfg.lr == 1e-4 and cfg.batch_size == 32  # (model=tiny from the command line wins)
-    assert cfg.data.label_column == "sentiment" and cfg.max_epochs == 1
+    assert cfg.lr == 5e-5 and cfg.batch_size == 16  # (model=tiny from the command line wins)
+    assert cfg.data.label_column == "sentiment" and cfg.max_epochs == 1  # (... and max_epochs=1)
 
 
 @pytest.mark.parametrize("model", ["bert_base", "distilbert", "roberta_base",
