@@ -115,11 +115,11 @@ def make_plan(cfg: DictConfig, dm, lr: float | None = None, student: dict | None
     if not rule:
         name, rule = "one_pass", one_pass(cfg, dm, lr, rows, val_rows)
     if rule:
-        why = (f"the {dm.val_trained} validation rows were too few to carve" if name == "small_data"
-               else "validated at each epoch's end, the better epoch kept")
+        why, keys = ((f"the {dm.val_trained} validation rows were too few to carve", "batch_size or lr")
+                     if name == "small_data" else
+                     ("validated at each epoch's end, the better epoch kept", "max_epochs, batch_size or lr"))
         log.info("budget.%s: %s (%s; set %s to choose them)", name, ", ".join(
-            f"{k}={v:g}" for k, v in rule.items()), why,
-            "batch_size or lr" if name == "small_data" else "max_epochs, batch_size or lr")
+            f"{k}={v:g}" for k, v in rule.items()), why, keys)
         dm.batch_size = rule.get("batch_size", dm.batch_size)  # (the data module is built)
         cfg = copy.deepcopy(cfg)
         with open_dict(cfg):
