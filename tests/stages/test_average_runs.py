@@ -97,6 +97,36 @@ def test_a_resumed_average_keeps_its_finished_runs(make_cfg, tmp_path):
     assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.parametrize("stage", ["average_runs=2", "cv=2"])
+def test_a_stage_of_several_runs_trains_each_under_ddp_and_the_first_process_scores(stage, tmp_path):
+    """trainer=ddp_cpu (two processes) with average_runs or cv: both processes train every run,
+    only the first records, averages (or ensembles) and scores, without waiting on the other."""
+    from helpers import cli
+
+    r = cli(["debug=fast", "trainer=ddp_cpu", stage, "hydra.run.dir=run"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = tmp_path / "run"
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["status"] == "finished"
+    if stage == "cv=2":
+        assert len(m["folds"]) == 2 and (run / "cv.md").is_file()
+        assert isinstance(m["mean"]["test/acc"], float) and isinstance(m["ensemble_test/acc"], float)
+        return
+    assert isinstance(m["test/acc"], float)
+    ones = [json.loads((run / f"run_{i}" / "metrics.json").read_text()) for i in range(2)]
+    assert [o["status"] for o in ones] == ["finished", "finished"]
+    assert [o["test/acc"] for o in ones] == [x["test/acc"] for x in m["average_runs"]["runs"]]
+    states = [torch.load(run / f"run_{i}" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+              for i in range(2)]
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    kept = m["average_runs"]["check"]["kept"]
+    key = next(k for k, v in best.items() if torch.is_floating_point(v) and v.numel() > 1
+               and not torch.equal(states[0][k], states[1][k]))
+    want = (states[0][key].double() + states[1][key].double()).div(2).to(best[key].dtype) \
+        if kept == "average" else states[int(kept[-1])][key]
+    assert torch.allclose(best[key], want)
+
+
 @pytest.mark.parametrize("bad, words", [
     ("average_runs=0", r"average_runs=0 is not valid; use a number of runs >= 1"),
     ("average_runs=two", r"average_runs='two' is not valid"),

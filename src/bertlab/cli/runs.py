@@ -71,6 +71,19 @@ def first_process() -> bool:
     return all(env.get(key, "0") == "0" for key in ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "RANK"))
 
 
+def continue_alone() -> bool:
+    """After the runs of a stage that trains several (cv, average_runs) under DDP: False in the
+    other processes, which are done; True in the first, which leaves the process group so that
+    what it then scores alone (torchmetrics, Lightning) waits for no one."""
+    if not first_process():
+        return False
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    return True
+
+
 def claim_run_dir(run_dir: Path) -> None:
     """Make the folder this run's alone: refused if it holds a run or another command claimed it
     (the entry point usually claimed it already, before Hydra wrote its records)."""

@@ -60,12 +60,16 @@ def average_runs(cfg: DictConfig, train) -> float:
             train(one)
         else:
             log.info("average_runs: run %d of %d finished before (%s)", i + 1, cfg.average_runs, folder)
+        if not runs.first_process():
+            continue  # DDP: this process helped train; the first one records, averages and scores
         record = runs.recorded(folder)
         if record.get("status") != "finished":
             raise ConfigError(f"run {i} of average_runs={cfg.average_runs} ended with status "
                               f"{record.get('status')} ({folder}); nothing was averaged")
         records.append(record)
         folders.append(folder)
+    if not runs.continue_alone():
+        return math.nan
     best = average_checkpoints(folders, run_dir / "checkpoints" / "best.ckpt")
     for name in ("labels.json",):  # what eval.py and predict.py read beside the checkpoint
         if (folders[0] / name).is_file():

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, open_dict
 
+from bertlab.cli import runs
 from bertlab.models.scoring import collect, score
 from bertlab.files import markdown_table
 from bertlab.models.checkpoints import find_checkpoint, load_model
@@ -72,11 +73,15 @@ def cross_validate(cfg: DictConfig, train) -> float:
     for i in range(cfg.cv):
         fold = fold_config(cfg, i)
         train(fold)
+        if not runs.first_process():
+            continue  # DDP: this process helped train; the first one reads, ensembles and records
         record = json.loads((Path(fold.output_dir) / "metrics.json").read_text())
         if record.get("status") != "finished":
             raise RuntimeError(f"fold {i} ended with status {record.get('status')}")
         folds.append(record)
         dirs.append(Path(fold.output_dir))
+    if not runs.continue_alone():
+        return math.nan
     monitor = folds[0]["monitor"]
     spread = summary(folds)
     dm = from_config(fold_config(cfg, 0))

@@ -176,7 +176,7 @@ def build_data(cfg: DictConfig, run_dir: Path, student: dict | None = None) -> T
     if cfg.get("cv_fold") is not None:
         log.info("cv: fold %d of %d -> %s", cfg.cv_fold + 1, cfg.cv, run_dir)
     log.info("task %s, %s", dm.task, ", ".join(f"{s}: {dm.documents(s)} rows" for s in dm.dataset))
-    if dm.task.has_classes:
+    if dm.task.has_classes and runs.first_process():  # (DDP: its folder may not exist yet here)
         (run_dir / "labels.json").write_text(json.dumps(dict(enumerate(dm.labels)), indent=1))
     return dm
 
