@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -97,17 +99,27 @@ def test_a_resumed_average_keeps_its_finished_runs(make_cfg, tmp_path):
     assert json.loads((run / "metrics.json").read_text())["status"] == "finished"
 
 
-@pytest.mark.parametrize("stage", ["average_runs=2", "cv=2"])
+@pytest.mark.parametrize("stage", ["average_runs=2", "cv=2", "find_label_issues.py"])
 def test_a_stage_of_several_runs_trains_each_under_ddp_and_the_first_process_scores(stage, tmp_path):
-    """trainer=ddp_cpu (two processes) with average_runs or cv: both processes train every run,
-    only the first records, averages (or ensembles) and scores, without waiting on the other."""
-    from helpers import cli
+    """trainer=ddp_cpu (two processes) with average_runs, cv or find_label_issues.py's folds: both
+    processes train every run, only the first records, averages (ensembles, finds) and scores,
+    without waiting on the other."""
+    from helpers import ROOT, cli
 
-    r = cli(["debug=fast", "trainer=ddp_cpu", stage, "hydra.run.dir=run"], tmp_path)
+    if stage == "find_label_issues.py":
+        r = subprocess.run([sys.executable, str(ROOT / stage), "model=tiny", "trainer=ddp_cpu",
+                            "data.max_samples=120", "folds=2", "max_epochs=1", "output_dir=run"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    else:
+        r = cli(["debug=fast", "trainer=ddp_cpu", stage, "hydra.run.dir=run"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     run = tmp_path / "run"
     m = json.loads((run / "metrics.json").read_text())
     assert m["status"] == "finished"
+    if stage == "find_label_issues.py":
+        assert m["rows"] == 120 and (run / "label_issues.csv").is_file()
+        assert json.loads((run / "cv" / "metrics.json").read_text())["status"] == "finished"
+        return
     if stage == "cv=2":
         assert len(m["folds"]) == 2 and (run / "cv.md").is_file()
         assert isinstance(m["mean"]["test/acc"], float) and isinstance(m["ensemble_test/acc"], float)

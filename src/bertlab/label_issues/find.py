@@ -207,6 +207,8 @@ def find_label_issues(cfg: DictConfig) -> None:
         if cv_run is None:
             check_rows(fold_data(wide), cfg.folds)
             cv_run = train_folds(wide, out / "cv")
+            if not runs.continue_alone():
+                return  # DDP: this process helped train the folds; the first one finds the issues
         table, dm = finetune_probs(cv_run)
         if not dm.task.has_classes:
             raise ConfigError(f"cv_run={cv_run} is a regression run; label issues need classes")
