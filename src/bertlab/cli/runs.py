@@ -73,9 +73,9 @@ def first_process() -> bool:
 
 def continue_alone() -> bool:
     """After the runs of a stage that trains several (cv, average_runs, find_label_issues.py's
-    folds) under DDP: False in the
-    other processes, which are done; True in the first, which leaves the process group so that
-    what it then scores alone (torchmetrics, Lightning) waits for no one."""
+    folds) under DDP: False in the other processes, which are done; True in the first, which
+    leaves the process group so that what it then scores alone (torchmetrics, Lightning) waits
+    for no one."""
     if not first_process():
         return False
     import torch.distributed as dist
