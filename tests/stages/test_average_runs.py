@@ -21,6 +21,19 @@ def eval_cfg(run, out, *more):
         return compose("eval", overrides=[f"run_dir={run}", f"output_dir={out}", *more])
 
 
+def assert_best_holds(run, kept: str) -> None:
+    """<run>/checkpoints/best.ckpt holds the mean of the two runs' best weights (kept "average"),
+    or the kept run's own ("run_<i>"), on a weight where the runs differ."""
+    states = [torch.load(run / f"run_{i}" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+              for i in range(2)]
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
+    key = next(k for k, v in best.items() if torch.is_floating_point(v) and v.numel() > 1
+               and not torch.equal(states[0][k], states[1][k]))
+    want = (states[0][key].double() + states[1][key].double()).div(2).to(best[key].dtype) \
+        if kept == "average" else states[int(kept.removeprefix("run_"))][key]
+    assert torch.allclose(best[key], want)
+
+
 def test_two_runs_are_trained_and_their_best_weights_averaged(make_cfg, tmp_path):
     from bertlab.use.evaluate import evaluate
 
@@ -45,14 +58,7 @@ def test_two_runs_are_trained_and_their_best_weights_averaged(make_cfg, tmp_path
         dm.setup("fit")
         val.append(set(dm.eval_texts("validation")))
     assert val[0] != val[1]
-    # best.ckpt holds the element-wise mean of the runs' best weights
-    states = [torch.load(run / f"run_{i}" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
-              for i in range(2)]
-    avg = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
-    key = next(k for k, v in avg.items() if torch.is_floating_point(v) and v.numel() > 1
-               and not torch.equal(states[0][k], states[1][k]))
-    half = (states[0][key].double() + states[1][key].double()).div(2)
-    assert torch.allclose(avg[key], half.to(avg[key].dtype))
+    assert_best_holds(run, "average")  # the element-wise mean of the runs' best weights
     # checked on each run's own validation rows, no worse than the runs alone there: kept
     check = m["average_runs"]["check"]
     assert check["kept"] == "average" and check["splits"] == ["validation", "validation"]
@@ -128,15 +134,7 @@ def test_a_stage_of_several_runs_trains_each_under_ddp_and_the_first_process_sco
     ones = [json.loads((run / f"run_{i}" / "metrics.json").read_text()) for i in range(2)]
     assert [o["status"] for o in ones] == ["finished", "finished"]
     assert [o["test/acc"] for o in ones] == [x["test/acc"] for x in m["average_runs"]["runs"]]
-    states = [torch.load(run / f"run_{i}" / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
-              for i in range(2)]
-    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)["state_dict"]
-    kept = m["average_runs"]["check"]["kept"]
-    key = next(k for k, v in best.items() if torch.is_floating_point(v) and v.numel() > 1
-               and not torch.equal(states[0][k], states[1][k]))
-    want = (states[0][key].double() + states[1][key].double()).div(2).to(best[key].dtype) \
-        if kept == "average" else states[int(kept[-1])][key]
-    assert torch.allclose(best[key], want)
+    assert_best_holds(run, m["average_runs"]["check"]["kept"])
 
 
 @pytest.mark.parametrize("bad, words", [
