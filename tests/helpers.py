@@ -45,9 +45,29 @@ def trained(tmp_path_factory, *overrides):
     return run_dir
 
 
-def tool(script, *args, stdin=None):
+def tool(script, *args, stdin=None, env=None):
     return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True,
-                          text=True, input=stdin, timeout=300)
+                          text=True, input=stdin, timeout=300, env={**os.environ, **(env or {})})
+
+
+# printed by ordinary commands before, each asking nothing of a user (the console says only what
+# asks something of the user; the run's log file keeps the rest)
+NOISE = ("litlogger", "GPU available", "TPU available", "smaller than the logging interval",
+         "Restoring states from the checkpoint", "Generating train split", "Map:", "INFO: ",
+         "TypedStorage is deprecated", "quantized tensor creation", "Writing model shards",
+         "Loading weights", "FutureWarning", "Creating initial MLflow", "leaked semaphore")
+
+
+def cold_caches(folder) -> dict:
+    """A command's environment with empty caches (a warm one hides the bars of first reads)."""
+    return {"HF_DATASETS_CACHE": str(folder / "cache_hf"), "BERTLAB_CACHE": str(folder / "cache")}
+
+
+def assert_quiet(r: subprocess.CompletedProcess) -> None:
+    """A command that worked and printed none of NOISE."""
+    assert r.returncode == 0, r.stderr[-2000:]
+    said = r.stdout + r.stderr
+    assert not [n for n in NOISE if n in said], said[-3000:]
 
 
 def evaluate(run_dir, *overrides, out):

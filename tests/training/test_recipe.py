@@ -279,26 +279,22 @@ def test_pruning_needs_a_dense_epoch(make_cfg):
 
 
 def test_shrink_writes_a_smaller_model_that_loads_and_predicts(make_cfg, tmp_path):
-    import subprocess
-    import sys
-
-    from conftest import ROOT
+    from helpers import assert_quiet, cold_caches, tool
 
     run(make_cfg, tmp_path)
-    r = subprocess.run([sys.executable, str(ROOT / "shrink.py"), f"run_dir={tmp_path / 'run'}",
-                        "int8=true", "drop_layers=1"], capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    quiet = cold_caches(tmp_path)  # (no library chatter: test_console.py)
+    r = tool("shrink.py", f"run_dir={tmp_path / 'run'}", "int8=true", "drop_layers=1", env=quiet)
+    assert_quiet(r)
     (out,) = (tmp_path / "run" / "shrink").iterdir()
     rows = json.loads((out / "shrink.json").read_text())
     assert rows["after"]["size_mb"] < rows["before"]["size_mb"]
     assert rows["after"]["parameters"] < rows["before"]["parameters"]
     assert "| before |" in r.stdout and "| after |" in r.stdout
     (tmp_path / "in.txt").write_text("great\nawful\n")
-    r = subprocess.run([sys.executable, str(ROOT / "predict.py"),
-                        f"ckpt_path={out / 'model.ckpt'}", f"input={tmp_path / 'in.txt'}",
-                        f"output={tmp_path / 'p.jsonl'}"], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = tool("predict.py", f"ckpt_path={out / 'model.ckpt'}", f"input={tmp_path / 'in.txt'}",
+             f"output={tmp_path / 'p.jsonl'}", env=quiet)
+    assert_quiet(r)
+    assert "wrote 2 predictions" in r.stdout + r.stderr
     assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
     from bertlab.models.checkpoints import load_model
 

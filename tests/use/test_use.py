@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 
 from bertlab.errors import BertlabError
 from conftest import CONF, sentences
-from helpers import evaluate, predictions, tool, trained
+from helpers import assert_quiet, cold_caches, evaluate, predictions, tool, trained
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,9 @@ def test_eval_on_a_semicolon_file_names_its_own_read_kwargs(run_dir, tmp_path):
     assert metrics["rows"] == 2
 
 
-def test_eval_cli_writes_inside_the_run(run_dir):
-    r = tool("eval.py", f"run_dir={run_dir}")
-    assert r.returncode == 0, r.stderr[-2000:]
+def test_eval_cli_writes_inside_the_run(run_dir, tmp_path):
+    r = tool("eval.py", f"run_dir={run_dir}", env=cold_caches(tmp_path))
+    assert_quiet(r)  # (no library chatter: test_console.py)
     (out,) = list((run_dir / "eval").glob("*/metrics.json"))
     assert "test/acc" in json.loads(out.read_text())
 
@@ -335,8 +335,8 @@ def test_export_loads_in_a_pipeline_with_the_same_predictions(run_dir, tmp_path)
     from transformers import pipeline
 
     out = tmp_path / "hf_model"
-    r = tool("export.py", f"run_dir={run_dir}", f"out={out}")
-    assert r.returncode == 0, r.stderr[-2000:]
+    r = tool("export.py", f"run_dir={run_dir}", f"out={out}", env=cold_caches(tmp_path))
+    assert_quiet(r)  # (no library chatter: test_console.py)
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
     config = json.loads((out / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
