@@ -103,14 +103,14 @@ def test_pairs_multilabel_and_windows_are_scored_one_row_per_document(tmp_path, 
     path = files("tags.jsonl", 90, label=tags, second=["and then some more"] * 90)
     method = [f"method={method}", "max_epochs=1"]
     out = find(tmp_path, "data=files", f"data.train_file={path}", "data.text_pair_column=second",
-               *method, "folds=3", out="pairs")
+               *method, "folds=2", out="pairs")
     record = json.loads((out / "metrics.json").read_text())
     assert record["rows"] == 90
     for r in listed(out):
         assert r["text_pair"] == "and then some more" and set(r["given"].split(";")) <= {"a", "b"}
     long = files("long.csv", 60, text=[" ".join(["word"] * 40) + f" {t}" for t, _ in sentences(60)])
     out = find(tmp_path, "data=files", f"data.train_file={long}", "data.long_text=windows",
-               "max_length=16", *method, "folds=3", out="windows")
+               "max_length=16", *method, "folds=2", out="windows")
     assert json.loads((out / "metrics.json").read_text())["rows"] == 60  # documents, not windows
 
 
