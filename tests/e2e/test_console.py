@@ -4,10 +4,7 @@ run already: tests/use/test_use.py and tests/training/test_recipe.py (helpers.as
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from conftest import ROOT
 from helpers import assert_quiet, cold_caches, compose_tool, tool
 
 
@@ -29,9 +26,7 @@ def test_ordinary_commands_print_no_library_chatter(tmp_path, monkeypatch, capsy
 
     shrink(compose_tool("shrink", f"run_dir={run}", f"output_dir={tmp_path / 'small'}"))
     assert "test/acc" in capsys.readouterr().out
-    refused = subprocess.run([sys.executable, str(ROOT / "eval.py"), f"run_dir={run}",
-                              "split=validation"], cwd=tmp_path, capture_output=True, text=True,
-                             timeout=300)
+    refused = tool("eval.py", f"run_dir={run}", "split=validation")
     assert refused.returncode == 2 and ("error: split=validation is not in this run's data (its 20 "
                                         "validation rows were too few to carve: they trained, "
                                         "budget.trust_val_rows); it has: train, test") in refused.stderr

@@ -358,13 +358,13 @@ def test_a_run_that_never_finished_is_said_when_its_checkpoint_is_used(place, tm
 
     root, _ = place
     (tmp_path / "in.txt").write_text("fine\n")
-    for run, out in (("crashed", "p"), ("finished", "q")):
+
+    def said(run: str) -> str:
         capsys.readouterr()
         predict(compose_tool("predict", f"run_dir={root}/{run}", f"input={tmp_path / 'in.txt'}",
-                             f"output={tmp_path / out}.jsonl"))
-        said = capsys.readouterr().err
-        assert len((tmp_path / f"{out}.jsonl").read_text().splitlines()) == 1
-        if run == "crashed":
-            assert f"note: {root}/crashed did not finish training (status: none, it was stopped)" in said
-        else:
-            assert "did not finish" not in said
+                             f"output={tmp_path / run}.jsonl"))
+        assert len((tmp_path / f"{run}.jsonl").read_text().splitlines()) == 1
+        return capsys.readouterr().err
+
+    assert f"note: {root}/crashed did not finish training (status: none, it was stopped)" in said("crashed")
+    assert "did not finish" not in said("finished")
