@@ -147,6 +147,7 @@ def write_csv(path, label_names=("negative", "positive")):
     ("layers", r"distill.layers=2 is not valid; the teacher has 2 layers, so use 1..1"),
     ("column", r"data.unlabeled_file=.*u.csv has no column 'text'"),
     ("no teacher", r"data.unlabeled_file is learnt from a teacher's predictions"),
+    ("rdrop", r"regularization.rdrop=0.5 regularizes training on labels, and distill.teacher trains "),
 ])
 def test_distillation_mistakes_are_one_line(teacher, make_cfg, tmp_path, case, words):
     run, data = teacher
@@ -169,6 +170,8 @@ def test_distillation_mistakes_are_one_line(teacher, make_cfg, tmp_path, case, w
         (tmp_path / "u.txt").write_text("some text\n")
         args = [a for a in args if not a.startswith("distill.")]
         args.append(f"data.unlabeled_file={tmp_path / 'u.txt'}")
+    elif case == "rdrop":
+        args.append("regularization.rdrop=0.5")
     with pytest.raises(Exception) as raised:
         train(make_cfg(*args))
     err = user_error(raised.value)

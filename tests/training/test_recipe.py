@@ -146,6 +146,98 @@ def test_l1_is_added_to_the_training_loss(make_cfg):
     assert losses[1] - losses[0] == pytest.approx(1e-3 * float(weights), rel=1e-4)
 
 
+def test_rdrop_gap_is_each_task_s_symmetric_divergence():
+    """regularization.rdrop's term: the symmetric KL of the class distributions (of each label's
+    Bernoulli, multi-label), the mean squared difference for regression; 0 for equal outputs."""
+    from torch.distributions import Bernoulli, Categorical, kl_divergence
+
+    from bertlab.models.losses import consistency_loss
+    from bertlab.task import task_of
+
+    torch.manual_seed(0)
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    kl = lambda p, q: kl_divergence(p, q).mean()  # noqa: E731
+    cls, multi, reg = (task_of(t) for t in ("classification", "multilabel", "regression"))
+    p, q = Categorical(logits=a), Categorical(logits=b)
+    assert float(consistency_loss(cls, a, b)) == pytest.approx(float(0.5 * (kl(p, q) + kl(q, p))))
+    assert float(consistency_loss(multi, a, b)) == pytest.approx(float(0.5 * (
+        kl_divergence(Bernoulli(logits=a), Bernoulli(logits=b)).sum(-1).mean()
+        + kl_divergence(Bernoulli(logits=b), Bernoulli(logits=a)).sum(-1).mean())), rel=1e-5)
+    assert float(consistency_loss(reg, a[:, 0], b[:, 0])) == pytest.approx(float(((a - b)[:, 0] ** 2).mean()))
+    for task in (cls, multi, reg):
+        assert float(consistency_loss(task, a, a)) == pytest.approx(0.0, abs=1e-6)
+        assert float(consistency_loss(task, a, b)) == pytest.approx(float(consistency_loss(task, b, a)))
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_rdrop_trains_on_two_dropout_passes_and_their_gap(make_cfg, task):
+    """The training loss with rdrop=alpha is the mean of two passes' losses (two dropout masks)
+    plus alpha x their gap; rdrop=0 is one pass; validation is one pass either way."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from bertlab.models.classifier import TextClassifier
+    from bertlab.models.losses import consistency_loss
+
+    cfg = make_cfg(*FAST)
+    plain = lambda n: OmegaConf.to_container(n, resolve=True)  # noqa: E731
+    labels = torch.tensor([1, 0]) if task == "classification" else torch.tensor([0.3, -1.2])
+
+    def model(rdrop):
+        L.seed_everything(0, verbose=False)
+        m = TextClassifier(model=plain(cfg.model), task=task, labels=["a", "b"], loss=plain(cfg.loss),
+                           optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler), rdrop=rdrop)
+        m.log = lambda *a, **k: None  # no trainer attached
+        m.log_dict = lambda *a, **k: None
+        return m
+
+    def batch(inputs_only=False):
+        b = {"input_ids": torch.tensor([[101, 2307, 2003, 102], [101, 2919, 102, 0]]),
+             "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]), "labels": labels.clone()}
+        return {k: v for k, v in b.items() if k != "labels"} if inputs_only else b
+
+    one = model(0.0)
+    torch.manual_seed(1)
+    single = float(one.training_step(batch(), 0))
+    torch.manual_seed(1)  # the same two dropout masks, by hand
+    first, second = one(**batch(True)), one(**batch(True))
+    ce = lambda out: float(one.loss_fn(*one.task.loss_inputs(out, labels)))  # noqa: E731
+    assert single == pytest.approx(ce(first), rel=1e-5)
+    gap = float(consistency_loss(one.task, first, second))
+    assert gap > 0  # two masks, two answers
+    for alpha in (1.0, 4.0):
+        twice = model(alpha)
+        torch.manual_seed(1)
+        got = float(twice.training_step(batch(), 0))
+        assert got == pytest.approx(0.5 * (ce(first) + ce(second)) + alpha * gap, rel=1e-5)
+    twice.eval()  # no dropout: the two passes agree, and the loss is one pass's
+    assert float(twice.training_step(batch(), 0)) == pytest.approx(ce(twice(**batch(True))), rel=1e-5)
+    calls, forward = [], twice.forward
+    twice.forward = lambda **k: calls.append(1) or forward(**k)
+    twice.validation_step(batch(), 0)
+    assert len(calls) == 1
+
+
+def test_an_rdrop_run_logs_its_gap_and_resumes_to_the_same_metrics(make_cfg, tmp_path):
+    from conftest import stopped_and_resumed
+
+    expected, got = stopped_and_resumed(make_cfg, tmp_path, [
+        "data.max_samples=200", "batch_size=16", "lr=2e-3", "regularization.rdrop=1",
+        "scheduler=constant", "trainer.deterministic=true", "trainer.log_every_n_steps=1"])
+    for key in ("val/loss", "val/acc", "test/loss", "test/acc"):
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+    acc = EventAccumulator(str(tmp_path / "b" / "tensorboard")).Reload()
+    gaps = [e.value for e in acc.Scalars("train/rdrop")]
+    assert len(gaps) == 20 and all(v > 0 for v in gaps)
+
+
+def test_rdrop_mistakes_are_one_line(make_cfg):
+    from bertlab.cli.checks import check_ranges
+
+    with pytest.raises(ConfigError, match=r"regularization.rdrop=-1 is not valid; use a number >= 0"):
+        check_ranges(make_cfg("regularization.rdrop=-1"))
+
+
 def test_balanced_class_weights_reach_the_loss(make_cfg, tmp_path):
     metrics = run(make_cfg, tmp_path, "loss=cross_entropy", "class_weights=balanced")
     ckpt = torch.load(tmp_path / "run" / "checkpoints" / "best.ckpt", weights_only=True)

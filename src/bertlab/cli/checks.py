@@ -37,6 +37,7 @@ RANGES = {
     "seed": (lambda v: integer(v) and 0 <= v < 2**32, "an integer in [0, 4294967295] (numpy's seeds)"),
     "weight_decay": (lambda v: number(v) and v >= 0, "a number >= 0"),
     "regularization.l1": (lambda v: number(v) and v >= 0, "a number >= 0"),
+    "regularization.rdrop": (lambda v: number(v) and v >= 0, "a number >= 0 (0: off)"),
     "scheduler.warmup": (lambda v: v is None or number(v) and v >= 0,
                          "a fraction of the steps in [0, 1) or a step count >= 1"),
     "scheduler.schedule.gamma": (lambda v: number(v) and 0 < v <= 1, "a factor in (0, 1]"),

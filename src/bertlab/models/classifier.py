@@ -12,7 +12,7 @@ from hydra.utils import get_class, instantiate
 
 from bertlab.data.windows import first_of_each, pool
 from bertlab.errors import ConfigError, Diverged
-from bertlab.models.losses import build_loss, distillation_loss
+from bertlab.models.losses import build_loss, consistency_loss, distillation_loss
 from bertlab.models.network import (build_network, freeze, layer_depths, logits, pools_mean,
                                     target_scale, unwrapped)
 from bertlab.task import task_of
@@ -61,7 +61,7 @@ class TextClassifier(L.LightningModule):
                  class_counts: list[int] | None = None, l1: float = 0.0,
                  layer_decay: float | None = None, class_weights=None,
                  windows: dict | None = None, distill: dict | None = None,
-                 target_scale: list[float] | None = None) -> None:
+                 target_scale: list[float] | None = None, rdrop: float = 0.0) -> None:
         super().__init__()
         task = task_of(task).name  # saved by name: checkpoints hold plain values
         self.save_hyperparameters()
@@ -96,7 +96,20 @@ class TextClassifier(L.LightningModule):
             self.window_outputs.setdefault(stage, []).append(
                 (doc, window, logits.detach().float(), labels))
             return None
-        return self.score(stage, logits, labels)
+        loss = self.score(stage, logits, labels)
+        if stage == "train" and self.hparams.rdrop:
+            loss = self.rdrop_loss(loss, logits, labels, batch)
+        return loss
+
+    def rdrop_loss(self, loss, logits, labels, batch) -> torch.Tensor:
+        """regularization.rdrop (R-Drop, Liang et al. 2021): the batch through the network a second
+        time, so under another dropout mask; the mean of the two passes' losses plus rdrop times
+        how far apart their outputs are (losses.consistency_loss), logged as train/rdrop."""
+        again = self(**batch)
+        loss2 = self.loss_fn(*self.task.loss_inputs(*self.standardized(again, labels)))
+        gap = consistency_loss(self.task, *self.standardized(logits, again))
+        self.log("train/rdrop", gap, on_step=True, on_epoch=False, batch_size=labels.shape[0])
+        return 0.5 * (loss + loss2) + self.hparams.rdrop * gap
 
     def score(self, stage: str, logits: torch.Tensor, labels: torch.Tensor, epoch_end: bool = False
               ) -> torch.Tensor:

@@ -102,3 +102,19 @@ def distillation_loss(task, student: torch.Tensor, teacher: torch.Tensor, labels
     hard = (hard_loss(*task.loss_inputs(student[mask], labels[mask])) if mask.any()
             else student.sum() * 0.0)
     return alpha * soft + (1 - alpha) * hard, soft, hard
+
+
+def consistency_loss(task, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """R-Drop's term (Liang et al. 2021) between two dropout passes of one batch: the symmetric KL,
+    0.5 * (KL(a||b) + KL(b||a)), of the class distributions (of each label's Bernoulli, multi-label;
+    batch mean), or the mean squared difference of the two values for regression."""
+    a, b = a.float(), b.float()
+    if not task.has_classes:
+        return F.mse_loss(a, b)
+    if task.multi_hot:  # KL(p||q) of Bernoullis, from the logits: sum over {x, -x} of p * (log p - log q)
+        kl = lambda x, y: (x.sigmoid() * (F.logsigmoid(x) - F.logsigmoid(y))
+                           + (-x).sigmoid() * (F.logsigmoid(-x) - F.logsigmoid(-y)))
+        return 0.5 * (kl(a, b) + kl(b, a)).sum(-1).mean()
+    la, lb = F.log_softmax(a, -1), F.log_softmax(b, -1)
+    return 0.5 * (F.kl_div(la, lb, reduction="batchmean", log_target=True)
+                  + F.kl_div(lb, la, reduction="batchmean", log_target=True))

@@ -181,6 +181,10 @@ def check_choices(cfg: DictConfig) -> None:
     if data.get("unlabeled_file") and not OmegaConf.select(cfg, "distill.teacher"):
         raise ConfigError("data.unlabeled_file is learnt from a teacher's predictions; set "
                           "distill.teacher=<a trained run> too, or drop data.unlabeled_file")
+    rdrop = OmegaConf.select(cfg, "regularization.rdrop")
+    if rdrop and OmegaConf.select(cfg, "distill.teacher"):
+        raise ConfigError(f"regularization.rdrop={rdrop} regularizes training on labels, and "
+                          f"distill.teacher trains on a teacher's outputs; drop one of them")
     soup = OmegaConf.select(cfg, "callbacks.soup")
     if soup is not None:
         if soup.get("method") not in SOUP_METHODS:

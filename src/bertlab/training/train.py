@@ -215,6 +215,7 @@ def build_model(cfg: DictConfig, dm: TextDataModule, resumed: Path | None = None
                           scheduler=plain(cfg.scheduler), max_length=cfg.max_length,
                           clean=list(cfg.data.clean), class_counts=counts,
                           l1=float(cfg.get("regularization", {}).get("l1") or 0.0),
+                          rdrop=float(cfg.get("regularization", {}).get("rdrop") or 0.0),
                           layer_decay=cfg.layer_decay, class_weights=weights, windows=dm.windows,
                           distill={"temperature": float(cfg.distill.temperature),
                                    "alpha": float(cfg.distill.alpha)} if cfg.get("distill", {}).get("teacher")
