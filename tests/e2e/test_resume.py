@@ -1,4 +1,5 @@
-"""Runs that survive: SIGKILL and SIGTERM mid-run, then `resume=`, reach the uninterrupted metrics."""
+"""Runs that survive: SIGKILL and SIGTERM mid-run, then `resume=`, reach the uninterrupted metrics
+(a resumed sweep: test_sweeps.py, on the sweep its lr test made)."""
 from __future__ import annotations
 
 import json
@@ -139,31 +140,6 @@ def refusals_are_one_line(run, tmp_path):
             r.stderr[-2000:]
         assert "Traceback" not in r.stderr
     shutil.rmtree(damaged)
-
-
-def test_resumed_sweep_runs_only_unfinished_jobs(data, tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "train.py"), "-m", *args(data, "max_epochs=1"),
-                        "lr=1e-3,2e-3,3e-3"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    (sweep,) = (tmp_path / "outputs" / "multiruns").iterdir()
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir() and p.name[0].isdigit())
-    done = jobs[0] / "metrics.json"
-    before, log = done.stat().st_mtime_ns, (jobs[0] / "train.log").read_bytes()
-    (jobs[1] / "metrics.json").unlink()  # killed after its last checkpoint
-    import shutil
-
-    shutil.rmtree(jobs[2])  # never started
-    r = subprocess.run([sys.executable, str(ROOT / "train.py"), f"resume={sweep}"], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert done.stat().st_mtime_ns == before  # the finished job was not run again
-    for job in jobs:
-        assert json.loads((job / "metrics.json").read_text())["status"] == "finished"
-    assert "finished before" in r.stdout + r.stderr  # said on the console; the finished job's folder is
-    assert (jobs[0] / "train.log").read_bytes() == log  # as it was (its log got lines appended)
-    assert not list(jobs[0].glob(".hydra/resume-*")) and list(jobs[1].glob(".hydra/resume-*"))
-    assert (sweep / "summary.csv").read_text().count("\n") == 4  # header + three jobs
 
 
 def test_ctrl_c_saves_and_stops_and_a_second_exits_at_once(data, tmp_path, monkeypatch):

@@ -28,7 +28,8 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path):
         assert (run / "checkpoints" / "best.ckpt").is_file()
 
 
-def test_multirun_lr_sweep(tmp_path):
+def test_multirun_lr_sweep_and_its_resume(tmp_path):
+    """A sweep's folders, loggers and summary; then `resume=<sweep>` runs only its unfinished jobs."""
     pytest.importorskip("mlflow")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     r = cli([*SMOKE, "lr=1e-5,3e-5,5e-5", "logger=[tensorboard,mlflow]", "max_epochs=null",
@@ -80,6 +81,25 @@ def test_multirun_lr_sweep(tmp_path):
     monitor = json.loads((best / "metrics.json").read_text())["val/acc"]  # (the classifier's monitor)
     assert monitor == max(json.loads((j / "metrics.json").read_text())["val/acc"] for j in jobs)
     assert names[sweep_name].data.metrics["best/val/acc"] == pytest.approx(monitor)
+    resumed_sweep_runs_only_unfinished_jobs(sweeps[0], jobs, tmp_path, {"MLFLOW_TRACKING_URI": uri})
+
+
+def resumed_sweep_runs_only_unfinished_jobs(sweep, jobs, tmp_path, env):
+    import shutil
+
+    done = jobs[0] / "metrics.json"
+    before, log = done.stat().st_mtime_ns, (jobs[0] / "train.log").read_bytes()
+    (jobs[1] / "metrics.json").unlink()  # killed after its last checkpoint
+    shutil.rmtree(jobs[2])  # never started
+    r = cli([f"resume={sweep}"], tmp_path, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert done.stat().st_mtime_ns == before  # the finished job was not run again
+    for folder in jobs:
+        assert json.loads((folder / "metrics.json").read_text())["status"] == "finished"
+    assert "finished before" in r.stdout + r.stderr  # said on the console; the finished job's folder is
+    assert (jobs[0] / "train.log").read_bytes() == log  # as it was (its log got lines appended)
+    assert not list(jobs[0].glob(".hydra/resume-*")) and list(jobs[1].glob(".hydra/resume-*"))
+    assert (sweep / "summary.csv").read_text().count("\n") == 4  # header + three jobs
 
 
 @pytest.mark.parametrize("args, words", [
