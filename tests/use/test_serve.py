@@ -190,11 +190,14 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(run_dir, tmp_path_factory):
+    """One server for this module's requests, stopped as `kill <pid>` stops it: SIGTERM to its
+    main process alone (test_a_signal_stops_every_process_of_the_server_and_frees_its_port's first
+    case; Ctrl-C: Server.stop, by the pairs server)."""
     s = Server(tmp_path_factory.mktemp("serve") / "server.log", f"run_dir={run_dir}",
                "max_batch_size=8", "batch_timeout=0.3", "max_texts=16", "max_body_bytes=20000",
-               "log_batches=true", "threads=1", "precision=32")
+               "log_batches=true", "threads=1", "precision=32", "host=localhost")
     yield s
-    s.stop()
+    signal_stops_every_process(s, "sigterm")
 
 
 def test_server_answers_as_predict_does(server, run_dir, tmp_path):
@@ -367,14 +370,18 @@ def ignore_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-@pytest.mark.parametrize("how", ["sigterm", "sigterm-to-the-group", "sigint-to-the-group"])
+@pytest.mark.parametrize("how", ["sigterm-to-the-group", "sigint-to-the-group"])
 def test_a_signal_stops_every_process_of_the_server_and_frees_its_port(run_dir, tmp_path, how):
-    """SIGTERM to the main process (kill, Docker) ended it alone: two HTTP processes and the
-    worker kept the port. SIGTERM to every process (systemd's default) must not kill the queues'
-    manager under the others (tracebacks). SIGINT to the group, inherited as ignored, left a
-    server that answered nothing and never exited."""
+    """SIGTERM to the main process (kill, Docker; the `server` fixture's stop) ended it alone: two
+    HTTP processes and the worker kept the port. SIGTERM to every process (systemd's default) must
+    not kill the queues' manager under the others (tracebacks). SIGINT to the group, inherited as
+    ignored, left a server that answered nothing and never exited."""
     s = Server(tmp_path / "server.log", f"run_dir={run_dir}", "threads=1", "host=localhost",
                preexec=ignore_ctrl_c if how.startswith("sigint") else default_ctrl_c)
+    signal_stops_every_process(s, how)
+
+
+def signal_stops_every_process(s: Server, how: str) -> None:
     assert s.post({"text": "good"}).status_code == 200
     assert len(group_alive(s.proc.pid)) >= 3  # main, HTTP, worker (and the queues' manager)
     if how == "sigterm":
