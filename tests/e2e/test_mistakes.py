@@ -236,77 +236,24 @@ def test_a_mistake_found_after_loading_is_one_error_and_changes_nothing(place, t
                   and not k.startswith("cache")) == []
 
 
-FORKED = r"""
-import hashlib, json, os, runpy, sys
-from pathlib import Path
-import bertlab.cli.entry  # every command's first import; each case is forked after it (below)
-
-
-def snapshot(root):  # (test_mistakes.snapshot: that module imports torch)
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file()
-            else "dir" for p in sorted(root.rglob("*"))}
-
-
-root, cases, out = Path(sys.argv[1]), json.loads(sys.argv[2]), Path(sys.argv[3])
-results, before = [], snapshot(root)
-for i, (script, argv) in enumerate(cases):
-    sys.stdout.flush(), sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the command, as `python <script> <argv>` runs it, its output in files
-        for fd, name in ((1, "out"), (2, "err")):
-            os.dup2(os.open(out / f"{i}.{name}", os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-        sys.argv, sys.path[0] = [script, *argv], os.path.dirname(script)
-        try:
-            runpy.run_path(script, run_name="__main__")
-        finally:
-            (out / f"{i}.torch").write_text(str("torch" in sys.modules))
-        sys.exit(0)
-    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    after = snapshot(root)
-    results.append({"code": code, "changed": sorted(k for k in set(before) | set(after)
-                                                    if before.get(k) != after.get(k)
-                                                    and not k.startswith("cache"))})
-    before = after
-(out / "results.json").write_text(json.dumps(results))
-"""
-
-
-def commands(place, cases, out: Path) -> list[dict]:
-    """Run each (script, args) as its own process in `place`'s folder, and return each one's exit
-    code, stdout, stderr, whether it imported torch, and which files under the folder it changed.
-    The processes are forked from one that has imported bertlab.cli.entry, the first thing every
-    command imports: the same start as `python <script>.py ...`, a second cheaper each."""
+@pytest.mark.parametrize("script, args, code, words", REFUSED,
+                         ids=[f"{s}:{' '.join(a)}" for s, a, _, _ in REFUSED])
+def test_a_mistake_is_one_line_and_changes_nothing(place, script, args, code, words):
     root, env = place
-    out.mkdir()
-    argv = [(str(ROOT / f"{script}.py"), [a.format(root=root) for a in args]) for script, args in cases]
-    r = subprocess.run([sys.executable, "-c", FORKED, str(root), json.dumps(argv), str(out)],
-                       cwd=root, capture_output=True, text=True, timeout=900,
-                       env={**os.environ, **env})
-    assert r.returncode == 0, r.stderr[-3000:]
-    results = json.loads((out / "results.json").read_text())
-    for i, result in enumerate(results):
-        result.update(stdout=(out / f"{i}.out").read_text(), stderr=(out / f"{i}.err").read_text(),
-                      torch=(out / f"{i}.torch").read_text() == "True")
-    return results
-
-
-def test_a_mistake_is_one_line_and_changes_nothing(place, tmp_path):
-    """Each of REFUSED, as a user types it: its exit code, one line on stderr (`error: ` and the
-    words), no traceback, and no file changed, created or removed (eval/, shrink/ too)."""
-    root, _ = place
-    cases = [(script, [*(SMOKE if script == "train" and not any(a.startswith("resume=") for a in args)
-                         else []), *args]) for script, args, _, _ in REFUSED]
-    failures = []
-    for (script, args, code, words), r in zip(REFUSED, commands(place, cases, tmp_path / "out")):
-        lines = [line for line in r["stderr"].splitlines() if line.strip() and "Warning" not in line
-                 and not line.startswith(("  warnings.warn", "[20"))]
-        words = words.format(root=root)
-        if (r["code"] != code or len(lines) != 1 or not lines[0].startswith("error: ")
-                or words not in lines[0] or "Traceback" in r["stderr"] or r["changed"]):
-            failures.append(f"{script} {' '.join(args)}: exit {r['code']} (expected {code}), "
-                            f"changed {r['changed']}, wanted one line with {words!r}; stderr:\n"
-                            f"{r['stderr'][-1500:]}")
-    assert not failures, f"{len(failures)} of {len(REFUSED)}:\n\n" + "\n\n".join(failures)
+    args = [a.format(root=root) for a in args]
+    before = snapshot(root)
+    smoke = SMOKE if script == "train" and not any(a.startswith("resume=") for a in args) else []
+    r = command(script, [*smoke, *args], root, env)
+    lines = [line for line in r.stderr.splitlines() if line.strip() and "Warning" not in line
+             and not line.startswith(("  warnings.warn", "[20"))]
+    assert r.returncode == code, r.stderr[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr[-2000:]
+    assert words.format(root=root) in lines[0]
+    assert "Traceback" not in r.stderr
+    after = snapshot(root)
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k)
+                     and not k.startswith("cache"))
+    assert changed == [], changed  # no file changed, created or removed (eval/, shrink/ too)
 
 
 def test_two_runs_claiming_one_folder_at_once(place, tmp_path):
@@ -386,14 +333,20 @@ BEFORE_TORCH = [("train", ["lrr=1"], 2),
                 ("train", ["data=files"], 2)]
 
 
-def test_command_line_mistakes_answer_before_torch(place, tmp_path):
+@pytest.mark.parametrize("script, args, code", BEFORE_TORCH,
+                         ids=[" ".join(a) for _, a, _ in BEFORE_TORCH])
+def test_command_line_mistakes_answer_before_torch(place, script, args, code):
     """Mistakes that the command line, the files or the model folder show answer in a second,
     without the seconds of importing torch and Lightning."""
-    results = commands(place, [(script, args) for script, args, _ in BEFORE_TORCH], tmp_path / "out")
-    wrong = [(script, args, f"exit {r['code']} (expected {code}), torch imported: {r['torch']}",
-              r["stderr"][-500:]) for (script, args, code), r in zip(BEFORE_TORCH, results)
-             if (r["code"], r["torch"]) != (code, False)]
-    assert not wrong, wrong
+    root, env = place
+    argv = [script + ".py", *(a.format(root=root) for a in args)]
+    probe = ("import sys, runpy; sys.argv = %r\n"
+             "try:\n    runpy.run_path(%r, run_name='__main__')\n"
+             "except SystemExit as e:\n    print('torch' in sys.modules, e.code)\n"
+             % (argv, str(ROOT / argv[0])))
+    r = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
+                       timeout=120, env={**os.environ, **env})
+    assert r.stdout.split() == ["False", str(code)], r.stderr[-1500:]
 
 
 def test_a_run_that_never_finished_is_said_when_its_checkpoint_is_used(place, tmp_path, capsys):
