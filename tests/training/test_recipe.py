@@ -122,22 +122,27 @@ def test_l1_is_added_to_the_loss_and_logged(make_cfg, tmp_path):
     assert len(l1) == 8 and all(v > 100 for v in l1)
 
 
-def test_l1_is_added_to_the_training_loss(make_cfg):
+def detached_model(cfg, task: str = "classification", **kwargs):
+    """The tiny classifier of `cfg` (seed 0) with no trainer attached (its logging a no-op)."""
     import lightning as L
     from omegaconf import OmegaConf
 
     from bertlab.models.classifier import TextClassifier
 
-    cfg = make_cfg(*FAST)
     plain = lambda n: OmegaConf.to_container(n, resolve=True)  # noqa: E731
+    L.seed_everything(0, verbose=False)
+    model = TextClassifier(model=plain(cfg.model), task=task, labels=["a", "b"], loss=plain(cfg.loss),
+                           optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler), **kwargs)
+    model.log = lambda *a, **k: None
+    model.log_dict = lambda *a, **k: None
+    return model
+
+
+def test_l1_is_added_to_the_training_loss(make_cfg):
+    cfg = make_cfg(*FAST)
     losses = []
     for l1 in (0.0, 1e-3):
-        L.seed_everything(0, verbose=False)
-        model = TextClassifier(model=plain(cfg.model), task="classification", labels=["a", "b"],
-                               loss=plain(cfg.loss), optimizer=plain(cfg.optimizer),
-                               scheduler=plain(cfg.scheduler), l1=l1).eval()
-        model.log = lambda *a, **k: None  # no trainer attached
-        model.log_dict = lambda *a, **k: None
+        model = detached_model(cfg, l1=l1).eval()
         batch = {"input_ids": torch.tensor([[101, 2307, 102]]),
                  "attention_mask": torch.ones(1, 3, dtype=torch.long),
                  "labels": torch.tensor([1])}
@@ -173,23 +178,11 @@ def test_rdrop_gap_is_each_task_s_symmetric_divergence():
 def test_rdrop_trains_on_two_dropout_passes_and_their_gap(make_cfg, task):
     """The training loss with rdrop=alpha is the mean of two passes' losses (two dropout masks)
     plus alpha x their gap; rdrop=0 is one pass; validation is one pass either way."""
-    import lightning as L
-    from omegaconf import OmegaConf
-
-    from bertlab.models.classifier import TextClassifier
     from bertlab.models.losses import consistency_loss
 
     cfg = make_cfg(*FAST)
-    plain = lambda n: OmegaConf.to_container(n, resolve=True)  # noqa: E731
     labels = torch.tensor([1, 0]) if task == "classification" else torch.tensor([0.3, -1.2])
-
-    def model(rdrop):
-        L.seed_everything(0, verbose=False)
-        m = TextClassifier(model=plain(cfg.model), task=task, labels=["a", "b"], loss=plain(cfg.loss),
-                           optimizer=plain(cfg.optimizer), scheduler=plain(cfg.scheduler), rdrop=rdrop)
-        m.log = lambda *a, **k: None  # no trainer attached
-        m.log_dict = lambda *a, **k: None
-        return m
+    model = lambda rdrop: detached_model(cfg, task, rdrop=rdrop)  # noqa: E731
 
     def batch(inputs_only=False):
         b = {"input_ids": torch.tensor([[101, 2307, 2003, 102], [101, 2919, 102, 0]]),

@@ -106,7 +106,7 @@ class TextClassifier(L.LightningModule):
         time, so under another dropout mask; the mean of the two passes' losses plus rdrop times
         how far apart their outputs are (losses.consistency_loss), logged as train/rdrop."""
         again = self(**batch)
-        loss2 = self.loss_fn(*self.task.loss_inputs(*self.standardized(again, labels)))
+        loss2 = self.task_loss(again, labels)
         gap = consistency_loss(self.task, *self.standardized(logits, again))
         self.log("train/rdrop", gap, on_step=True, on_epoch=False, batch_size=labels.shape[0])
         return 0.5 * (loss + loss2) + self.hparams.rdrop * gap
@@ -114,7 +114,7 @@ class TextClassifier(L.LightningModule):
     def score(self, stage: str, logits: torch.Tensor, labels: torch.Tensor, epoch_end: bool = False
               ) -> torch.Tensor:
         """The loss, logged, and the metrics of `stage` updated."""
-        loss = self.loss_fn(*self.task.loss_inputs(*self.standardized(logits, labels)))
+        loss = self.task_loss(logits, labels)
         preds, target = self.task.metric_inputs(self.task.scores(logits.detach()), labels)
         n = labels.shape[0]
         self.log(f"{stage}/loss", loss, on_step=stage == "train" and not epoch_end, on_epoch=True,
@@ -123,6 +123,10 @@ class TextClassifier(L.LightningModule):
         metrics.update(preds, target)
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=n)
         return loss
+
+    def task_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The run's loss (`loss=`) of these outputs, where it is taken (standardized)."""
+        return self.loss_fn(*self.task.loss_inputs(*self.standardized(logits, labels)))
 
     def standardized(self, *values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Regression: outputs and targets as (value - mean) / std of the training targets, where
