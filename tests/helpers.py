@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import prewarmed
 from hydra import compose, initialize_config_dir
 
 from conftest import CONF, ROOT, sentences
@@ -20,10 +21,29 @@ def job(sweep, num):
     return folder
 
 
-def cli(args, cwd, env=None, **kw):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})}, **kw)
+def command(script, args, cwd, env=None, stdin=None, cold=False):
+    """`python <script> <args>` as a user runs it; from the pre-imported Python (prewarmed.py)
+    unless `cold` or the environment asks for another import."""
+    env = {**os.environ, **(env or {})}
+    if not cold and prewarmed.Warm.fits(env):
+        return prewarmed.run(ROOT / script, args, cwd, env, stdin=stdin)
+    return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, input=stdin,
+                          capture_output=True, text=True, timeout=300, env=env)
+
+
+def start(script, args, cwd, env=None, merge=False, new_session=False, cold=False):
+    """`subprocess.Popen(text=True)` of `python <script> <args>`, its stderr into stdout if `merge`;
+    the returned process has .pid, poll(), wait(), send_signal(), communicate() and .stderr."""
+    env = {**os.environ, **(env or {})}
+    if not cold and prewarmed.Warm.fits(env):
+        return prewarmed.Process(ROOT / script, args, cwd, env, merge=merge, new_session=new_session)
+    return subprocess.Popen([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, start_new_session=new_session,
+                            stderr=subprocess.STDOUT if merge else subprocess.PIPE)
+
+
+def cli(args, cwd, env=None, cold=False):
+    return command("train.py", args, cwd, env, cold=cold)
 
 
 
@@ -45,9 +65,8 @@ def trained(tmp_path_factory, *overrides):
     return run_dir
 
 
-def tool(script, *args, stdin=None, env=None):
-    return subprocess.run([sys.executable, str(ROOT / script), *args], capture_output=True,
-                          text=True, input=stdin, timeout=300, env={**os.environ, **(env or {})})
+def tool(script, *args, stdin=None, env=None, cold=False):
+    return command(script, args, os.getcwd(), env, stdin=stdin, cold=cold)
 
 
 # printed by ordinary commands before, each asking nothing of a user (the console says only what

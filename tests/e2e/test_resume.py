@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 
-from conftest import ROOT, sentences
+from conftest import sentences
+import helpers
 from helpers import evaluate
 
 FINAL = ("val/loss", "val/acc", "test/loss", "test/acc")
@@ -23,9 +22,8 @@ def args(data, *extra):
             "callbacks.preemption.every_n_steps=3", "trainer.log_every_n_steps=1", *extra]
 
 
-def start(argv, cwd):
-    return subprocess.Popen([sys.executable, str(ROOT / "train.py"), *argv], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start(argv, cwd, new_session=False):
+    return helpers.start("train.py", argv, cwd, merge=True, new_session=new_session)
 
 
 def finish(argv, cwd):
@@ -133,8 +131,7 @@ def refusals_are_one_line(run, tmp_path):
              ([f"resume={run}", "lr=0.1"], "drop lr=0.1"),
              ([f"resume={tmp_path}"], "not a run or sweep folder")]
     for argv, words in cases:
-        r = subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
+        r = helpers.cli(argv, tmp_path)
         assert r.returncode != 0
         assert r.stderr.strip().splitlines()[-1].startswith("error:") and words in r.stderr, \
             r.stderr[-2000:]
@@ -180,10 +177,7 @@ def test_ddp_run_killed_mid_epoch_resumes_to_the_same_metrics(data, tmp_path):
     assert single["validation/acc"] == pytest.approx(expected["val/acc"], abs=1e-6)
     assert single["validation/loss"] == pytest.approx(expected["val/loss"], abs=1e-5)
     run, last = tmp_path / "ddp", tmp_path / "ddp" / "checkpoints" / "last.ckpt"
-    p = subprocess.Popen([sys.executable, str(ROOT / "train.py"),
-                          *args(data, "trainer=ddp_cpu", f"hydra.run.dir={run}")], cwd=tmp_path,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                         start_new_session=True)
+    p = start(args(data, "trainer=ddp_cpu", f"hydra.run.dir={run}"), tmp_path, new_session=True)
     killed_at = wait_for_checkpoint(p, last, timeout=240)
     os.killpg(p.pid, signal.SIGKILL)  # both processes
     p.wait()

@@ -9,15 +9,13 @@ import sys
 import pytest
 
 from conftest import ROOT
-from helpers import cli, job
+from helpers import cli, job, start
 
 SMOKE = ["model=tiny", "data.max_samples=120", "batch_size=16", "max_epochs=1"]
 
 
 def test_two_runs_started_together_get_their_own_folders(tmp_path):
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SMOKE], cwd=tmp_path,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(2)]
+    procs = [start("train.py", SMOKE, tmp_path, merge=True) for _ in range(2)]
     for p in procs:
         out = p.communicate(timeout=300)[0]
         assert p.returncode == 0, out[-3000:]
@@ -264,11 +262,9 @@ def test_two_workers_share_one_journal_study(tmp_path):
     import optuna
 
     journal = tmp_path / "study.log"
-    args = [sys.executable, str(ROOT / "train.py"), "-m", "hparams_search=lr_optuna", *SMOKE,
-            "hydra.sweeper.n_trials=6", f"hparams_search.storage={journal}",
-            "trainer.enable_progress_bar=false"]
-    workers = [subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                text=True) for _ in range(2)]
+    args = ["-m", "hparams_search=lr_optuna", *SMOKE, "hydra.sweeper.n_trials=6",
+            f"hparams_search.storage={journal}", "trainer.enable_progress_bar=false"]
+    workers = [start("train.py", args, tmp_path) for _ in range(2)]
     for w in workers:
         assert w.wait(timeout=300) == 0, w.stderr.read()[-3000:]
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(journal)))
@@ -284,7 +280,7 @@ def test_two_workers_share_one_journal_study(tmp_path):
             "finished", "pruned")
     assert json.loads((search / "best.json").read_text())["trials"] == len(trials)
     size = journal.stat().st_size
-    other = cli(args[2:-1] + ["lr=choice(1e-4,2e-4)"], tmp_path)
+    other = cli(args[:-1] + ["lr=choice(1e-4,2e-4)"], tmp_path)
     assert other.returncode == 2 and "searches another space (lr: tag(log, interval(1e-5, 3e-4)) " \
         "there, choice(1e-4,2e-4) here)" in other.stderr.strip().splitlines()[-1], other.stderr[-2000:]
     assert journal.stat().st_size == size

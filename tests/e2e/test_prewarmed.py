@@ -1,0 +1,71 @@
+"""The pre-imported Python the command tests start from (tests/prewarmed.py) runs a script as a
+cold `python script args` does: this checks it against one, on what a command can observe."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import prewarmed
+
+SCRIPT = """
+import json, os, random, sys
+import numpy as np
+sys.stdout.write(json.dumps(dict(argv=sys.argv, cwd=os.getcwd(), path0=sys.path[0], name=__name__,
+    env=os.environ.get("ASKED"), stdin=sys.stdin.read(), pid=os.getpid(), pgid=os.getpgid(0),
+    draws=[random.random(), float(np.random.rand())])))
+print("to stderr", file=sys.stderr)
+if sys.argv[1] == "raise":
+    raise ValueError("a bug")
+if sys.argv[1] == "wait":
+    import time; time.sleep(60)
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def test_a_forked_command_is_what_a_cold_one_is(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "ASKED": "yes"}
+    for args in (["3", "x=1"], ["0"], ["raise"]):
+        cold = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, env=env,
+                              input="in", capture_output=True, text=True)
+        warm = prewarmed.run(script, args, tmp_path, env, stdin="in")
+        assert warm.returncode == cold.returncode == (1 if args[0] == "raise" else int(args[0]))
+        seen = [json.loads(r.stdout) for r in (cold, warm)]
+        assert seen[0]["pgid"] == seen[1]["pgid"] == os.getpgid(0)  # the test's process group
+        for s in seen:
+            s.pop("pid"), s.pop("pgid")
+        assert seen[1]["draws"] != seen[0]["draws"]  # each process draws its own random state
+        assert {**seen[0], "draws": 0} == {**seen[1], "draws": 0}
+        assert seen[1]["argv"] == [str(script), *args] and seen[1]["env"] == "yes"
+        if args[0] == "raise":
+            assert "ValueError: a bug" in warm.stderr and "Traceback" in warm.stderr
+        else:
+            assert warm.stderr == cold.stderr == "to stderr\n"
+    draws = [json.loads(prewarmed.run(script, ["0"], tmp_path, env).stdout)["draws"] for _ in "ab"]
+    assert draws[0] != draws[1]  # and not the server's state, twice
+
+
+def test_a_forked_command_takes_signals_and_its_own_session(tmp_path):
+    script = tmp_path / "probe.py"
+    script.write_text(SCRIPT)
+    p = prewarmed.Process(script, ["wait"], tmp_path, dict(os.environ), new_session=True)
+    deadline = time.time() + 30
+    while not p.output()[0] and time.time() < deadline:
+        time.sleep(0.05)
+    assert p.poll() is None
+    seen = json.loads(p.output()[0])
+    assert seen["pid"] == seen["pgid"] == p.pid  # a session (and group) of its own
+    os.killpg(p.pid, signal.SIGTERM)
+    assert p.wait(timeout=30) == -signal.SIGTERM
+
+
+def test_an_environment_read_at_import_starts_cold(monkeypatch):
+    monkeypatch.delenv("PREWARMED", raising=False)
+    assert prewarmed.Warm.fits(dict(os.environ))
+    assert not prewarmed.Warm.fits({**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert prewarmed.Warm.fits({**os.environ, "BERTLAB_CACHE": "/elsewhere"})

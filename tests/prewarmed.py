@@ -1,0 +1,207 @@
+"""Commands started from a Python that has already imported torch, Lightning and transformers.
+
+Importing them takes 10-12 s of CPU on a 2-core machine without AVX-512, most of what a small
+command the tests run costs, and `make test` starts dozens. Run as a script, this file imports
+them once and then forks a copy of itself for each command it is sent (no library starts
+processes like this, so it is written here). The copy runs the script as `python script args`
+would: the same argv, sys.path[0], working folder, environment, stdin, stdout and stderr, session
+and exit status, with its own random state; only the imports are done already. So a command whose
+environment differs from this process's in a variable read at import (HF_*, TORCH*, ...) starts
+cold, and so do tests about imports or a first start's output (`subprocess` directly).
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# read by the pre-imported libraries or by Python itself when they load: a command that sets one
+# differently from this process starts cold
+AT_IMPORT = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "PYTORCH", "CUDA", "OMP_", "MKL",
+             "KMP_", "TOKENIZERS", "PL_", "LIGHTNING", "PYTHON", "LANG", "LC_", "HYDRA", "NCCL",
+             "TQDM", "NUMEXPR", "OPENBLAS", "SCIPY", "NUMPY", "LD_")
+
+
+def _serve() -> dict:
+    """Read one request per line on stdin; fork a child for each and return the request in it.
+    The parent answers the child's pid, then `<pid> <exit status>` when it ends."""
+    import lightning  # noqa: F401
+    import torch  # noqa: F401
+    import torchmetrics  # noqa: F401
+    import transformers  # noqa: F401
+    from hydra import compose  # noqa: F401
+
+    os.write(1, b"ready\n")
+    buf, live = b"", set()
+    while True:
+        ready, _, _ = select.select([0], [], [], 0.05)
+        for pid in list(live):
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                live.discard(pid)
+                os.write(1, f"{pid} {os.waitstatus_to_exitcode(status)}\n".encode())
+        if not ready:
+            continue
+        chunk = os.read(0, 1 << 16)
+        if not chunk:  # the test process ended
+            os._exit(0)
+        buf += chunk
+        while b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            req = json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                return req
+            live.add(pid)
+            os.write(1, f"{pid}\n".encode())
+
+
+def _become(req: dict) -> None:
+    """Turn the forked child into the requested command's process."""
+    import random
+
+    import numpy as np
+
+    if req["new_session"]:
+        os.setsid()
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    for fd, path, flags in ((0, req["stdin"], os.O_RDONLY),
+                            (1, req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_APPEND),
+                            (2, req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)):
+        opened = os.open(path, flags, 0o600)
+        os.dup2(opened, fd)
+        os.close(opened)
+    random.seed()
+    np.random.seed()
+    sys.argv = [req["script"], *req["args"]]
+    sys.path[0] = os.path.dirname(req["script"])
+
+
+class Warm:
+    """One pre-imported Python per test process, started on first use."""
+
+    proc = None
+
+    @classmethod
+    def server(cls):
+        if cls.proc is None or cls.proc.poll() is not None:
+            cls.proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                        cwd=Path(__file__).parent, bufsize=0)
+            cls.env = dict(os.environ)
+            cls.ended: dict[int, int] = {}
+            assert cls.proc.stdout.readline() == b"ready\n"
+        return cls
+
+    @classmethod
+    def fits(cls, env: dict) -> bool:
+        if os.environ.get("PREWARMED") == "0":  # `PREWARMED=0 make test`: every command cold
+            return False
+        base = cls.env if cls.proc is not None else os.environ
+        keys = set(env) | set(base)
+        return not [k for k in keys if k.upper().startswith(AT_IMPORT) and env.get(k) != base.get(k)]
+
+    @classmethod
+    def read_until(cls, want, timeout: float):
+        """Read the server's lines, keeping exit statuses, until want(line) or the timeout."""
+        end = time.monotonic() + timeout
+        while True:
+            left = max(0.0, end - time.monotonic())
+            if not select.select([cls.proc.stdout], [], [], left)[0]:
+                return None
+            line = cls.proc.stdout.readline().decode().split()
+            if len(line) == 2:
+                cls.ended[int(line[0])] = int(line[1])
+            if want(line):
+                return line
+
+
+class Process:
+    """The part of `subprocess.Popen` the tests use, for a command forked by the warm server:
+    stdout and stderr go to files (text), read back by communicate() or as .stdout/.stderr."""
+
+    def __init__(self, script, args, cwd, env, stdin=None, merge=False, new_session=False):
+        server = Warm.server()
+        self.dir = Path(tempfile.mkdtemp(prefix="bertlab-command-"))
+        atexit.register(shutil.rmtree, self.dir, True)
+        self._in = self.dir / "stdin"
+        self._in.write_text(stdin or "")
+        out = self.dir / "stdout"
+        err = out if merge else self.dir / "stderr"
+        req = dict(script=str(script), args=[str(a) for a in args], cwd=str(cwd), env=env,
+                   stdin=str(self._in), stdout=str(out), stderr=str(err), new_session=new_session)
+        server.proc.stdin.write((json.dumps(req) + "\n").encode())
+        line = server.read_until(lambda w: len(w) == 1, 60)
+        assert line is not None, "the warm server did not start the command"
+        self.pid, self.args, self.returncode = int(line[0]), [script, *args], None
+        self._out, self._err, self.merge = out, err, merge
+
+    def poll(self):
+        if self.returncode is None:
+            Warm.read_until(lambda w: False, 0)
+            self.returncode = Warm.ended.pop(self.pid, None)
+        return self.returncode
+
+    def wait(self, timeout=None):
+        if self.poll() is None:
+            line = Warm.read_until(lambda w: len(w) == 2 and int(w[0]) == self.pid,
+                                   1e9 if timeout is None else timeout)
+            if line is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self.returncode = Warm.ended.pop(self.pid)
+        return self.returncode
+
+    def send_signal(self, sig):
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self):
+        import signal
+
+        self.send_signal(signal.SIGKILL)
+
+    def output(self) -> tuple[str, str | None]:
+        read = lambda p: p.read_text(errors="replace") if p.exists() else ""  # noqa: E731
+        return read(self._out), None if self.merge else read(self._err)
+
+    def communicate(self, timeout=None):
+        self.wait(timeout)
+        return self.output()
+
+    @property
+    def stdout(self):
+        return open(self._out, errors="replace")
+
+    @property
+    def stderr(self):
+        return open(self._err, errors="replace")
+
+
+def run(script, args, cwd, env, stdin=None, timeout=300) -> subprocess.CompletedProcess:
+    """`subprocess.run(capture_output=True, text=True)` for a script, from the warm server."""
+    p = Process(script, args, cwd, env, stdin=stdin)
+    try:
+        out, err = p.communicate(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+        raise
+    return subprocess.CompletedProcess(p.args, p.returncode, out, err)
+
+
+if __name__ == "__main__":
+    request = _serve()  # returns only in a forked child: what follows runs the command
+    _become(request)
+    del request
+    import runpy
+
+    runpy.run_path(sys.argv[0], run_name="__main__")
