@@ -23,7 +23,8 @@ def job(sweep, num):
 
 def command(script, args, cwd, env=None, stdin=None, cold=False):
     """`python <script> <args>` as a user runs it; from the pre-imported Python (prewarmed.py)
-    unless `cold` or the environment asks for another import."""
+    unless `cold` (a command refused before torch starts quicker cold: the pre-imported one
+    spends 0.7 s unloading torch at exit) or the environment asks for another import."""
     env = {**os.environ, **(env or {})}
     if not cold and prewarmed.Warm.fits(env):
         return prewarmed.run(ROOT / script, args, cwd, env, stdin=stdin)
@@ -31,15 +32,18 @@ def command(script, args, cwd, env=None, stdin=None, cold=False):
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-def start(script, args, cwd, env=None, merge=False, new_session=False, cold=False):
-    """`subprocess.Popen(text=True)` of `python <script> <args>`, its stderr into stdout if `merge`;
-    the returned process has .pid, poll(), wait(), send_signal(), communicate() and .stderr."""
+def start(script, args, cwd, env=None, merge=False, new_session=False, log=None, cold=False):
+    """`subprocess.Popen(text=True)` of `python <script> <args>`, its stderr into stdout if `merge`,
+    both into the file `log` if given; the returned process has .pid, poll(), wait(),
+    send_signal(), communicate() and .stderr."""
     env = {**os.environ, **(env or {})}
     if not cold and prewarmed.Warm.fits(env):
-        return prewarmed.Process(ROOT / script, args, cwd, env, merge=merge, new_session=new_session)
+        return prewarmed.Process(ROOT / script, args, cwd, env, merge=merge, new_session=new_session,
+                                 log=log)
     return subprocess.Popen([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, start_new_session=new_session,
-                            stderr=subprocess.STDOUT if merge else subprocess.PIPE)
+                            stdout=open(log, "w") if log else subprocess.PIPE,
+                            start_new_session=new_session,
+                            stderr=subprocess.STDOUT if merge or log else subprocess.PIPE)
 
 
 def cli(args, cwd, env=None, cold=False):

@@ -38,6 +38,9 @@ def _serve() -> dict:
     import transformers  # noqa: F401
     from hydra import compose  # noqa: F401
 
+    import gc
+
+    gc.freeze()  # (a pre-fork server's custom: no collection in a child touches, so copies, these pages)
     os.write(1, b"ready\n")
     buf, live = b"", set()
     while True:
@@ -86,41 +89,57 @@ def _become(req: dict) -> None:
     sys.path[0] = os.path.dirname(req["script"])
 
 
+def _terminal_ctrl_c() -> None:
+    """Ctrl-C as a terminal gives it (Python's KeyboardInterrupt): a test worker may ignore SIGINT,
+    and a process started from it would inherit that."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _at_import(env: dict) -> dict:
+    return {k: v for k, v in env.items() if k.upper().startswith(AT_IMPORT)}
+
+
 class Warm:
-    """One pre-imported Python per test process, started on first use."""
+    """A pre-imported Python, started on first use in each test process, and again when that
+    process's own environment has changed in a variable read at import (an in-process run that
+    set HF_HUB_OFFLINE, say); a command keeps the one it was started from."""
 
-    proc = None
+    current = None
 
-    @classmethod
-    def server(cls):
-        if cls.proc is None or cls.proc.poll() is not None:
-            cls.proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                        cwd=Path(__file__).parent, bufsize=0)
-            cls.env = dict(os.environ)
-            cls.ended: dict[int, int] = {}
-            assert cls.proc.stdout.readline() == b"ready\n"
-        return cls
-
-    @classmethod
-    def fits(cls, env: dict) -> bool:
-        if os.environ.get("PREWARMED") == "0":  # `PREWARMED=0 make test`: every command cold
-            return False
-        base = cls.env if cls.proc is not None else os.environ
-        keys = set(env) | set(base)
-        return not [k for k in keys if k.upper().startswith(AT_IMPORT) and env.get(k) != base.get(k)]
+    def __init__(self):
+        self.env = dict(os.environ)
+        self.proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     cwd=Path(__file__).parent, bufsize=0,
+                                     preexec_fn=_terminal_ctrl_c)
+        self.ended: dict[int, int] = {}
+        assert self.proc.stdout.readline() == b"ready\n"
 
     @classmethod
-    def read_until(cls, want, timeout: float):
+    def get(cls) -> "Warm":
+        now = cls.current
+        if now is None or now.proc.poll() is not None or _at_import(now.env) != _at_import(os.environ):
+            cls.current = now = cls()
+        return now
+
+    @staticmethod
+    def fits(env: dict) -> bool:
+        """Whether a command with this environment can start warm: no variable read at import set
+        otherwise than in this process (`PREWARMED=0 make test`: every command cold)."""
+        return os.environ.get("PREWARMED") != "0" and _at_import(env) == _at_import(os.environ)
+
+    def read_until(self, want, timeout: float):
         """Read the server's lines, keeping exit statuses, until want(line) or the timeout."""
         end = time.monotonic() + timeout
         while True:
             left = max(0.0, end - time.monotonic())
-            if not select.select([cls.proc.stdout], [], [], left)[0]:
+            if not select.select([self.proc.stdout], [], [], left)[0]:
                 return None
-            line = cls.proc.stdout.readline().decode().split()
+            line = self.proc.stdout.readline().decode().split()
             if len(line) == 2:
-                cls.ended[int(line[0])] = int(line[1])
+                self.ended[int(line[0])] = int(line[1])
             if want(line):
                 return line
 
@@ -129,13 +148,15 @@ class Process:
     """The part of `subprocess.Popen` the tests use, for a command forked by the warm server:
     stdout and stderr go to files (text), read back by communicate() or as .stdout/.stderr."""
 
-    def __init__(self, script, args, cwd, env, stdin=None, merge=False, new_session=False):
-        server = Warm.server()
+    def __init__(self, script, args, cwd, env, stdin=None, merge=False, new_session=False,
+                 log=None):
+        self.server = server = Warm.get()
         self.dir = Path(tempfile.mkdtemp(prefix="bertlab-command-"))
         atexit.register(shutil.rmtree, self.dir, True)
         self._in = self.dir / "stdin"
         self._in.write_text(stdin or "")
-        out = self.dir / "stdout"
+        out = Path(log or self.dir / "stdout")  # log: stdout and stderr into this file
+        merge = merge or log is not None
         err = out if merge else self.dir / "stderr"
         req = dict(script=str(script), args=[str(a) for a in args], cwd=str(cwd), env=env,
                    stdin=str(self._in), stdout=str(out), stderr=str(err), new_session=new_session)
@@ -147,17 +168,17 @@ class Process:
 
     def poll(self):
         if self.returncode is None:
-            Warm.read_until(lambda w: False, 0)
-            self.returncode = Warm.ended.pop(self.pid, None)
+            self.server.read_until(lambda w: False, 0)
+            self.returncode = self.server.ended.pop(self.pid, None)
         return self.returncode
 
     def wait(self, timeout=None):
         if self.poll() is None:
-            line = Warm.read_until(lambda w: len(w) == 2 and int(w[0]) == self.pid,
-                                   1e9 if timeout is None else timeout)
+            line = self.server.read_until(lambda w: len(w) == 2 and int(w[0]) == self.pid,
+                                          1e9 if timeout is None else timeout)
             if line is None:
                 raise subprocess.TimeoutExpired(self.args, timeout)
-            self.returncode = Warm.ended.pop(self.pid)
+            self.returncode = self.server.ended.pop(self.pid)
         return self.returncode
 
     def send_signal(self, sig):

@@ -14,16 +14,17 @@ from pathlib import Path
 import pytest
 import torch
 
+import helpers
 from conftest import ROOT, sentences
 
 SMOKE = ["model=tiny", "data.max_samples=120", "batch_size=16", "max_epochs=1",
          "trainer.enable_progress_bar=false"]
 
 
-def command(script, args, cwd, env=None):
-    return subprocess.run([sys.executable, str(ROOT / f"{script}.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+def command(script, args, cwd, env=None, cold=True):
+    """Cold by default: a refused command answers before torch, which the pre-imported Python
+    has loaded already (and takes 0.7 s to unload at exit)."""
+    return helpers.command(f"{script}.py", args, cwd, env, cold=cold)
 
 
 def snapshot(root: Path) -> dict:
@@ -40,7 +41,7 @@ def place(tmp_path_factory):
     data = root / "data.csv"
     data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in sentences(120)))
     r = command("train", [*SMOKE, "data=files", f"data.train_file={data}",
-                          f"hydra.run.dir={root / 'finished'}"], root, env)
+                          f"hydra.run.dir={root / 'finished'}"], root, env, cold=False)
     assert r.returncode == 0, r.stderr[-2000:]
     shutil.copytree(root / "finished", root / "crashed")
     (root / "crashed" / "metrics.json").unlink()
@@ -259,9 +260,7 @@ def test_a_mistake_is_one_line_and_changes_nothing(place, script, args, code, wo
 def test_two_runs_claiming_one_folder_at_once(place, tmp_path):
     root, env = place
     target = tmp_path / "shared_run"
-    procs = [subprocess.Popen([sys.executable, str(ROOT / "train.py"), *SMOKE, f"lr={lr}",
-                               f"hydra.run.dir={target}"], cwd=tmp_path, env={**os.environ, **env},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    procs = [helpers.start("train.py", [*SMOKE, f"lr={lr}", f"hydra.run.dir={target}"], tmp_path, env)
              for lr in (1e-4, 2e-4)]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     codes = sorted(code for code, _ in results)
@@ -298,7 +297,7 @@ def test_class_weights_and_smoothing_with_the_default_loss(make_cfg, tmp_path):
 
 def test_a_diverged_run_exits_non_zero(tmp_path):
     r = command("train", [*SMOKE, "optimizer=sgd", "lr=1e12", "trainer.gradient_clip_val=null"],
-                tmp_path)
+                tmp_path, cold=False)
     assert r.returncode == 3, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: training diverged")
     (run,) = (tmp_path / "outputs" / "runs").iterdir()

@@ -66,6 +66,7 @@ def test_a_forked_command_takes_signals_and_its_own_session(tmp_path):
 
 def test_an_environment_read_at_import_starts_cold(monkeypatch):
     monkeypatch.delenv("PREWARMED", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # (an in-process test may have set it)
     assert prewarmed.Warm.fits(dict(os.environ))
     assert not prewarmed.Warm.fits({**os.environ, "HF_HUB_OFFLINE": "1"})
     assert prewarmed.Warm.fits({**os.environ, "BERTLAB_CACHE": "/elsewhere"})

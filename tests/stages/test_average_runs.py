@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -110,12 +108,11 @@ def test_a_stage_of_several_runs_trains_each_under_ddp_and_the_first_process_sco
     """trainer=ddp_cpu (two processes) with average_runs, cv or find_label_issues.py's folds: both
     processes train every run, only the first records, averages (ensembles, finds) and scores,
     without waiting on the other."""
-    from helpers import ROOT, cli
+    from helpers import cli, command
 
     if stage == "find_label_issues.py":
-        r = subprocess.run([sys.executable, str(ROOT / stage), "model=tiny", "trainer=ddp_cpu",
-                            "data.max_samples=120", "folds=2", "max_epochs=1", "output_dir=run"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        r = command(stage, ["model=tiny", "trainer=ddp_cpu", "data.max_samples=120", "folds=2",
+                            "max_epochs=1", "output_dir=run"], tmp_path)
     else:
         r = cli(["debug=fast", "trainer=ddp_cpu", stage, "hydra.run.dir=run"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -18,7 +18,7 @@ import requests
 import torch
 
 from conftest import ROOT, sentences
-from helpers import compose_tool, predictions, tool, trained
+from helpers import compose_tool, predictions, start, tool, trained
 
 TEXTS = ["what a great day", "this is awful", "the car drives itself", "fine"]
 
@@ -117,7 +117,7 @@ def test_onnx_dynamic_axes_take_any_batch_and_length(run_dir):
     (["format=hf"], "give out=<new folder>"),
 ])
 def test_export_mistakes_are_one_line(run_dir, tmp_path, args, words):
-    r = tool("export.py", f"run_dir={run_dir}", *[a.format(tmp=tmp_path) for a in args])
+    r = tool("export.py", f"run_dir={run_dir}", *[a.format(tmp=tmp_path) for a in args], cold=True)
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(f"error: {words}")
     assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
 
@@ -159,9 +159,13 @@ class Server:
     def __init__(self, log: Path, *args: str, preexec=default_ctrl_c) -> None:
         self.port, self.log = free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), f"port={self.port}", *args],
-                                     stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                     start_new_session=True, preexec_fn=preexec)
+        argv = [f"port={self.port}", *args]
+        if preexec is default_ctrl_c:  # (the pre-imported Python's Ctrl-C is a terminal's)
+            self.proc = start("serve.py", argv, Path.cwd(), new_session=True, log=log)
+        else:
+            self.proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), *argv],
+                                         stdout=open(log, "w"), stderr=subprocess.STDOUT,
+                                         start_new_session=True, preexec_fn=preexec)
         deadline = time.time() + 120
         while time.time() < deadline:
             assert self.proc.poll() is None, log.read_text()[-3000:]
@@ -433,7 +437,7 @@ def test_address_mistakes_are_one_line_before_serving(run_dir, args, words):
         args = [a.format(busy=port) for a in args]
         words = words.format(busy=port)
         if args[0].startswith("port=") and str(port) in args[0]:
-            r = tool("serve.py", f"run_dir={run_dir}", *args)
+            r = tool("serve.py", f"run_dir={run_dir}", *args, cold=True)
             assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == f"error: {words}", r.stderr
             assert "serving" not in r.stderr and "Traceback" not in r.stderr
         else:
