@@ -35,14 +35,14 @@ def command(script, args, cwd, env=None, stdin=None, cold=False):
 def start(script, args, cwd, env=None, merge=False, new_session=False, log=None, cold=False):
     """`subprocess.Popen(text=True)` of `python <script> <args>`, its stderr into stdout if `merge`,
     both into the file `log` if given; the returned process has .pid, poll(), wait(),
-    send_signal(), communicate() and .stderr."""
+    send_signal(), communicate() and .stderr; Ctrl-C is a terminal's, cold or not."""
     env = {**os.environ, **(env or {})}
     if not cold and prewarmed.Warm.fits(env):
         return prewarmed.Process(ROOT / script, args, cwd, env, merge=merge, new_session=new_session,
                                  log=log)
     return subprocess.Popen([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, text=True,
                             stdout=open(log, "w") if log else subprocess.PIPE,
-                            start_new_session=new_session,
+                            start_new_session=new_session, preexec_fn=prewarmed.terminal_ctrl_c,
                             stderr=subprocess.STDOUT if merge or log else subprocess.PIPE)
 
 

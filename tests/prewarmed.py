@@ -89,7 +89,7 @@ def _become(req: dict) -> None:
     sys.path[0] = os.path.dirname(req["script"])
 
 
-def _terminal_ctrl_c() -> None:
+def terminal_ctrl_c() -> None:
     """Ctrl-C as a terminal gives it (Python's KeyboardInterrupt): a test worker may ignore SIGINT,
     and a process started from it would inherit that."""
     import signal
@@ -113,7 +113,7 @@ class Warm:
         self.proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      cwd=Path(__file__).parent, bufsize=0,
-                                     preexec_fn=_terminal_ctrl_c)
+                                     preexec_fn=terminal_ctrl_c)
         self.ended: dict[int, int] = {}
         assert self.proc.stdout.readline() == b"ready\n"
 
