@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import gc
+import io
 import json
 import os
 import select
@@ -190,21 +191,24 @@ class Process:
 
         self.send_signal(signal.SIGKILL)
 
+    @staticmethod
+    def _read(path: Path) -> str:
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def output(self) -> tuple[str, str | None]:
-        read = lambda p: p.read_text(errors="replace") if p.exists() else ""  # noqa: E731
-        return read(self._out), None if self.merge else read(self._err)
+        return self._read(self._out), None if self.merge else self._read(self._err)
 
     def communicate(self, timeout=None):
         self.wait(timeout)
         return self.output()
 
     @property
-    def stdout(self):
-        return open(self._out, errors="replace")
+    def stdout(self):  # (what the command wrote so far, as a file to read; no descriptor left open)
+        return io.StringIO(self._read(self._out))
 
     @property
     def stderr(self):
-        return open(self._err, errors="replace")
+        return io.StringIO(self._read(self._err))
 
 
 def run(script, args, cwd, env, stdin=None, timeout=300) -> subprocess.CompletedProcess:
