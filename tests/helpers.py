@@ -21,23 +21,22 @@ def job(sweep, num):
     return folder
 
 
-def command(script, args, cwd, env=None, stdin=None, cold=False):
+def command(script, args, cwd, env=None, stdin=None):
     """`python <script> <args>` as a user runs it; from the pre-imported Python (prewarmed.py)
-    unless `cold` (a command refused before torch starts quicker cold: the pre-imported one
-    spends 0.7 s unloading torch at exit) or the environment asks for another import."""
+    unless the environment asks for another import."""
     env = {**os.environ, **(env or {})}
-    if not cold and prewarmed.Warm.fits(env):
+    if prewarmed.Warm.fits(env):
         return prewarmed.run(ROOT / script, args, cwd, env, stdin=stdin)
     return subprocess.run([sys.executable, str(ROOT / script), *args], cwd=cwd, input=stdin,
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-def start(script, args, cwd, env=None, merge=False, new_session=False, log=None, cold=False):
+def start(script, args, cwd, env=None, merge=False, new_session=False, log=None):
     """`subprocess.Popen(text=True)` of `python <script> <args>`, its stderr into stdout if `merge`,
     both into the file `log` if given; the returned process has .pid, poll(), wait(),
     send_signal(), communicate() and .stderr; Ctrl-C is a terminal's, cold or not."""
     env = {**os.environ, **(env or {})}
-    if not cold and prewarmed.Warm.fits(env):
+    if prewarmed.Warm.fits(env):
         return prewarmed.Process(ROOT / script, args, cwd, env, merge=merge, new_session=new_session,
                                  log=log)
     return subprocess.Popen([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, text=True,
@@ -46,8 +45,8 @@ def start(script, args, cwd, env=None, merge=False, new_session=False, log=None,
                             stderr=subprocess.STDOUT if merge or log else subprocess.PIPE)
 
 
-def cli(args, cwd, env=None, cold=False):
-    return command("train.py", args, cwd, env, cold=cold)
+def cli(args, cwd, env=None):
+    return command("train.py", args, cwd, env)
 
 
 
@@ -69,8 +68,8 @@ def trained(tmp_path_factory, *overrides):
     return run_dir
 
 
-def tool(script, *args, stdin=None, env=None, cold=False):
-    return command(script, args, os.getcwd(), env, stdin=stdin, cold=cold)
+def tool(script, *args, stdin=None, env=None):
+    return command(script, args, os.getcwd(), env, stdin=stdin)
 
 
 # printed by ordinary commands before, each asking nothing of a user (the console says only what

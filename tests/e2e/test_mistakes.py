@@ -21,10 +21,8 @@ SMOKE = ["model=tiny", "data.max_samples=120", "batch_size=16", "max_epochs=1",
          "trainer.enable_progress_bar=false"]
 
 
-def command(script, args, cwd, env=None, cold=True):
-    """Cold by default: a refused command answers before torch, which the pre-imported Python
-    has loaded already (and takes 0.7 s to unload at exit)."""
-    return helpers.command(f"{script}.py", args, cwd, env, cold=cold)
+def command(script, args, cwd, env=None):
+    return helpers.command(f"{script}.py", args, cwd, env)
 
 
 def snapshot(root: Path) -> dict:
@@ -41,7 +39,7 @@ def place(tmp_path_factory):
     data = root / "data.csv"
     data.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in sentences(120)))
     r = command("train", [*SMOKE, "data=files", f"data.train_file={data}",
-                          f"hydra.run.dir={root / 'finished'}"], root, env, cold=False)
+                          f"hydra.run.dir={root / 'finished'}"], root, env)
     assert r.returncode == 0, r.stderr[-2000:]
     shutil.copytree(root / "finished", root / "crashed")
     (root / "crashed" / "metrics.json").unlink()
@@ -297,7 +295,7 @@ def test_class_weights_and_smoothing_with_the_default_loss(make_cfg, tmp_path):
 
 def test_a_diverged_run_exits_non_zero(tmp_path):
     r = command("train", [*SMOKE, "optimizer=sgd", "lr=1e12", "trainer.gradient_clip_val=null"],
-                tmp_path, cold=False)
+                tmp_path)
     assert r.returncode == 3, r.stderr[-2000:]
     assert r.stderr.strip().splitlines()[-1].startswith("error: training diverged")
     (run,) = (tmp_path / "outputs" / "runs").iterdir()

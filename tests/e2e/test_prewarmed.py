@@ -20,33 +20,51 @@ sys.stdout.write(json.dumps(dict(argv=sys.argv, cwd=os.getcwd(), path0=sys.path[
 print("to stderr", file=sys.stderr)
 if sys.argv[1] == "raise":
     raise ValueError("a bug")
+if sys.argv[1] == "interrupt":
+    raise KeyboardInterrupt
 if sys.argv[1] == "wait":
     import time; time.sleep(60)
+if sys.argv[1] == "message":
+    sys.exit("a user error")
+import atexit, threading, time
+atexit.register(print, "at exit")  # (stdout to a file is buffered: flushed at the exit)
+threading.Thread(target=lambda: (time.sleep(0.3), print("a thread's last words"))).start()
 sys.exit(int(sys.argv[1]))
 """
+
+# how each probe ends: its exit status, and what its stdout holds after the JSON
+ENDS = {"3": (3, "a thread's last words\nat exit\n"), "0": (0, "a thread's last words\nat exit\n"),
+        "raise": (1, ""), "interrupt": (-signal.SIGINT, ""), "message": (1, "")}
 
 
 def test_a_forked_command_is_what_a_cold_one_is(tmp_path):
     script = tmp_path / "probe.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "ASKED": "yes"}
-    for args in (["3", "x=1"], ["0"], ["raise"]):
+    for args in (["3", "x=1"], ["0"], ["raise"], ["interrupt"], ["message"]):
         cold = subprocess.run([sys.executable, str(script), *args], cwd=tmp_path, env=env,
-                              input="in", capture_output=True, text=True)
+                              input="in", capture_output=True, text=True,
+                              preexec_fn=prewarmed.terminal_ctrl_c)
         warm = prewarmed.run(script, args, tmp_path, env, stdin="in")
-        assert warm.returncode == cold.returncode == (1 if args[0] == "raise" else int(args[0]))
-        seen = [json.loads(r.stdout) for r in (cold, warm)]
+        status, end = ENDS[args[0]]
+        assert warm.returncode == cold.returncode == status, (args, warm.stderr)
+        seen = [json.JSONDecoder().raw_decode(r.stdout) for r in (cold, warm)]
+        assert cold.stdout[seen[0][1]:] == warm.stdout[seen[1][1]:] == end
+        seen = [s for s, _ in seen]
         assert seen[0]["pgid"] == seen[1]["pgid"] == os.getpgid(0)  # the test's process group
         for s in seen:
             s.pop("pid"), s.pop("pgid")
         assert seen[1]["draws"] != seen[0]["draws"]  # each process draws its own random state
         assert {**seen[0], "draws": 0} == {**seen[1], "draws": 0}
         assert seen[1]["argv"] == [str(script), *args] and seen[1]["env"] == "yes"
-        if args[0] == "raise":
-            assert "ValueError: a bug" in warm.stderr and "Traceback" in warm.stderr
+        if args[0] in ("raise", "interrupt"):
+            for r in (cold, warm):
+                assert "Traceback" in r.stderr and r.stderr.strip().endswith(
+                    "ValueError: a bug" if args[0] == "raise" else "KeyboardInterrupt")
         else:
-            assert warm.stderr == cold.stderr == "to stderr\n"
-    draws = [json.loads(prewarmed.run(script, ["0"], tmp_path, env).stdout)["draws"] for _ in "ab"]
+            assert warm.stderr == cold.stderr == "to stderr\n" + "a user error\n" * (args[0] == "message")
+    draws = [json.JSONDecoder().raw_decode(prewarmed.run(script, ["0"], tmp_path, env).stdout)[0]
+             ["draws"] for _ in "ab"]
     assert draws[0] != draws[1]  # and not the server's state, twice
 
 
@@ -58,7 +76,7 @@ def test_a_forked_command_takes_signals_and_its_own_session(tmp_path):
     while not p.output()[0] and time.time() < deadline:
         time.sleep(0.05)
     assert p.poll() is None
-    seen = json.loads(p.output()[0])
+    seen = json.JSONDecoder().raw_decode(p.output()[0])[0]
     assert seen["pid"] == seen["pgid"] == p.pid  # a session (and group) of its own
     os.killpg(p.pid, signal.SIGTERM)
     assert p.wait(timeout=30) == -signal.SIGTERM

@@ -131,7 +131,7 @@ def refusals_are_one_line(run, tmp_path):
              ([f"resume={run}", "lr=0.1"], "drop lr=0.1"),
              ([f"resume={tmp_path}"], "not a run or sweep folder")]
     for argv, words in cases:
-        r = helpers.cli(argv, tmp_path, cold=True)  # (refused before torch: a cold start is quicker)
+        r = helpers.cli(argv, tmp_path)
         assert r.returncode != 0
         assert r.stderr.strip().splitlines()[-1].startswith("error:") and words in r.stderr, \
             r.stderr[-2000:]

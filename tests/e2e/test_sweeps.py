@@ -110,7 +110,7 @@ def resumed_sweep_runs_only_unfinished_jobs(sweep, jobs, tmp_path, env):
      "error: data.train_file=missing.csv does not exist"),
 ])
 def test_user_errors_are_one_line(tmp_path, args, words):
-    r = cli([*SMOKE, *args], tmp_path, cold=True)  # (refused before torch: a cold start is quicker)
+    r = cli([*SMOKE, *args], tmp_path)
     assert r.returncode != 0
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith(words), r.stderr[-2000:]
@@ -245,7 +245,7 @@ def test_submitit_local_executor_and_the_slurm_option(tmp_path):
     launcher = cfg.hydra.launcher
     assert (launcher.nodes, launcher.gpus_per_node, launcher.tasks_per_node) == (4, 8, 8)
     assert (cfg.trainer.num_nodes, cfg.trainer.strategy) == (4, "ddp")
-    r = cli(["-m", "hydra/launcher=slurm", "trainer=ddp", "lr=1e-5"], tmp_path, cold=True)  # devices: -1
+    r = cli(["-m", "hydra/launcher=slurm", "trainer=ddp", "lr=1e-5"], tmp_path)  # devices: -1
     assert r.returncode == 2 and "give trainer.devices=<GPUs per node>" in r.stderr, r.stderr
     r = cli(["-m", "hydra/launcher=submitit_local", "hydra.launcher.cpus_per_task=1",
              "hydra.launcher.timeout_min=10", *SMOKE, "lr=1e-4,3e-4"], tmp_path)
@@ -280,7 +280,7 @@ def test_two_workers_share_one_journal_study(tmp_path):
             "finished", "pruned")
     assert json.loads((search / "best.json").read_text())["trials"] == len(trials)
     size = journal.stat().st_size
-    other = cli(args[:-1] + ["lr=choice(1e-4,2e-4)"], tmp_path, cold=True)
+    other = cli(args[:-1] + ["lr=choice(1e-4,2e-4)"], tmp_path)
     assert other.returncode == 2 and "searches another space (lr: tag(log, interval(1e-5, 3e-4)) " \
         "there, choice(1e-4,2e-4) here)" in other.stderr.strip().splitlines()[-1], other.stderr[-2000:]
     assert journal.stat().st_size == size

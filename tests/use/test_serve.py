@@ -117,7 +117,7 @@ def test_onnx_dynamic_axes_take_any_batch_and_length(run_dir):
     (["format=hf"], "give out=<new folder>"),
 ])
 def test_export_mistakes_are_one_line(run_dir, tmp_path, args, words):
-    r = tool("export.py", f"run_dir={run_dir}", *[a.format(tmp=tmp_path) for a in args], cold=True)
+    r = tool("export.py", f"run_dir={run_dir}", *[a.format(tmp=tmp_path) for a in args])
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith(f"error: {words}")
     assert "Traceback" not in r.stderr and not (tmp_path / "o").exists()
 
@@ -437,7 +437,7 @@ def test_address_mistakes_are_one_line_before_serving(run_dir, args, words):
         args = [a.format(busy=port) for a in args]
         words = words.format(busy=port)
         if args[0].startswith("port=") and str(port) in args[0]:
-            r = tool("serve.py", f"run_dir={run_dir}", *args, cold=True)
+            r = tool("serve.py", f"run_dir={run_dir}", *args)
             assert r.returncode == 2 and r.stderr.strip().splitlines()[-1] == f"error: {words}", r.stderr
             assert "serving" not in r.stderr and "Traceback" not in r.stderr
         else:
