@@ -28,17 +28,26 @@ from pathlib import Path
 # differently from this process starts cold
 AT_IMPORT = ("HF_", "HUGGINGFACE", "TRANSFORMERS", "TORCH", "PYTORCH", "CUDA", "OMP_", "MKL",
              "KMP_", "TOKENIZERS", "PL_", "LIGHTNING", "PYTHON", "LANG", "LC_", "HYDRA", "NCCL",
-             "TQDM", "NUMEXPR", "OPENBLAS", "SCIPY", "NUMPY", "LD_")
+             "TQDM", "NUMEXPR", "OPENBLAS", "SCIPY", "NUMPY", "LD_", "ACCELERATE", "ARROW", "ONNX",
+             "LITSERVE", "TENSORBOARD", "TF_", "PEFT")
+
+
+# what the commands import on the way to their work (the libraries, and the tasks' modules that
+# pull in datasets, the schedulers, tensorboard, litserve and onnx: 2-4 s of a command's CPU more)
+PREIMPORTED = ("torch", "lightning", "transformers", "torchmetrics", "hydra.compose",
+               "bertlab.cli.entry", "bertlab.training.train", "bertlab.training.tune",
+               "transformers.optimization", "torch.utils.tensorboard", "bertlab.use.evaluate",
+               "bertlab.use.predict", "bertlab.use.export", "bertlab.use.serve", "bertlab.use.shrink",
+               "bertlab.label_issues.find", "onnx")
 
 
 def _serve() -> dict:
     """Read one request per line on stdin; fork a child for each and return the request in it.
     The parent answers the child's pid, then `<pid> <exit status>` when it ends."""
-    import lightning  # noqa: F401
-    import torch  # noqa: F401
-    import torchmetrics  # noqa: F401
-    import transformers  # noqa: F401
-    from hydra import compose  # noqa: F401
+    import importlib
+
+    for name in PREIMPORTED:
+        importlib.import_module(name)
 
     gc.freeze()  # (a pre-fork server's custom: no collection in a child touches, so copies, these pages)
     os.write(1, b"ready\n")
