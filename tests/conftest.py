@@ -15,6 +15,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 import bertlab  # noqa: F401  (registers the config resolvers)
+import prewarmed
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -35,43 +36,7 @@ def sentences(n: int, seed: int = 0) -> list[tuple[str, str]]:
     return rows
 
 
-def _parse_each_config_file_once() -> None:
-    """Hydra reads and parses every YAML file again at each compose, a third of its 0.35 s; the
-    tests compose about a thousand times a worker. Keep each file's parse (keyed by its path, size
-    and modification time, so that a changed file is read again) and hand out deep copies."""
-    import copy
-
-    from hydra._internal.sources_registry import SourcesRegistry
-    from hydra.core.plugins import Plugins
-
-    Plugins.instance()  # (its scan loads the config source modules again: patch the classes it keeps)
-    FileConfigSource = SourcesRegistry.instance().resolve("file")
-    ImportlibResourcesConfigSource = SourcesRegistry.instance().resolve("pkg")
-    parsed = {}
-
-    def once(load, key_of):
-        def load_config(self, config_path):
-            key = key_of(self, config_path)
-            if key is None:
-                return load(self, config_path)
-            if key not in parsed:
-                parsed[key] = load(self, config_path)
-            return copy.deepcopy(parsed[key])
-        return load_config
-
-    def file_key(source, config_path):
-        full = os.path.realpath(os.path.join(source.path, source._normalize_file_name(config_path)))
-        if not os.path.isfile(full):
-            return None  # (Hydra's own error)
-        stat = os.stat(full)
-        return full, stat.st_mtime_ns, stat.st_size
-
-    FileConfigSource.load_config = once(FileConfigSource.load_config, file_key)
-    ImportlibResourcesConfigSource.load_config = once(  # (Hydra's packaged configs)
-        ImportlibResourcesConfigSource.load_config, lambda source, path: (source.path, path))
-
-
-_parse_each_config_file_once()
+prewarmed.parse_config_files_once()  # (the tests compose about a thousand times a worker)
 
 LONGEST_FIRST = ("test_resume.py", "test_sweeps.py")  # minutes of killed, resumed and DDP runs
 
