@@ -77,7 +77,6 @@ def parse_config_files_once() -> None:
         ImportlibResourcesConfigSource.load_config, lambda source, path: (source.path, path))
 
 
-
 def _parse_conf() -> None:
     """Each config file of conf/ parsed, and each command's config composed, once here: a copy
     reads none of them again."""
