@@ -88,3 +88,29 @@ def test_an_environment_read_at_import_starts_cold(monkeypatch):
     assert prewarmed.Warm.fits(dict(os.environ))
     assert not prewarmed.Warm.fits({**os.environ, "HF_HUB_OFFLINE": "1"})
     assert prewarmed.Warm.fits({**os.environ, "BERTLAB_CACHE": "/elsewhere"})
+
+
+def test_a_config_file_parsed_once_is_read_again_when_it_changes(tmp_path):
+    """parse_config_files_once (on in every test process): a changed file composes its new
+    content, and what one compose changes is not in the next."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
+
+    (tmp_path / "group").mkdir()
+    (tmp_path / "main.yaml").write_text("defaults:\n  - group: a\n  - _self_\nx: 1\n")
+    (tmp_path / "group" / "a.yaml").write_text("y: 2\n")
+
+    def composed():
+        with initialize_config_dir(str(tmp_path), version_base="1.3"):
+            return compose("main")
+
+    first = composed()
+    assert (first.x, first.group.y) == (1, 2)
+    with open_dict(first):
+        first.group.y = 3
+    assert composed().group.y == 2  # a copy each time
+    (tmp_path / "group" / "a.yaml").write_text("y: 20\n")  # (another size)
+    (tmp_path / "main.yaml").write_text("defaults:\n  - group: a\n  - _self_\nx: 5\n")
+    os.utime(tmp_path / "main.yaml", ns=(1, 1))  # (the same size: told apart by its time)
+    again = composed()
+    assert (again.x, again.group.y) == (5, 20)
