@@ -316,7 +316,7 @@ def _run_and_exit(script: str) -> None:
         except Exception:
             code = 120  # (what Python exits with when flushing stdout fails)
     if ctrl_c:  # (Python ends an uncaught KeyboardInterrupt by killing itself with SIGINT)
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        terminal_ctrl_c()
         os.kill(os.getpid(), signal.SIGINT)
     os._exit(code & 0xFF)
 

@@ -19,6 +19,7 @@ import torch
 
 from conftest import ROOT, sentences
 from helpers import compose_tool, predictions, start, tool, trained
+from prewarmed import terminal_ctrl_c
 
 TEXTS = ["what a great day", "this is awful", "the car drives itself", "fine"]
 
@@ -148,19 +149,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def default_ctrl_c() -> None:
-    """Ctrl-C as in a terminal: a test worker may ignore SIGINT, and its children inherit that."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 class Server:
     """serve.py in its own process group on a free port; stopped (Ctrl-C) by the test."""
 
-    def __init__(self, log: Path, *args: str, preexec=default_ctrl_c) -> None:
+    def __init__(self, log: Path, *args: str, preexec=terminal_ctrl_c) -> None:
         self.port, self.log = free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
         argv = [f"port={self.port}", *args]
-        if preexec is default_ctrl_c:  # (the pre-imported Python's Ctrl-C is a terminal's)
+        if preexec is terminal_ctrl_c:  # (the pre-imported Python's Ctrl-C is a terminal's)
             self.proc = start("serve.py", argv, Path.cwd(), new_session=True, log=log)
         else:
             self.proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), *argv],
@@ -381,7 +377,7 @@ def test_a_signal_stops_every_process_of_the_server_and_frees_its_port(run_dir, 
     not kill the queues' manager under the others (tracebacks). SIGINT to the group, inherited as
     ignored, left a server that answered nothing and never exited."""
     s = Server(tmp_path / "server.log", f"run_dir={run_dir}", "threads=1", "host=localhost",
-               preexec=ignore_ctrl_c if how.startswith("sigint") else default_ctrl_c)
+               preexec=ignore_ctrl_c if how.startswith("sigint") else terminal_ctrl_c)
     signal_stops_every_process(s, how)
 
 
