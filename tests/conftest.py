@@ -48,6 +48,17 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(autouse=True)
+def _environment_kept():
+    """Each test starts from the worker's environment: an in-process run may set a variable
+    (ensure_hub_or_offline sets HF_HUB_OFFLINE when the Hub is unreachable)."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("BERTLAB_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
 

@@ -130,10 +130,6 @@ def _serve() -> dict:
 
 def _become(req: dict) -> None:
     """Turn the forked child into the requested command's process."""
-    import random
-
-    import numpy as np
-
     if req["new_session"]:
         os.setsid()
     os.chdir(req["cwd"])
@@ -145,10 +141,142 @@ def _become(req: dict) -> None:
         opened = os.open(path, flags, 0o600)
         os.dup2(opened, fd)
         os.close(opened)
-    random.seed()
-    np.random.seed()
+    _reseed()
     sys.argv = [req["script"], *req["args"]]
     sys.path[0] = os.path.dirname(req["script"])
+
+
+# what a command's libraries set in its environment for the processes it starts, none read at
+# import: Lightning's seed_everything (read when called), train.py's tokenizers switch (read at
+# each batch), scikit-learn's for Intel's OpenMP (these wheels load GNU's)
+SET_FOR_CHILDREN = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "TOKENIZERS_PARALLELISM",
+                    "KMP_DUPLICATE_LIB_OK", "KMP_INIT_AT_FORK")
+
+
+def _spare(spares: str) -> None:
+    """Fork a copy of the command before its script runs: a spare that waits to become a Python
+    the command starts, cold 10-15 s of imports: a script as `subprocess.Popen([sys.executable,
+    script, ...])` with nothing else asked (Lightning's second DDP process), or a process of
+    multiprocessing's spawn (litserve's inference worker). The spare is the command's own child,
+    in its session and process group, with the standard streams and passed descriptors it has
+    then, and the environment and folder it gives; an uncalled spare ends, unseen, with the
+    command. Any other start, or a second one, runs as it would."""
+    import signal
+    import socket
+
+    ours, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # (a Ctrl-C to the group: gone, silently)
+        msg, fds, _, _ = socket.recv_fds(its, 1 << 20, 1024)
+        if not msg:  # the command ended without it
+            os._exit(0)
+        its.close()
+        req = json.loads(msg)
+        with open(os.path.join(spares, str(os.getpid())), "wb") as f:  # (for command_line)
+            f.write(b"".join(os.fsencode(a) + b"\0" for a in req["command"]))
+        targets = [0, 1, 2, *req["pass_fds"]]
+        import fcntl
+
+        above = [fcntl.fcntl(fd, fcntl.F_DUPFD, max(targets) + 1) for fd in fds]  # (out of the way)
+        for fd in fds:
+            os.close(fd)
+        for target, fd in zip(targets, above):
+            os.dup2(fd, target)  # (inheritable, as Popen's and spawn's passed descriptors are)
+            os.close(fd)
+        os.chdir(req["cwd"])
+        os.environ.clear()
+        os.environ.update(req["env"])
+        signal.signal(signal.SIGINT, signal.SIG_IGN if req["sigint_ignored"] else
+                      signal.default_int_handler)  # (what a new Python starts with)
+        _reseed()
+        added = [w for w in req["warnoptions"] if w not in sys.warnoptions]
+        sys.warnoptions[:] = req["warnoptions"]
+        import warnings
+
+        warnings._processoptions(added)  # (-W options: what Python does with them at its start)
+        if req["code"] is None:
+            sys.argv = req["args"]
+            sys.path[0] = os.path.dirname(os.path.abspath(req["args"][0]))
+        else:  # python -c code args
+            sys.argv, sys.path[0] = ["-c", *req["args"]], ""
+        _run_and_exit(sys.argv[0], req["code"])
+    its.close()
+    command, interpreter = os.getpid(), subprocess._args_from_interpreter_flags()
+    env = _at_import({k: v for k, v in os.environ.items() if k not in SET_FOR_CHILDREN})
+
+    def hand_over(args: list, cwd, given: dict, pass_fds=()) -> int | None:
+        """The spare's pid, become `args`; None: started otherwise."""
+        nonlocal ours
+        args = [os.fsdecode(a) for a in args]
+        if ours is None or os.getpid() != command or args[0] != sys.executable or _at_import(
+                {k: v for k, v in given.items() if k not in SET_FOR_CHILDREN}) != env:
+            return None
+        i = 1
+        while i < len(args) and args[i].startswith("-") and args[i] not in ("-c", "-m", "-"):
+            i += 1
+        flags, run = args[1:i], args[i:]
+        if not {f for f in flags if not f.startswith("-W")} <= set(interpreter):
+            return None  # (its flags come from PYTHON* variables, the same here: any others differ)
+        if run[:1] == ["-c"] and len(run) > 2 and run[-1] == "--multiprocessing-fork":
+            code, rest = run[1], run[2:]  # (spawn's process; not its resource tracker)
+        elif run and run[0].endswith(".py") and not run[0].startswith("-"):
+            code, rest = None, run
+        else:
+            return None
+        import signal
+
+        req = dict(command=args, args=rest, code=code, cwd=os.path.abspath(cwd or os.getcwd()), env=given,
+                   pass_fds=list(pass_fds), warnoptions=[f[2:] for f in flags if f.startswith("-W")],
+                   sigint_ignored=signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
+        socket.send_fds(ours, [json.dumps(req).encode()], [0, 1, 2, *pass_fds])
+        ours.close()
+        ours = None
+        return pid
+
+    class Popen(subprocess.Popen):
+        def _execute_child(self, args, executable, preexec_fn, close_fds, pass_fds, cwd, env_,
+                           startupinfo, creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite,
+                           errread, errwrite, restore_signals, gid, gids, uid, umask,
+                           start_new_session, process_group):
+            if (not shell and executable is None and isinstance(args, (list, tuple))
+                    and len(args) >= 2 and preexec_fn is None and close_fds and not pass_fds
+                    and restore_signals and not start_new_session and process_group in (None, -1)
+                    and (gid, gids, uid, umask) == (None, None, None, -1)
+                    and (p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite) == (-1,) * 6):
+                self.pid = hand_over(list(args), cwd, dict(os.environ if env_ is None else env_))
+                if self.pid is not None:
+                    self._child_created = True
+                    return
+            return super()._execute_child(
+                args, executable, preexec_fn, close_fds, pass_fds, cwd, env_, startupinfo,
+                creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite,
+                restore_signals, gid, gids, uid, umask, start_new_session, process_group)
+
+    import multiprocessing.util
+
+    spawnv_passfds = multiprocessing.util.spawnv_passfds
+
+    def spawn(path, args, passfds):
+        if os.fsdecode(path) == sys.executable and len(args) >= 2:
+            started = hand_over([path, *args[1:]], None, dict(os.environ), sorted(map(int, passfds)))
+            if started is not None:
+                return started
+        return spawnv_passfds(path, args, passfds)
+
+    subprocess.Popen = Popen
+    multiprocessing.util.spawnv_passfds = spawn
+
+
+def _reseed() -> None:
+    """Each process its own random state, as a new Python has."""
+    import random
+
+    import numpy as np
+
+    random.seed()
+    np.random.seed()
 
 
 def terminal_ctrl_c() -> None:
@@ -164,15 +292,17 @@ def _at_import(env: dict) -> dict:
 
 
 class Warm:
-    """A pre-imported Python, started on first use in each test process, and again when that
-    process's own environment has changed in a variable read at import (an in-process run that
+    """A pre-imported Python, started on first use in each test process, and another for each
+    environment of that process that differs in a variable read at import (an in-process run that
     set HF_HUB_OFFLINE, say); a command keeps the one it was started from."""
 
-    current = None
+    started: dict[tuple, "Warm"] = {}
 
     def __init__(self):
         self.env = dict(os.environ)
-        self.proc = subprocess.Popen([sys.executable, __file__], stdin=subprocess.PIPE,
+        self.spares = tempfile.mkdtemp(prefix="bertlab-spares-")  # (their command lines)
+        atexit.register(shutil.rmtree, self.spares, True)
+        self.proc = subprocess.Popen([sys.executable, __file__, self.spares], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      cwd=Path(__file__).parent, bufsize=0,
                                      preexec_fn=terminal_ctrl_c)
@@ -181,9 +311,10 @@ class Warm:
 
     @classmethod
     def get(cls) -> "Warm":
-        now = cls.current
-        if now is None or now.proc.poll() is not None or _at_import(now.env) != _at_import(os.environ):
-            cls.current = now = cls()
+        key = tuple(sorted(_at_import(os.environ).items()))
+        now = cls.started.get(key)
+        if now is None or now.proc.poll() is not None:
+            cls.started[key] = now = cls()
         return now
 
     @staticmethod
@@ -284,7 +415,7 @@ def run(script, args, cwd, env, stdin=None, timeout=300) -> subprocess.Completed
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
-def _run_and_exit(script: str) -> None:
+def _run_and_exit(script: str, code: str | None = None) -> None:
     """Run the script as `__main__` and end the process as Python's own exit does: the exit status
     of a SystemExit (its message on stderr), or a traceback and 1, or Ctrl-C's signal; non-daemon
     threads joined, atexit functions run, stdout and stderr flushed. Then os._exit, as
@@ -296,7 +427,16 @@ def _run_and_exit(script: str) -> None:
 
     ctrl_c = False
     try:
-        runpy.run_path(script, run_name="__main__")
+        if code is None:
+            runpy.run_path(script, run_name="__main__")
+        else:  # (python -c: a new __main__ module)
+            import types
+
+            import builtins
+
+            main = sys.modules["__main__"] = types.ModuleType("__main__")
+            main.__builtins__ = builtins
+            exec(compile(code, "<string>", "exec"), main.__dict__)
         code = 0
     except SystemExit as e:
         code = e.code
@@ -321,8 +461,20 @@ def _run_and_exit(script: str) -> None:
     os._exit(code & 0xFF)
 
 
+def command_line(pid: int) -> bytes:
+    """/proc/<pid>/cmdline, or for a process a spare became, the command line it was started with
+    (a spare's own is this server's)."""
+    for warm in Warm.started.values():
+        started = Path(warm.spares) / str(pid)
+        if started.is_file():
+            return started.read_bytes()
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 if __name__ == "__main__":
+    spares = sys.argv[1]
     request = _serve()  # returns only in a forked child: what follows runs the command
     _become(request)
     del request
+    _spare(spares)
     _run_and_exit(sys.argv[0])

@@ -82,6 +82,146 @@ def test_a_forked_command_takes_signals_and_its_own_session(tmp_path):
     assert p.wait(timeout=30) == -signal.SIGTERM
 
 
+PARENT = """
+import json, os, subprocess, sys
+child, cwd = sys.argv[1:3]
+env = {**os.environ, "ASKED": "child", "PL_GLOBAL_SEED": "7"}  # (as Lightning's DDP launcher does)
+p = subprocess.Popen([sys.executable, child, "x=1"], env=env, cwd=cwd)
+print(json.dumps(dict(status=p.wait(), ppid=os.getpid())), flush=True)
+if sys.argv[3] == "twice":  # (the spare is used once: a second start runs as Popen does)
+    print(json.dumps(dict(status=subprocess.Popen([sys.executable, child, "x=2"]).wait(),
+                          ppid=os.getpid())), flush=True)
+if sys.argv[3] == "wait":
+    p = subprocess.Popen([sys.executable, child, "wait"])
+    import time; time.sleep(60)
+"""
+
+CHILD = """
+import json, os, random, signal, sys
+import numpy as np
+print(json.dumps(dict(argv=sys.argv, cwd=os.getcwd(), path0=sys.path[0], name=__name__,
+    env=os.environ.get("ASKED"), seed=os.environ.get("PL_GLOBAL_SEED"), ppid=os.getppid(),
+    pgid=os.getpgid(0), sid=os.getsid(0), sigint=str(signal.getsignal(signal.SIGINT)),
+    warm="torch" in sys.modules, draws=[random.random(), float(np.random.rand())])), flush=True)
+print("child to stderr", file=sys.stderr)
+if sys.argv[1] == "wait":
+    import time; time.sleep(60)
+sys.exit(5)
+"""
+
+
+def test_a_python_script_a_command_starts_is_what_a_cold_one_is(tmp_path):
+    """A command's `Popen([sys.executable, script])` (Lightning's second DDP process) starts from
+    the command's spare copy: the same child, streams, folder, environment and process group."""
+    (tmp_path / "parent.py").write_text(PARENT)
+    (tmp_path / "child.py").write_text(CHILD)
+    (tmp_path / "sub").mkdir()
+    args = [str(tmp_path / "child.py"), str(tmp_path / "sub"), "twice"]
+    cold = subprocess.run([sys.executable, str(tmp_path / "parent.py"), *args], cwd=tmp_path,
+                          capture_output=True, text=True, preexec_fn=prewarmed.terminal_ctrl_c)
+    warm = prewarmed.run(tmp_path / "parent.py", args, tmp_path, dict(os.environ))
+    assert cold.returncode == warm.returncode == 0, warm.stderr
+    assert cold.stderr == warm.stderr == "child to stderr\n" * 2
+    seen = [[json.loads(line) for line in r.stdout.splitlines()] for r in (cold, warm)]
+    for first, ended, second, ended_too in seen:
+        assert first["ppid"] == ended["ppid"] and second["ppid"] == ended_too["ppid"]  # its child
+        assert ended["status"] == ended_too["status"] == 5
+        assert (first["env"], first["seed"], second["env"]) == ("child", "7", None)
+        assert first["pgid"] == second["pgid"] == os.getpgid(0)  # (the test's group, as the parent's)
+        assert first["draws"] != second["draws"]
+    assert [s["warm"] for s in (seen[0][0], seen[1][0], seen[0][2], seen[1][2])] == [
+        False, True, False, False]  # (the first start, warm: else this test checks nothing new)
+    for cold_line, warm_line in zip(seen[0], seen[1]):
+        for line in (cold_line, warm_line):
+            for key in ("ppid", "warm", "draws"):
+                line.pop(key, None)
+        assert cold_line == warm_line
+    assert seen[1][0]["cwd"] == str(tmp_path / "sub") and seen[1][0]["sigint"].startswith(
+        "<built-in function default_int_handler")
+
+
+def test_a_python_script_a_command_starts_is_in_its_group(tmp_path):
+    """...so a signal to the command's process group reaches it, and a spare never called ends
+    with the command."""
+    (tmp_path / "parent.py").write_text(PARENT)
+    (tmp_path / "child.py").write_text(CHILD)
+    p = prewarmed.Process(tmp_path / "parent.py", [tmp_path / "child.py", tmp_path, "wait"],
+                          tmp_path, dict(os.environ), new_session=True)
+    deadline = time.time() + 60
+    while p.output()[0].count("\n") < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    first, ended, waiting = (json.loads(line) for line in p.output()[0].splitlines())
+    assert waiting["warm"] is False and waiting["pgid"] == waiting["sid"] == p.pid  # (the 2nd: cold)
+    group = [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+             if _group_of(pid) == p.pid]
+    assert len(group) == 2, group  # the command and its child: no spare left waiting
+    os.killpg(p.pid, signal.SIGKILL)
+    assert p.wait(timeout=30) == -signal.SIGKILL
+    deadline = time.time() + 30
+    while any(_group_of(pid) == p.pid for pid in group) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in group if _group_of(pid) == p.pid]
+    q = prewarmed.Process(tmp_path / "child.py", ["0"], tmp_path, dict(os.environ),
+                          new_session=True)
+    assert q.wait(timeout=60) == 5
+    time.sleep(0.5)
+    assert _group_of(q.pid) is None  # (its spare, never called, ended with it)
+    assert not [pid for pid in map(int, filter(str.isdigit, os.listdir("/proc")))
+                if _group_of(pid) == q.pid]
+
+
+SPAWNS = """
+import json, multiprocessing as mp, os, sys, warnings
+
+
+def report(q):
+    q.put(dict(argv=sys.argv, cwd=os.getcwd(), name=mp.current_process().name,
+               parent=mp.parent_process().pid, main=sys.modules["__main__"].__name__,
+               env=os.environ.get("ASKED"), pgid=os.getpgid(0), warm="torch" in sys.modules,
+               note_ignored=any(f[0] == "ignore" and f[1] is not None and f[1].match("a note")
+                                for f in warnings.filters)))
+    sys.exit(3)
+
+
+if __name__ == "__main__":
+    os.environ["ASKED"] = "spawned"
+    sys.warnoptions.append("ignore:a note:UserWarning")  # (spawn passes it on as -W)
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=report, args=(q,), name="worker")
+    p.start()
+    got = q.get(timeout=60)
+    p.join()
+    got.update(exitcode=p.exitcode, parent=got["parent"] == os.getpid())
+    print(json.dumps(got))
+"""
+
+
+def test_a_process_of_multiprocessing_spawn_is_what_a_cold_one_is(tmp_path):
+    """A command's spawn-started process (litserve's inference worker) starts from its spare."""
+    (tmp_path / "spawns.py").write_text(SPAWNS)
+    (tmp_path / "sub").mkdir()
+    cold = subprocess.run([sys.executable, str(tmp_path / "spawns.py")], cwd=tmp_path / "sub",
+                          capture_output=True, text=True, preexec_fn=prewarmed.terminal_ctrl_c)
+    warm = prewarmed.run(tmp_path / "spawns.py", [], tmp_path / "sub", dict(os.environ))
+    assert cold.returncode == warm.returncode == 0, warm.stderr
+    assert cold.stderr == warm.stderr == ""
+    seen = [json.loads(r.stdout) for r in (cold, warm)]
+    assert [s.pop("warm") for s in seen] == [False, True]
+    assert seen[0] == seen[1] and seen[0]["pgid"] == os.getpgid(0)
+    assert (seen[1]["exitcode"], seen[1]["parent"], seen[1]["note_ignored"]) == (3, True, True)
+    assert (seen[1]["main"], seen[1]["env"], seen[1]["name"]) == ("__mp_main__", "spawned", "worker")
+
+
+def _group_of(pid: int) -> int | None:
+    """A live process's group (None: gone, or a zombie)."""
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else int(fields[2])
+
+
 def test_an_environment_read_at_import_starts_cold(monkeypatch):
     monkeypatch.delenv("PREWARMED", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # (an in-process test may have set it)

@@ -19,6 +19,7 @@ import torch
 
 from conftest import ROOT, sentences
 from helpers import compose_tool, predictions, start, tool, trained
+import prewarmed
 from prewarmed import terminal_ctrl_c
 
 TEXTS = ["what a great day", "this is awful", "the car drives itself", "fine"]
@@ -398,7 +399,7 @@ def test_a_lost_worker_answers_503_and_the_server_exits_with_one_line(run_dir, t
     s = Server(tmp_path / "server.log", f"run_dir={run_dir}", "threads=1")
     assert s.post({"text": "good"}).status_code == 200
     worker = next(pid for pid in group_alive(s.proc.pid)
-                  if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes())
+                  if b"spawn_main" in prewarmed.command_line(pid))
     os.kill(worker, signal.SIGKILL)
     started = time.time()
     r = s.post({"text": "good"})  # (waited ~30 s for nothing, then closed with no answer)
