@@ -6,9 +6,11 @@ them once and then forks a copy of itself for each command it is sent (no librar
 processes like this, so it is written here). The copy runs the script as `python script args`
 would: the same argv, sys.path[0], working folder, environment, stdin, stdout and stderr, session
 and exit status, with its own random state; only the imports are done already (and conf/'s files
-parsed: Hydra's parse of a file is kept while the file is unchanged). So a command whose
-environment differs from this process's in a variable read at import (HF_*, TORCH*, ...) starts
-cold, and so do tests about imports or a first start's output (`subprocess` directly).
+parsed: Hydra's parse of a file is kept while the file is unchanged). A Python the command
+starts in turn (Lightning's second DDP process, multiprocessing spawn's worker) is handed to a
+spare copy forked beside it (_spare). A command whose environment differs from this process's in a
+variable read at import (HF_*, TORCH*, ...) starts cold, and so do tests about imports or a first
+start's output (`subprocess` directly).
 """
 from __future__ import annotations
 
@@ -155,59 +157,73 @@ SET_FOR_CHILDREN = ("PL_GLOBAL_SEED", "PL_SEED_WORKERS", "TOKENIZERS_PARALLELISM
 
 def _spare(spares: str) -> None:
     """Fork a copy of the command before its script runs: a spare that waits to become a Python
-    the command starts, cold 10-15 s of imports: a script as `subprocess.Popen([sys.executable,
-    script, ...])` with nothing else asked (Lightning's second DDP process), or a process of
-    multiprocessing's spawn (litserve's inference worker). The spare is the command's own child,
-    in its session and process group, with the standard streams and passed descriptors it has
-    then, and the environment and folder it gives; an uncalled spare ends, unseen, with the
+    the command starts (cold: 10-15 s of imports), a script as `subprocess.Popen([sys.executable,
+    script, ...])` with nothing else asked (Lightning's second DDP process) or a process of
+    multiprocessing's spawn (litserve's inference worker). It is the command's own child, in its
+    session and process group, with the standard streams and passed descriptors the command has
+    then, and the environment and folder it gives; one never called ends, unseen, with the
     command. Any other start, or a second one, runs as it would."""
-    import signal
     import socket
 
     ours, its = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
         ours.close()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # (a Ctrl-C to the group: gone, silently)
-        msg, fds, _, _ = socket.recv_fds(its, 1 << 20, 1024)
-        if not msg:  # the command ended without it
-            os._exit(0)
-        its.close()
-        req = json.loads(msg)
-        with open(os.path.join(spares, str(os.getpid())), "wb") as f:  # (for command_line)
-            f.write(b"".join(os.fsencode(a) + b"\0" for a in req["command"]))
-        targets = [0, 1, 2, *req["pass_fds"]]
-        import fcntl
-
-        above = [fcntl.fcntl(fd, fcntl.F_DUPFD, max(targets) + 1) for fd in fds]  # (out of the way)
-        for fd in fds:
-            os.close(fd)
-        for target, fd in zip(targets, above):
-            os.dup2(fd, target)  # (inheritable, as Popen's and spawn's passed descriptors are)
-            os.close(fd)
-        os.chdir(req["cwd"])
-        os.environ.clear()
-        os.environ.update(req["env"])
-        signal.signal(signal.SIGINT, signal.SIG_IGN if req["sigint_ignored"] else
-                      signal.default_int_handler)  # (what a new Python starts with)
-        _reseed()
-        added = [w for w in req["warnoptions"] if w not in sys.warnoptions]
-        sys.warnoptions[:] = req["warnoptions"]
-        import warnings
-
-        warnings._processoptions(added)  # (-W options: what Python does with them at its start)
-        if req["code"] is None:
-            sys.argv = req["args"]
-            sys.path[0] = os.path.dirname(os.path.abspath(req["args"][0]))
-        else:  # python -c code args
-            sys.argv, sys.path[0] = ["-c", *req["args"]], ""
-        _run_and_exit(sys.argv[0], req["code"])
+        _wait_and_become(its, spares)
     its.close()
+    _hand_starts_to(pid, ours)
+
+
+def _wait_and_become(its, spares: str) -> None:
+    """The spare's side: become the start the command hands over, or end with the command."""
+    import fcntl
+    import signal
+    import socket
+    import warnings
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # (a Ctrl-C to the group: gone, silently)
+    msg, fds, _, _ = socket.recv_fds(its, 1 << 20, 1024)
+    if not msg:  # the command ended without it
+        os._exit(0)
+    its.close()
+    req = json.loads(msg)
+    with open(os.path.join(spares, str(os.getpid())), "wb") as f:  # (for command_line)
+        f.write(b"".join(os.fsencode(a) + b"\0" for a in req["command"]))
+    targets = [0, 1, 2, *req["pass_fds"]]
+    above = [fcntl.fcntl(fd, fcntl.F_DUPFD, max(targets) + 1) for fd in fds]  # (out of the way)
+    for fd in fds:
+        os.close(fd)
+    for target, fd in zip(targets, above):
+        os.dup2(fd, target)  # (inheritable, as Popen's and spawn's passed descriptors are)
+        os.close(fd)
+    os.chdir(req["cwd"])
+    os.environ.clear()
+    os.environ.update(req["env"])
+    signal.signal(signal.SIGINT, signal.SIG_IGN if req["sigint_ignored"] else
+                  signal.default_int_handler)  # (what a new Python starts with)
+    _reseed()
+    added = [w for w in req["warnoptions"] if w not in sys.warnoptions]
+    sys.warnoptions[:] = req["warnoptions"]
+    warnings._processoptions(added)  # (-W options: what Python does with them at its start)
+    if req["code"] is None:
+        sys.argv = req["args"]
+        sys.path[0] = os.path.dirname(os.path.abspath(req["args"][0]))
+    else:  # python -c code args
+        sys.argv, sys.path[0] = ["-c", *req["args"]], ""
+    _run_and_exit(sys.argv[0], req["code"])
+
+
+def _hand_starts_to(spare: int, ours) -> None:
+    """The command's side: subprocess.Popen and spawn hand the first start they can to the spare."""
+    import multiprocessing.util
+    import signal
+    import socket
+
     command, interpreter = os.getpid(), subprocess._args_from_interpreter_flags()
     env = _at_import({k: v for k, v in os.environ.items() if k not in SET_FOR_CHILDREN})
 
     def hand_over(args: list, cwd, given: dict, pass_fds=()) -> int | None:
-        """The spare's pid, become `args`; None: started otherwise."""
+        """The spare's pid, become `args`; None: not a start it can take."""
         nonlocal ours
         args = [os.fsdecode(a) for a in args]
         if ours is None or os.getpid() != command or args[0] != sys.executable or _at_import(
@@ -225,15 +241,14 @@ def _spare(spares: str) -> None:
             code, rest = None, run
         else:
             return None
-        import signal
-
-        req = dict(command=args, args=rest, code=code, cwd=os.path.abspath(cwd or os.getcwd()), env=given,
-                   pass_fds=list(pass_fds), warnoptions=[f[2:] for f in flags if f.startswith("-W")],
+        req = dict(command=args, args=rest, code=code, cwd=os.path.abspath(cwd or os.getcwd()),
+                   env=given, pass_fds=list(pass_fds),
+                   warnoptions=[f[2:] for f in flags if f.startswith("-W")],
                    sigint_ignored=signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
         socket.send_fds(ours, [json.dumps(req).encode()], [0, 1, 2, *pass_fds])
         ours.close()
         ours = None
-        return pid
+        return spare
 
     class Popen(subprocess.Popen):
         def _execute_child(self, args, executable, preexec_fn, close_fds, pass_fds, cwd, env_,
@@ -253,8 +268,6 @@ def _spare(spares: str) -> None:
                 args, executable, preexec_fn, close_fds, pass_fds, cwd, env_, startupinfo,
                 creationflags, shell, p2cread, p2cwrite, c2pread, c2pwrite, errread, errwrite,
                 restore_signals, gid, gids, uid, umask, start_new_session, process_group)
-
-    import multiprocessing.util
 
     spawnv_passfds = multiprocessing.util.spawnv_passfds
 
