@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torchmetrics.functional as tmf  # noqa: E402
 
@@ -99,10 +100,13 @@ def analyse(model, dm, split: str, out_dir: Path, writer=None, step: int = 0) ->
     if rows:
         write_csv(out_dir / "errors.csv", rows)
         files["errors"] = "errors.csv"
-    if fig is not None:
-        fig.savefig(out_dir / files["plot"], dpi=120)
+    if fig is not None:  # drawn once for the file and TensorBoard (add_figure would draw it again)
+        fig.set_dpi(120)
+        fig.canvas.draw()
+        image = np.asarray(fig.canvas.buffer_rgba())
+        plt.imsave(out_dir / files["plot"], image, dpi=120)  # (what savefig does after drawing)
         if writer is not None:
-            writer.add_figure(f"{'val' if split == 'validation' else split}/{Path(files['plot']).stem}",
-                              fig, step)
+            writer.add_image(f"{'val' if split == 'validation' else split}/{Path(files['plot']).stem}",
+                             image[..., :3], step, dataformats="HWC")
         plt.close(fig)
     return files
