@@ -31,17 +31,20 @@ def command(script, args, cwd, env=None, stdin=None):
                           capture_output=True, text=True, timeout=300, env=env)
 
 
-def start(script, args, cwd, env=None, merge=False, new_session=False, log=None):
+def start(script, args, cwd, env=None, merge=False, new_session=False, log=None,
+          ctrl_c_ignored=False):
     """`subprocess.Popen(text=True)` of `python <script> <args>`, its stderr into stdout if `merge`,
     both into the file `log` if given; the returned process has .pid, poll(), wait(),
-    send_signal(), communicate() and .stderr; Ctrl-C is a terminal's, cold or not."""
+    send_signal(), communicate() and .stderr; Ctrl-C is a terminal's, cold or not, or ignored as a
+    background job inherits it (`ctrl_c_ignored`)."""
     env = {**os.environ, **(env or {})}
     if prewarmed.Warm.fits(env):
         return prewarmed.Process(ROOT / script, args, cwd, env, merge=merge, new_session=new_session,
-                                 log=log)
+                                 log=log, ctrl_c_ignored=ctrl_c_ignored)
     return subprocess.Popen([sys.executable, str(ROOT / script), *args], cwd=cwd, env=env, text=True,
                             stdout=open(log, "w") if log else subprocess.PIPE,
-                            start_new_session=new_session, preexec_fn=prewarmed.terminal_ctrl_c,
+                            start_new_session=new_session, preexec_fn=prewarmed.ignore_ctrl_c
+                            if ctrl_c_ignored else prewarmed.terminal_ctrl_c,
                             stderr=subprocess.STDOUT if merge or log else subprocess.PIPE)
 
 

@@ -134,6 +134,10 @@ def _become(req: dict) -> None:
     """Turn the forked child into the requested command's process."""
     if req["new_session"]:
         os.setsid()
+    if req["ctrl_c_ignored"]:  # (as a background job inherits it: Python then leaves it ignored)
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.chdir(req["cwd"])
     os.environ.clear()
     os.environ.update(req["env"])
@@ -300,6 +304,14 @@ def terminal_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def ignore_ctrl_c() -> None:
+    """Ctrl-C ignored, as a background job of a script inherits it (`python serve.py &` without
+    job control)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _at_import(env: dict) -> dict:
     return {k: v for k, v in env.items() if k.upper().startswith(AT_IMPORT)}
 
@@ -355,7 +367,7 @@ class Process:
     stdout and stderr go to files (text), read back by communicate() or as .stdout/.stderr."""
 
     def __init__(self, script, args, cwd, env, stdin=None, merge=False, new_session=False,
-                 log=None):
+                 log=None, ctrl_c_ignored=False):
         self.server = server = Warm.get()
         self.dir = Path(tempfile.mkdtemp(prefix="bertlab-command-"))
         atexit.register(shutil.rmtree, self.dir, True)
@@ -365,7 +377,8 @@ class Process:
         merge = merge or log is not None
         err = out if merge else self.dir / "stderr"
         req = dict(script=str(script), args=[str(a) for a in args], cwd=str(cwd), env=env,
-                   stdin=str(self._in), stdout=str(out), stderr=str(err), new_session=new_session)
+                   stdin=str(self._in), stdout=str(out), stderr=str(err), new_session=new_session,
+                   ctrl_c_ignored=ctrl_c_ignored)
         server.proc.stdin.write((json.dumps(req) + "\n").encode())
         line = server.read_until(lambda w: len(w) == 1, 60)
         assert line is not None, "the warm server did not start the command"

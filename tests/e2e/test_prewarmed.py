@@ -12,11 +12,11 @@ import time
 import prewarmed
 
 SCRIPT = """
-import json, os, random, sys
+import json, os, random, signal, sys
 import numpy as np
 sys.stdout.write(json.dumps(dict(argv=sys.argv, cwd=os.getcwd(), path0=sys.path[0], name=__name__,
     env=os.environ.get("ASKED"), stdin=sys.stdin.read(), pid=os.getpid(), pgid=os.getpgid(0),
-    draws=[random.random(), float(np.random.rand())])))
+    sigint=str(signal.getsignal(signal.SIGINT)), draws=[random.random(), float(np.random.rand())])))
 print("to stderr", file=sys.stderr)
 if sys.argv[1] == "raise":
     raise ValueError("a bug")
@@ -220,6 +220,18 @@ def _group_of(pid: int) -> int | None:
     except OSError:
         return None
     return None if fields[0] == "Z" else int(fields[2])
+
+
+def test_a_command_started_with_ctrl_c_ignored_keeps_it_so(tmp_path):
+    """As a background job inherits it: Python leaves an ignored SIGINT ignored."""
+    script = tmp_path / "probe.py"
+    script.write_text(SCRIPT)
+    cold = subprocess.run([sys.executable, str(script), "0"], cwd=tmp_path, capture_output=True,
+                          text=True, preexec_fn=prewarmed.ignore_ctrl_c)
+    warm = prewarmed.Process(script, ["0"], tmp_path, dict(os.environ), ctrl_c_ignored=True)
+    warm.wait(timeout=60)
+    seen = [json.JSONDecoder().raw_decode(out)[0]["sigint"] for out in (cold.stdout, warm.output()[0])]
+    assert seen == [str(signal.SIG_IGN)] * 2
 
 
 def test_an_environment_read_at_import_starts_cold(monkeypatch):

@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,10 +16,9 @@ import pytest
 import requests
 import torch
 
-from conftest import ROOT, sentences
+from conftest import sentences
 from helpers import compose_tool, predictions, start, tool, trained
 import prewarmed
-from prewarmed import terminal_ctrl_c
 
 TEXTS = ["what a great day", "this is awful", "the car drives itself", "fine"]
 
@@ -153,16 +151,11 @@ def free_port() -> int:
 class Server:
     """serve.py in its own process group on a free port; stopped (Ctrl-C) by the test."""
 
-    def __init__(self, log: Path, *args: str, preexec=terminal_ctrl_c) -> None:
+    def __init__(self, log: Path, *args: str, ctrl_c_ignored=False) -> None:
         self.port, self.log = free_port(), log
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = [f"port={self.port}", *args]
-        if preexec is terminal_ctrl_c:  # (the pre-imported Python's Ctrl-C is a terminal's)
-            self.proc = start("serve.py", argv, Path.cwd(), new_session=True, log=log)
-        else:
-            self.proc = subprocess.Popen([sys.executable, str(ROOT / "serve.py"), *argv],
-                                         stdout=open(log, "w"), stderr=subprocess.STDOUT,
-                                         start_new_session=True, preexec_fn=preexec)
+        self.proc = start("serve.py", [f"port={self.port}", *args], Path.cwd(), new_session=True,
+                          log=log, ctrl_c_ignored=ctrl_c_ignored)
         deadline = time.time() + 120
         while time.time() < deadline:
             assert self.proc.poll() is None, log.read_text()[-3000:]
@@ -366,11 +359,6 @@ def stopped_within(server: Server, seconds: float) -> int:
     return server.proc.returncode
 
 
-def ignore_ctrl_c() -> None:
-    """As a background job of a script inherits it (`python serve.py &` without job control)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
 @pytest.mark.parametrize("how", ["sigterm-to-the-group", "sigint-to-the-group"])
 def test_a_signal_stops_every_process_of_the_server_and_frees_its_port(run_dir, tmp_path, how):
     """SIGTERM to the main process (kill, Docker; the `server` fixture's stop) ended it alone: two
@@ -378,7 +366,7 @@ def test_a_signal_stops_every_process_of_the_server_and_frees_its_port(run_dir, 
     not kill the queues' manager under the others (tracebacks). SIGINT to the group, inherited as
     ignored, left a server that answered nothing and never exited."""
     s = Server(tmp_path / "server.log", f"run_dir={run_dir}", "threads=1", "host=localhost",
-               preexec=ignore_ctrl_c if how.startswith("sigint") else terminal_ctrl_c)
+               ctrl_c_ignored=how.startswith("sigint"))
     signal_stops_every_process(s, how)
 
 
