@@ -230,9 +230,10 @@ def _hand_starts_to(spare: int, ours) -> None:
         """The spare's pid, become `args`; None: not a start it can take."""
         nonlocal ours
         args = [os.fsdecode(a) for a in args]
-        if ours is None or os.getpid() != command or args[0] != sys.executable or _at_import(
+        if ours is None or os.getpid() != command or args[0] != sys.executable or not all(
+                isinstance(x, str) for x in (*given, *given.values())) or _at_import(
                 {k: v for k, v in given.items() if k not in SET_FOR_CHILDREN}) != env:
-            return None
+            return None  # (bytes in an environment: started as asked)
         i = 1
         while i < len(args) and args[i].startswith("-") and args[i] not in ("-c", "-m", "-"):
             i += 1
@@ -245,8 +246,8 @@ def _hand_starts_to(spare: int, ours) -> None:
             code, rest = None, run
         else:
             return None
-        req = dict(command=args, args=rest, code=code, cwd=os.path.abspath(cwd or os.getcwd()),
-                   env=given, pass_fds=list(pass_fds),
+        req = dict(command=args, args=rest, code=code, env=given,
+                   cwd=os.path.abspath(os.fsdecode(cwd) if cwd else os.getcwd()), pass_fds=list(pass_fds),
                    warnoptions=[f[2:] for f in flags if f.startswith("-W")],
                    sigint_ignored=signal.getsignal(signal.SIGINT) == signal.SIG_IGN)
         socket.send_fds(ours, [json.dumps(req).encode()], [0, 1, 2, *pass_fds])
