@@ -325,7 +325,6 @@ class Warm:
     started: dict[tuple, "Warm"] = {}
 
     def __init__(self):
-        self.env = dict(os.environ)
         self.spares = tempfile.mkdtemp(prefix="bertlab-spares-")  # (their command lines)
         atexit.register(shutil.rmtree, self.spares, True)
         self.proc = subprocess.Popen([sys.executable, __file__, self.spares], stdin=subprocess.PIPE,
@@ -442,7 +441,7 @@ def run(script, args, cwd, env, stdin=None, timeout=300) -> subprocess.Completed
     return subprocess.CompletedProcess(p.args, p.returncode, out, err)
 
 
-def _run_and_exit(script: str, code: str | None = None) -> None:
+def _run_and_exit(script: str, source: str | None = None) -> None:
     """Run the script as `__main__` and end the process as Python's own exit does: the exit status
     of a SystemExit (its message on stderr), or a traceback and 1, or Ctrl-C's signal; non-daemon
     threads joined, atexit functions run, stdout and stderr flushed. Then os._exit, as
@@ -454,16 +453,15 @@ def _run_and_exit(script: str, code: str | None = None) -> None:
 
     ctrl_c = False
     try:
-        if code is None:
+        if source is None:
             runpy.run_path(script, run_name="__main__")
-        else:  # (python -c: a new __main__ module)
-            import types
-
+        else:  # (python -c source: in a new __main__ module)
             import builtins
+            import types
 
             main = sys.modules["__main__"] = types.ModuleType("__main__")
             main.__builtins__ = builtins
-            exec(compile(code, "<string>", "exec"), main.__dict__)
+            exec(compile(source, "<string>", "exec"), main.__dict__)
         code = 0
     except SystemExit as e:
         code = e.code
