@@ -138,18 +138,24 @@ def _become(req: dict) -> None:
         import signal
 
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update(req["env"])
     for fd, path, flags in ((0, req["stdin"], os.O_RDONLY),
                             (1, req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_APPEND),
                             (2, req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)):
         opened = os.open(path, flags, 0o600)
         os.dup2(opened, fd)
         os.close(opened)
+    _as_started(req["cwd"], req["env"], [req["script"], *req["args"]], req["script"])
+
+
+def _as_started(cwd: str, env: dict, argv: list, script: str | None) -> None:
+    """What a new Python started in `cwd` with `env` and `argv` has: that folder, environment,
+    its own random state, sys.argv, and sys.path[0] (the script's folder, from `cwd`; "" for -c)."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
     _reseed()
-    sys.argv = [req["script"], *req["args"]]
-    sys.path[0] = os.path.dirname(req["script"])
+    sys.argv = argv
+    sys.path[0] = "" if script is None else os.path.dirname(os.path.abspath(script))
 
 
 # what a command's libraries set in its environment for the processes it starts, none read at
@@ -200,20 +206,13 @@ def _wait_and_become(its, spares: str) -> None:
     for target, fd in zip(targets, above):
         os.dup2(fd, target)  # (inheritable, as Popen's and spawn's passed descriptors are)
         os.close(fd)
-    os.chdir(req["cwd"])
-    os.environ.clear()
-    os.environ.update(req["env"])
     signal.signal(signal.SIGINT, signal.SIG_IGN if req["sigint_ignored"] else
                   signal.default_int_handler)  # (what a new Python starts with)
-    _reseed()
     added = [w for w in req["warnoptions"] if w not in sys.warnoptions]
     sys.warnoptions[:] = req["warnoptions"]
     warnings._processoptions(added)  # (-W options: what Python does with them at its start)
-    if req["code"] is None:
-        sys.argv = req["args"]
-        sys.path[0] = os.path.dirname(os.path.abspath(req["args"][0]))
-    else:  # python -c code args
-        sys.argv, sys.path[0] = ["-c", *req["args"]], ""
+    script = req["args"][0] if req["code"] is None else None  # (else python -c code args)
+    _as_started(req["cwd"], req["env"], req["args"] if script else ["-c", *req["args"]], script)
     _run_and_exit(sys.argv[0], req["code"])
 
 
