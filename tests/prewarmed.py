@@ -372,7 +372,8 @@ class Process:
         atexit.register(shutil.rmtree, self.dir, True)
         self._in = self.dir / "stdin"
         self._in.write_text(stdin or "")
-        out = Path(log or self.dir / "stdout")  # log: stdout and stderr into this file
+        out = Path(log or self.dir / "stdout").absolute()  # log: stdout and stderr into this file
+        # (absolute: opened where the caller is, as a cold start's open(log) is)
         merge = merge or log is not None
         err = out if merge else self.dir / "stderr"
         req = dict(script=str(script), args=[str(a) for a in args], cwd=str(cwd), env=env,
