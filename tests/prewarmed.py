@@ -135,9 +135,7 @@ def _become(req: dict) -> None:
     if req["new_session"]:
         os.setsid()
     if req["ctrl_c_ignored"]:  # (as a background job inherits it: Python then leaves it ignored)
-        import signal
-
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        ignore_ctrl_c()
     for fd, path, flags in ((0, req["stdin"], os.O_RDONLY),
                             (1, req["stdout"], os.O_WRONLY | os.O_CREAT | os.O_APPEND),
                             (2, req["stderr"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)):

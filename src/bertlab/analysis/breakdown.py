@@ -104,7 +104,7 @@ def analyse(model, dm, split: str, out_dir: Path, writer=None, step: int = 0) ->
         fig.set_dpi(120)
         fig.canvas.draw()
         image = np.asarray(fig.canvas.buffer_rgba())
-        plt.imsave(out_dir / files["plot"], image, dpi=120)  # (what savefig does after drawing)
+        plt.imsave(out_dir / files["plot"], image, dpi=fig.dpi)  # (what savefig does after drawing)
         if writer is not None:
             writer.add_image(f"{'val' if split == 'validation' else split}/{Path(files['plot']).stem}",
                              image[..., :3], step, dataformats="HWC")
